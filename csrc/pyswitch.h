@@ -1,0 +1,237 @@
+/* pyswitch.h: the public interface of the fast path.
+ *
+ * Everything between the "cdef begin" and "cdef end" markers is read by
+ * csrc/build_ffi.py and handed to cffi's cdef() verbatim, so that part holds
+ * only declarations cffi understands: no #if, no macros with bodies, no
+ * static asserts.  The Python twin in pyswitch/refpath/ implements the same
+ * semantics; docs/DATAPATH.md is the contract both follow.
+ *
+ * Byte order: every multi-byte field of struct ps_flow_key is big-endian
+ * (network order), so that a key is the same 64 bytes in C and in Python.
+ * struct ps_vnet_hdr is little-endian, as the kernel hands it to us.
+ */
+#ifndef PYSWITCH_H
+#define PYSWITCH_H 1
+
+#include <stdint.h>
+#include <stddef.h>
+
+/* cdef begin */
+
+#define PS_MAX_PORTS 64          /* port numbers are 0..63; flood sets are a uint64_t bitmap */
+#define PS_MAX_ACTIONS 16        /* actions in one flow's list */
+#define PS_BATCH 64              /* frames taken from one port per round */
+#define PS_FRAME_MAX 65600       /* largest frame carried: a 64 KiB GSO super-frame plus headers */
+#define PS_KEY_SIZE 64           /* bytes in struct ps_flow_key */
+#define PS_MAX_SUBTABLES 256     /* distinct (mask, priority) pairs in one flow table */
+#define PS_LRU_GRANULE_MS 100    /* a hit reorders a flow's recency at most once per granule */
+#define PS_UPCALL_PORT 65535     /* ps_actions_apply: the "port" of an UPCALL output */
+
+/* Parse results (struct ps_parse_result.error).  Anything but PS_PE_OK is
+ * counted in ps_dp_stats.parse_errors[error] and the frame is dropped. */
+#define PS_PE_OK 0
+#define PS_PE_RUNT 1             /* shorter than an Ethernet header (14 bytes, 18 when tagged) */
+#define PS_PE_OVERSIZE 2         /* longer than the port's max_frame and not a GSO frame */
+#define PS_PE_VLAN 3             /* more than two VLAN tags */
+#define PS_PE_ARP 4              /* ARP not Ethernet/IPv4 (htype 1, ptype 0x0800, hlen 6, plen 4) or truncated */
+#define PS_PE_IP_TRUNC 5         /* fewer bytes than a minimal IPv4 (20) or IPv6 (40) header */
+#define PS_PE_IP_VERSION 6       /* version nibble disagrees with the EtherType */
+#define PS_PE_IP_IHL 7           /* IHL < 5, or IHL * 4 beyond the frame */
+#define PS_PE_IP_LEN 8           /* total/payload length below the header or beyond the frame */
+#define PS_PE_IP6_EXT 9          /* IPv6 extension header chain truncated or longer than 8 headers */
+#define PS_PE_L4_TRUNC 10        /* TCP/UDP/ICMP header truncated, or TCP data offset < 5 or beyond the frame */
+#define PS_PE_COUNT 11
+
+/* Action types (struct ps_action.type). */
+#define PS_ACT_OUTPUT 1          /* send a copy to port `arg` */
+#define PS_ACT_FLOOD 2           /* send a copy to every port in bitmap `ports`, never to the input port */
+#define PS_ACT_SET_ETH_SRC 3     /* Ethernet source := data[0..5] */
+#define PS_ACT_SET_ETH_DST 4     /* Ethernet destination := data[0..5] */
+#define PS_ACT_PUSH_VLAN 5       /* insert an 802.1Q tag (TPID 0x8100), TCI := arg */
+#define PS_ACT_POP_VLAN 6        /* remove the outermost 802.1Q/802.1ad tag, if any */
+#define PS_ACT_UPCALL 7          /* queue a copy for the slow path with reason PS_UPCALL_ACTION, userdata := arg32 */
+
+/* Why a packet came up to the slow path (struct ps_upcall.reason). */
+#define PS_UPCALL_MISS 0         /* no flow matched */
+#define PS_UPCALL_ACTION 1       /* a flow's PS_ACT_UPCALL action */
+
+/* Port kinds (ps_dp_port_add). */
+#define PS_PORT_AFPACKET 1       /* AF_PACKET socket bound to an interface, RX ring, batched TX */
+#define PS_PORT_TAP 2            /* an already opened TAP fd with IFF_VNET_HDR */
+#define PS_PORT_MEMORY 3         /* in-memory queues, for unit and differential tests only */
+
+/* The flow key: what the parser extracts from a frame.  64 bytes; all
+ * multi-byte fields big-endian.  Fields the frame does not have are zero. */
+struct ps_flow_key {
+    uint8_t in_port[2];          /* port number the frame arrived on */
+    uint8_t vlan_tci[2];         /* outermost tag: PCP<<13 | 0x1000 (present) | VID; 0 when untagged */
+    uint8_t eth_dst[6];
+    uint8_t eth_src[6];
+    uint8_t eth_type[2];         /* EtherType after the VLAN tags; 0x05ff for 802.3 length frames */
+    uint8_t nw_proto;            /* IP protocol / IPv6 final next header; ARP: opcode if < 256 */
+    uint8_t nw_tos;              /* IPv4 TOS / IPv6 traffic class */
+    uint8_t nw_ttl;              /* IPv4 TTL / IPv6 hop limit */
+    uint8_t nw_frag;             /* PS_FRAG_ANY | PS_FRAG_LATER */
+    uint8_t pad0[2];
+    uint8_t nw_src[16];          /* IPv4 in the first 4 bytes; ARP: sender protocol address */
+    uint8_t nw_dst[16];          /* IPv4 in the first 4 bytes; ARP: target protocol address */
+    uint8_t tp_src[2];           /* TCP/UDP source port; ICMP/ICMPv6: type */
+    uint8_t tp_dst[2];           /* TCP/UDP destination port; ICMP/ICMPv6: code */
+    uint8_t tcp_flags[2];        /* the 12 flag bits of TCP */
+    uint8_t pad1[2];
+};
+
+#define PS_FRAG_ANY 1            /* the packet is a fragment */
+#define PS_FRAG_LATER 2          /* ...and not the first one: no L4 header */
+
+/* What ps_parse() reports besides the key. */
+struct ps_parse_result {
+    uint16_t error;              /* PS_PE_* */
+    uint16_t l3_ofs;             /* offset of the IP/ARP header in the frame; 0 if none */
+    uint16_t l4_ofs;             /* offset of the TCP/UDP/ICMP header; 0 if none */
+    uint16_t pad;
+};
+
+/* virtio_net_hdr as PACKET_VNET_HDR and IFF_VNET_HDR carry it (little-endian). */
+struct ps_vnet_hdr {
+    uint8_t flags;               /* VIRTIO_NET_HDR_F_NEEDS_CSUM (1), _DATA_VALID (2) */
+    uint8_t gso_type;            /* VIRTIO_NET_HDR_GSO_NONE (0), TCPV4 (1), UDP (3), TCPV6 (4), | ECN (0x80) */
+    uint16_t hdr_len;            /* length of the headers up to and including L4 */
+    uint16_t gso_size;           /* segment payload size */
+    uint16_t csum_start;         /* where checksumming starts, from the start of the frame */
+    uint16_t csum_offset;        /* where to store it, from csum_start */
+};
+
+/* One action.  32 bytes. */
+struct ps_action {
+    uint16_t type;               /* PS_ACT_* */
+    uint16_t arg;                /* OUTPUT: port; PUSH_VLAN: TCI */
+    uint32_t arg32;              /* UPCALL: userdata */
+    uint8_t data[16];            /* SET_ETH_SRC/DST: the address in data[0..5] */
+    uint64_t ports;              /* FLOOD: bitmap of port numbers */
+};
+
+/* A flow as the slow path installs it and as a dump returns it. */
+struct ps_flow_info {
+    struct ps_flow_key key;      /* already masked */
+    struct ps_flow_key mask;     /* 1 bits must match */
+    uint32_t priority;           /* higher wins among overlapping flows */
+    uint32_t idle_timeout_ms;    /* 0: never idles out */
+    uint64_t cookie;             /* the slow path's own tag, returned on expiry */
+    uint64_t packets;
+    uint64_t bytes;
+    int64_t used_ms;             /* last hit; the insertion time until the first hit */
+    uint32_t n_actions;
+    uint32_t pad;
+    struct ps_action actions[16];
+};
+
+/* Counters of one flow table. */
+struct ps_ft_stats {
+    uint64_t flows;              /* installed now */
+    uint64_t max_flows;          /* the bound */
+    uint64_t subtables;          /* distinct (mask, priority) pairs now */
+    uint64_t inserts;
+    uint64_t modifies;           /* puts that replaced an existing flow's actions */
+    uint64_t deletes;
+    uint64_t expired;
+    uint64_t evictions;          /* flows removed to make room (least recently used) */
+    uint64_t refused;            /* puts refused: too many subtables or too many actions */
+    uint64_t emc_hits;
+    uint64_t masked_hits;
+    uint64_t misses;
+};
+
+/* One packet for the slow path. */
+struct ps_upcall {
+    uint16_t in_port;
+    uint16_t reason;             /* PS_UPCALL_* */
+    uint32_t userdata;           /* arg32 of the PS_ACT_UPCALL action */
+    struct ps_flow_key key;
+    struct ps_vnet_hdr vnet;
+    uint16_t pad;
+    uint32_t size;               /* bytes at data */
+    uint8_t *data;               /* valid until the next ps_dp_poll/ps_dp_run */
+};
+
+struct ps_port_stats {
+    uint64_t rx_packets;
+    uint64_t rx_bytes;
+    uint64_t tx_packets;
+    uint64_t tx_bytes;
+    uint64_t rx_dropped;         /* lost before we saw them (ring full: PACKET_STATISTICS tp_drops) */
+    uint64_t rx_errors;          /* frames we refused: parse errors, truncated ring frames */
+    uint64_t tx_dropped;         /* sends that failed */
+};
+
+struct ps_dp_stats {
+    uint64_t rx_packets;         /* over all ports */
+    uint64_t tx_packets;
+    uint64_t upcalls;            /* packets queued for the slow path */
+    uint64_t upcall_dropped;     /* upcalls lost because the queue was full */
+    uint64_t bad_port;           /* outputs to a port number that is not attached */
+    uint64_t parse_errors[11];   /* by PS_PE_*; [0] unused */
+};
+
+struct ps_flowtable;
+struct ps_dp;
+
+/* Frame parsing and checksums (parse.c, csum.c). */
+uint16_t ps_parse(const uint8_t *frame, uint32_t size, uint16_t in_port, uint32_t max_frame,
+                  int is_gso, struct ps_flow_key *key, struct ps_parse_result *result);
+uint16_t ps_csum(const uint8_t *data, uint32_t size, uint32_t initial);
+uint16_t ps_csum_update16(uint16_t check, uint16_t old_value, uint16_t new_value);
+uint16_t ps_csum_update32(uint16_t check, uint32_t old_value, uint32_t new_value);
+
+/* The flow table alone (flowtable.c). */
+struct ps_flowtable *ps_ft_new(uint32_t max_flows, uint32_t emc_entries);
+void ps_ft_free(struct ps_flowtable *ft);
+int ps_ft_put(struct ps_flowtable *ft, const struct ps_flow_key *key, const struct ps_flow_key *mask,
+              uint32_t priority, const struct ps_action *actions, uint32_t n_actions,
+              uint32_t idle_timeout_ms, uint64_t cookie, int64_t now_ms);
+int ps_ft_del(struct ps_flowtable *ft, const struct ps_flow_key *key, const struct ps_flow_key *mask,
+              uint32_t priority);
+uint32_t ps_ft_del_loose(struct ps_flowtable *ft, const struct ps_flow_key *key,
+                         const struct ps_flow_key *mask);
+void ps_ft_flush(struct ps_flowtable *ft);
+int ps_ft_lookup(struct ps_flowtable *ft, const struct ps_flow_key *key, uint32_t size, int64_t now_ms,
+                 struct ps_flow_info *out);
+uint32_t ps_ft_expire(struct ps_flowtable *ft, int64_t now_ms, uint64_t *cookies, uint32_t max_cookies);
+uint32_t ps_ft_dump(struct ps_flowtable *ft, uint32_t start, struct ps_flow_info *out, uint32_t max_out,
+                    uint32_t *next);
+void ps_ft_get_stats(const struct ps_flowtable *ft, struct ps_ft_stats *out);
+
+/* Applying actions to one frame, outside any datapath (actions.c): the
+ * outputs are written back to back into out_buf and described in out_ports,
+ * out_sizes and out_vnets.  Returns the number of outputs, or -1 if out_buf
+ * is too small. */
+int ps_actions_apply(const uint8_t *frame, uint32_t size, const struct ps_vnet_hdr *vnet, uint16_t in_port,
+                     const struct ps_action *actions, uint32_t n_actions,
+                     uint8_t *out_buf, uint32_t out_buf_size, uint16_t *out_ports, uint32_t *out_sizes,
+                     struct ps_vnet_hdr *out_vnets, uint32_t *out_userdata, uint32_t max_outputs);
+
+/* The datapath: ports, one flow table, the batch loop (datapath.c, io.c). */
+struct ps_dp *ps_dp_new(uint32_t max_flows, uint32_t emc_entries, uint32_t max_upcalls);
+void ps_dp_free(struct ps_dp *dp);
+const char *ps_version(void);
+int ps_dp_port_add(struct ps_dp *dp, uint16_t port_no, int kind, int ifindex_or_fd,
+                   uint32_t ring_frames, uint32_t max_frame);
+int ps_dp_port_del(struct ps_dp *dp, uint16_t port_no);
+int ps_dp_port_get_stats(struct ps_dp *dp, uint16_t port_no, struct ps_port_stats *out);
+int ps_dp_add_wake_fd(struct ps_dp *dp, int fd);
+int ps_dp_del_wake_fd(struct ps_dp *dp, int fd);
+int ps_dp_poll(struct ps_dp *dp, int timeout_ms, int64_t now_ms);
+int ps_dp_run(struct ps_dp *dp, int64_t now_ms);
+uint32_t ps_dp_upcalls(struct ps_dp *dp, struct ps_upcall **out);
+int ps_dp_execute(struct ps_dp *dp, uint16_t in_port, const uint8_t *frame, uint32_t size,
+                  const struct ps_vnet_hdr *vnet, const struct ps_action *actions, uint32_t n_actions);
+struct ps_flowtable *ps_dp_flowtable(struct ps_dp *dp);
+void ps_dp_get_stats(const struct ps_dp *dp, struct ps_dp_stats *out);
+int ps_dp_mem_inject(struct ps_dp *dp, uint16_t port_no, const uint8_t *frame, uint32_t size,
+                     const struct ps_vnet_hdr *vnet);
+int ps_dp_mem_take(struct ps_dp *dp, uint16_t port_no, uint8_t *buf, uint32_t buf_size,
+                   struct ps_vnet_hdr *vnet);
+
+/* cdef end */
+
+#endif /* PYSWITCH_H */

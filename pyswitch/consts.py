@@ -1,0 +1,69 @@
+"""Constants of the datapath contract, mirrored from csrc/pyswitch.h.
+
+The C header is the source; tests/test_consts.py checks every value here against
+the compiled module, so the pure-Python twin can run without the C build.
+"""
+
+MAX_PORTS = 64              # port numbers are 0..63; flood sets are a 64-bit bitmap
+MAX_ACTIONS = 16            # actions in one flow's list
+BATCH = 64                  # frames taken from one port per round
+FRAME_MAX = 65600           # largest frame carried: a 64 KiB GSO super-frame plus headers
+KEY_SIZE = 64               # bytes in a flow key
+MAX_SUBTABLES = 256         # distinct (mask, priority) pairs in one flow table
+LRU_GRANULE_MS = 100        # a hit reorders a flow's recency at most once per granule
+UPCALL_PORT = 0xFFFF        # actions_apply: the "port" of an UPCALL output
+VNET_HDR_SIZE = 10          # struct virtio_net_hdr
+
+# Parse errors: anything but PE_OK is counted and the frame dropped.
+PE_OK = 0
+PE_RUNT = 1                 # shorter than an Ethernet header (14 bytes, 18 when tagged)
+PE_OVERSIZE = 2             # longer than the port's max_frame and not a GSO frame
+PE_VLAN = 3                 # more than two VLAN tags
+PE_ARP = 4                  # ARP not Ethernet/IPv4, or truncated
+PE_IP_TRUNC = 5             # shorter than a minimal IPv4/IPv6 header
+PE_IP_VERSION = 6           # version nibble disagrees with the EtherType
+PE_IP_IHL = 7               # IHL < 5 or beyond the frame
+PE_IP_LEN = 8               # total/payload length below the header or beyond the frame
+PE_IP6_EXT = 9              # IPv6 extension header chain truncated or too long
+PE_L4_TRUNC = 10            # TCP/UDP/ICMP header truncated or lying
+PE_COUNT = 11
+PARSE_ERROR_NAMES = ("ok", "runt", "oversize", "vlan", "arp", "ip_trunc", "ip_version",
+                     "ip_ihl", "ip_len", "ip6_ext", "l4_trunc")
+
+# Action types.
+ACT_OUTPUT = 1              # send a copy to port `arg`
+ACT_FLOOD = 2               # send a copy to every port in bitmap `ports` but the input port
+ACT_SET_ETH_SRC = 3         # Ethernet source := data[0:6]
+ACT_SET_ETH_DST = 4         # Ethernet destination := data[0:6]
+ACT_PUSH_VLAN = 5           # insert an 802.1Q tag, TCI := arg
+ACT_POP_VLAN = 6            # remove the outermost tag, if any
+ACT_UPCALL = 7              # queue a copy for the slow path, userdata := arg32
+
+# Why a packet came up to the slow path.
+UPCALL_MISS = 0             # no flow matched
+UPCALL_ACTION = 1           # a flow's UPCALL action
+
+# Port kinds.
+PORT_AFPACKET = 1           # AF_PACKET socket on an interface
+PORT_TAP = 2                # an open TAP fd with IFF_VNET_HDR
+PORT_MEMORY = 3             # in-memory queues, for tests only
+PORT_KINDS = {"afpacket": PORT_AFPACKET, "tap": PORT_TAP, "memory": PORT_MEMORY}
+
+FRAG_ANY = 1                # the packet is a fragment
+FRAG_LATER = 2              # ...and not the first one: no L4 header
+
+# virtio_net_hdr
+VNET_F_NEEDS_CSUM = 1       # csum_start/csum_offset say where to checksum
+VNET_F_DATA_VALID = 2       # the receiver already checked the checksum
+VNET_GSO_NONE = 0
+VNET_GSO_ECN = 0x80         # flag bit on gso_type
+
+# EtherTypes
+ETH_TYPE_IPV4 = 0x0800
+ETH_TYPE_ARP = 0x0806
+ETH_TYPE_VLAN = 0x8100      # 802.1Q
+ETH_TYPE_QINQ = 0x88A8      # 802.1ad
+ETH_TYPE_IPV6 = 0x86DD
+ETH_TYPE_NONE = 0x05FF      # 802.3 frames carry a length, not a type
+
+VLAN_PRESENT = 0x1000       # set in a key's vlan_tci when the frame had a tag
