@@ -1,0 +1,172 @@
+"""The `pyswitch` command.
+
+    pyswitch run CONFIG                      run a switch in the foreground
+    pyswitch show ports|fdb|flows|stats      ask a running switch (--name, --json)
+    pyswitch netns up|down FILE              build or remove a topology of namespaces
+    pyswitch netns exec FILE HOST -- CMD...  run a command in one of its hosts
+
+Errors are one sentence on stderr and a non-zero exit, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import logging
+import sys
+
+EXIT_CONFIG = 2             # the config (or the command line) is wrong
+EXIT_FAILURE = 1            # anything else that stops us
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyswitch", description="a userspace switch for network namespaces")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a switch in the foreground")
+    run.add_argument("config", help="the switch's TOML config")
+    run.add_argument("--datapath", choices=["c", "python"], help="override [switch] datapath")
+    run.add_argument("-v", "--verbose", action="store_true", help="log decisions too")
+    run.set_defaults(func=cmd_run)
+
+    show = sub.add_parser("show", help="ask a running switch")
+    show.add_argument("what", choices=["ports", "fdb", "flows", "stats"])
+    show.add_argument("--name", help="the switch's name (default: the only one running)")
+    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    show.set_defaults(func=cmd_show)
+
+    netns = sub.add_parser("netns", help="build and remove namespace topologies (netns/*.toml)")
+    nsub = netns.add_subparsers(metavar="ACTION")
+    for action, helptext in (("up", "build the topology (idempotent)"), ("down", "remove everything it names")):
+        p = nsub.add_parser(action, help=helptext)
+        p.add_argument("file")
+        p.add_argument("--id", default="", help="value of {id} in the file's names")
+        p.set_defaults(func=cmd_netns, action=action)
+    p = nsub.add_parser("exec", help="run a command in a host: exec FILE HOST -- CMD...")
+    p.add_argument("file")
+    p.add_argument("host")
+    p.add_argument("argv", nargs=argparse.REMAINDER)
+    p.add_argument("--id", default="")
+    p.set_defaults(func=cmd_netns, action="exec")
+    return parser
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> int:
+    print(f"pyswitch: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_run(args) -> int:
+    from . import config as config_mod
+    from .ports import PortError
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        return _fail(f"config error: {exc}", EXIT_CONFIG)
+    if args.datapath:
+        config.switch.datapath = args.datapath
+    try:
+        from .switch import Switch
+        switch = Switch(config)
+    except ImportError as exc:
+        return _fail(str(exc))
+    try:
+        switch.open()
+    except PortError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES):
+            return _fail("permission denied: a switch needs CAP_NET_ADMIN and CAP_NET_RAW (run it as root)")
+        return _fail(f"cannot start: {exc.strerror or exc}")
+    except RuntimeError as exc:
+        return _fail(str(exc))
+    try:
+        switch.run()
+    finally:
+        switch.close()
+        logging.getLogger("pyswitch").info("switch %s stopped", config.switch.name)
+    return 0
+
+
+def cmd_show(args) -> int:
+    from .control.client import ControlError, request, running_switches
+
+    name = args.name
+    if name is None:
+        names = running_switches()
+        if len(names) != 1:
+            return _fail("no switch is running" if not names else
+                         f"several switches are running ({', '.join(names)}): pick one with --name")
+        name = names[0]
+    try:
+        result = request(name, {"cmd": "show", "what": args.what})
+    except ControlError as exc:
+        return _fail(str(exc))
+    except OSError:
+        return _fail(f"no switch named {name!r} is running (no answer on its control socket)")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_table(result))
+    return 0
+
+
+def cmd_netns(args) -> int:
+    from . import topology
+
+    if args.action == "up":
+        return topology.cli_up(args.file, args.id)
+    if args.action == "down":
+        return topology.cli_down(args.file, args.id)
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        return _fail("netns exec: give a command after --", EXIT_CONFIG)
+    return topology.cli_exec(args.file, args.host, argv, args.id)
+
+
+def format_table(result) -> str:
+    """Rows of dicts as aligned columns; a single dict as key/value lines."""
+    if isinstance(result, dict):
+        width = max((len(k) for k in result), default=0)
+        lines = []
+        for key, value in result.items():
+            if isinstance(value, dict):
+                value = " ".join(f"{k}={v}" for k, v in value.items() if v) or "-"
+            lines.append(f"{key:<{width}}  {value}")
+        return "\n".join(lines)
+    if not result:
+        return "(empty)"
+    columns = [k for k, v in result[0].items() if not isinstance(v, (dict, list)) or k == "trunk"]
+    cells = [[_cell(row.get(c)) for c in columns] for row in result]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    for row in cells:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

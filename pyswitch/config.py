@@ -1,0 +1,227 @@
+"""The switch's configuration: TOML in, typed and validated objects out.
+
+Every error names the key it is about (`port[1].vlan: ...`), because a config
+is written by hand and the user must be able to find the line.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import consts
+
+DATAPATHS = ("c", "python")
+PORT_TYPES = ("afpacket", "tap")
+DEFAULT_VLAN = 1
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+IFNAME_MAX = 15             # IFNAMSIZ - 1
+
+
+class ConfigError(ValueError):
+    """A config the switch refuses; the message starts with the key."""
+
+
+@dataclass
+class SwitchSettings:
+    name: str = "sw1"
+    datapath: str = "c"
+    mac_aging_s: float = 300.0          # an idle MAC is forgotten after this long
+    max_macs: int = 65536               # MAC table bound (least recently seen evicted)
+    max_flows: int = 65536              # fast-path flow table bound
+    flow_idle_s: float = 10.0           # an unused fast-path flow is removed after this long
+    ring_frames: int = 256              # AF_PACKET RX ring size, frames per port
+    control_dir: str = "/run/pyswitch"  # where NAME.sock lives
+
+
+@dataclass
+class PortConfig:
+    name: str
+    type: str
+    device: str
+    vlan: int | None = None             # access VLAN (None on a trunk)
+    trunk: tuple[int, ...] = ()         # VLANs carried tagged
+    native_vlan: int | None = None      # a trunk's untagged VLAN, if any
+    netns: str | None = None            # tap: namespace to move the device into
+    address: tuple[str, ...] = ()       # tap: addresses given to it there
+    mac: str | None = None              # tap: its MAC address
+
+    @property
+    def is_trunk(self) -> bool:
+        return bool(self.trunk)
+
+    def carries(self, vlan: int) -> bool:
+        if self.is_trunk:
+            return vlan in self.trunk or vlan == self.native_vlan
+        return vlan == self.vlan
+
+    def tagged_on_egress(self, vlan: int) -> bool:
+        return self.is_trunk and vlan != self.native_vlan
+
+
+@dataclass
+class Config:
+    switch: SwitchSettings
+    ports: list[PortConfig] = field(default_factory=list)
+    source: str = "<dict>"
+
+
+def load(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    config = from_dict(data)
+    config.source = str(path)
+    return config
+
+
+def from_dict(data: dict) -> Config:
+    _only_keys(data, "", {"switch", "port"})
+    switch = _switch(_table(data, "switch", "switch"))
+    raw_ports = data.get("port", [])
+    if not isinstance(raw_ports, list):
+        raise ConfigError("port: must be an array of tables ([[port]])")
+    ports = [_port(p, f"port[{i}]") for i, p in enumerate(raw_ports)]
+    if len(ports) > consts.MAX_PORTS:
+        raise ConfigError(f"port: at most {consts.MAX_PORTS} ports, got {len(ports)}")
+    _unique(ports, "name")
+    _unique(ports, "device")
+    return Config(switch=switch, ports=ports)
+
+
+def _switch(raw: dict) -> SwitchSettings:
+    _only_keys(raw, "switch", set(SwitchSettings.__dataclass_fields__))
+    s = SwitchSettings()
+    if "name" in raw:
+        s.name = _string(raw, "name", "switch.name")
+        if not NAME_RE.match(s.name):
+            raise ConfigError(f"switch.name: use letters, digits, '.', '_' or '-' (1-32), got {s.name!r}")
+    if "datapath" in raw:
+        s.datapath = _string(raw, "datapath", "switch.datapath")
+        if s.datapath not in DATAPATHS:
+            raise ConfigError(f"switch.datapath: must be one of {', '.join(DATAPATHS)}, got {s.datapath!r}")
+    for key in ("mac_aging_s", "flow_idle_s"):
+        if key in raw:
+            setattr(s, key, _number(raw, key, f"switch.{key}", minimum=0.1))
+    for key, low, high in (("max_macs", 1, 1 << 24), ("max_flows", 16, 1 << 24), ("ring_frames", 8, 1 << 16)):
+        if key in raw:
+            setattr(s, key, _integer(raw, key, f"switch.{key}", low, high))
+    if "control_dir" in raw:
+        s.control_dir = _string(raw, "control_dir", "switch.control_dir")
+    return s
+
+
+def _port(raw, where: str) -> PortConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _only_keys(raw, where, {"name", "type", "device", "vlan", "trunk", "native_vlan", "netns", "address", "mac"})
+    for key in ("name", "type", "device"):
+        if key not in raw:
+            raise ConfigError(f"{where}.{key}: missing")
+    name = _string(raw, "name", f"{where}.name")
+    if not NAME_RE.match(name):
+        raise ConfigError(f"{where}.name: use letters, digits, '.', '_' or '-' (1-32), got {name!r}")
+    kind = _string(raw, "type", f"{where}.type")
+    if kind not in PORT_TYPES:
+        raise ConfigError(f"{where}.type: must be one of {', '.join(PORT_TYPES)}, got {kind!r}")
+    device = _string(raw, "device", f"{where}.device")
+    if not device or len(device) > IFNAME_MAX or "/" in device or " " in device:
+        raise ConfigError(f"{where}.device: not a valid interface name (1-{IFNAME_MAX} characters): {device!r}")
+    port = PortConfig(name=name, type=kind, device=device)
+
+    if "vlan" in raw and "trunk" in raw:
+        raise ConfigError(f"{where}: give either vlan (access port) or trunk (tagged trunk), not both")
+    if "trunk" in raw:
+        trunk = raw["trunk"]
+        if not isinstance(trunk, list) or not trunk:
+            raise ConfigError(f"{where}.trunk: must be a non-empty list of VLAN ids")
+        port.trunk = tuple(_vlan_id(v, f"{where}.trunk") for v in trunk)
+        if len(set(port.trunk)) != len(port.trunk):
+            raise ConfigError(f"{where}.trunk: lists a VLAN twice")
+        if "native_vlan" in raw:
+            port.native_vlan = _vlan_id(raw["native_vlan"], f"{where}.native_vlan")
+    else:
+        if "native_vlan" in raw:
+            raise ConfigError(f"{where}.native_vlan: only a trunk port has a native VLAN")
+        port.vlan = _vlan_id(raw.get("vlan", DEFAULT_VLAN), f"{where}.vlan")
+
+    if kind == "afpacket":
+        for key in ("netns", "address", "mac"):
+            if key in raw:
+                raise ConfigError(f"{where}.{key}: only a tap port can be given {key} (pyswitch does not own "
+                                  f"an afpacket port's interface)")
+    else:
+        if "netns" in raw:
+            port.netns = _string(raw, "netns", f"{where}.netns")
+        if "address" in raw:
+            value = raw["address"]
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                try:
+                    ipaddress.ip_interface(v)
+                except (ValueError, TypeError):
+                    raise ConfigError(f"{where}.address: not an address with a prefix length: {v!r}") from None
+            port.address = tuple(values)
+        if "mac" in raw:
+            port.mac = _string(raw, "mac", f"{where}.mac")
+            if not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", port.mac):
+                raise ConfigError(f"{where}.mac: not a MAC address: {port.mac!r}")
+    return port
+
+
+def _table(data: dict, key: str, where: str) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a table ([{key}])")
+    return value
+
+
+def _only_keys(raw: dict, where: str, allowed: set[str]) -> None:
+    for key in raw:
+        if key not in allowed:
+            prefix = f"{where}.{key}" if where else key
+            raise ConfigError(f"{prefix}: unknown key (expected one of {', '.join(sorted(allowed))})")
+
+
+def _string(raw: dict, key: str, where: str) -> str:
+    value = raw[key]
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: must be a string, got {value!r}")
+    return value
+
+
+def _number(raw: dict, key: str, where: str, minimum: float) -> float:
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise ConfigError(f"{where}: must be a number >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def _integer(raw: dict, key: str, where: str, low: int, high: int) -> int:
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where}: must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _vlan_id(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4094:
+        raise ConfigError(f"{where}: VLAN ids are integers from 1 to 4094, got {value!r}")
+    return value
+
+
+def _unique(ports: list[PortConfig], attr: str) -> None:
+    seen: dict[str, int] = {}
+    for i, port in enumerate(ports):
+        value = getattr(port, attr)
+        if value in seen:
+            raise ConfigError(f"port[{i}].{attr}: {value!r} is already used by port[{seen[value]}]")
+        seen[value] = i

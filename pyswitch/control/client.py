@@ -1,0 +1,42 @@
+"""Asking a running switch: `request("sw1", {"cmd": "show", "what": "fdb"})`."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import socket
+
+from . import DEFAULT_DIR, socket_path
+
+
+class ControlError(RuntimeError):
+    """The switch answered, but with an error."""
+
+
+def request(name: str, command: dict, timeout: float = 5.0, directory: str = DEFAULT_DIR) -> dict | list:
+    """Send one command to switch `name` and return its result.
+
+    Raises OSError if no switch of that name answers, ControlError if it refuses the command.
+    """
+    path = socket_path(name, directory)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(json.dumps(command).encode() + b"\n")
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    if not chunks:
+        raise ConnectionError(f"switch {name!r} closed the connection without answering")
+    answer = json.loads(b"".join(chunks))
+    if not answer.get("ok"):
+        raise ControlError(answer.get("error", "unknown error"))
+    return answer["result"]
+
+
+def running_switches(directory: str = DEFAULT_DIR) -> list[str]:
+    return sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(directory, "*.sock")))

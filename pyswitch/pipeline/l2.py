@@ -1,0 +1,167 @@
+"""L2 learning with VLANs: the slow-path stage that decides what a missed frame does.
+
+For each upcall it classifies the frame into a VLAN (access port: the port's
+VLAN; trunk: the tag, which must be allowed), learns the source MAC, picks the
+output (the learned port, or every other port of the VLAN for broadcast,
+multicast and unknown unicast), sends the frame, and installs a flow matching
+(in_port, VLAN tag, source MAC, destination MAC) so the rest of the
+conversation stays in the fast path.  The source MAC is in the match so that a
+new host behind a known port still comes up once to be learned.
+
+Unknown unicast is flooded without a flow: the next frame comes up again and
+gets a proper flow as soon as the destination has been learned.
+"""
+from __future__ import annotations
+
+import logging
+
+from .. import actions as act
+from .. import consts
+from ..flowkey import FlowKey, mac_str
+from .mac_table import MacTable
+
+log = logging.getLogger("pyswitch.l2")
+
+L2_PRIORITY = 100           # learned and flood flows; later stages sit above
+COOKIE_L2 = 1 << 60         # cookie tag of flows this stage installs: | vlan << 48 | source MAC
+_MAC_MASK = (1 << 48) - 1
+
+L2_MATCH = FlowKey.mask_of("in_port", "vlan_tci", "eth_src", "eth_dst", vlan_vid_only=True)
+MATCH_DST = FlowKey.mask_of("eth_dst")
+MATCH_SRC = FlowKey.mask_of("eth_src")
+MATCH_IN_VLAN = FlowKey.mask_of("in_port", "vlan_tci", vlan_vid_only=True)
+
+
+def is_group(mac: bytes) -> bool:
+    """Broadcast and multicast addresses have the I/G bit set."""
+    return bool(mac[0] & 1)
+
+
+class L2Stage:
+    def __init__(self, ports: dict, mac_table: MacTable, datapath, flow_idle_ms: int):
+        self.ports = ports                  # port_no -> PortConfig
+        self.macs = mac_table
+        self.dp = datapath
+        self.flow_idle_ms = flow_idle_ms
+        self.drops = {"vlan_not_allowed": 0, "bad_source": 0, "same_port": 0}
+        self.flooded = 0
+        self.forwarded = 0
+
+    # -- the per-upcall decision ------------------------------------------------
+
+    def handle(self, upcall, now: float) -> None:
+        key = FlowKey.unpack(upcall.key)
+        port = self.ports.get(upcall.in_port)
+        if port is None:
+            return
+        vlan = self._classify(port, key.vlan_tci)
+        if vlan is None:
+            self.drops["vlan_not_allowed"] += 1
+            self._install(upcall.key, MATCH_IN_VLAN, [], cookie=COOKIE_L2, now=now)
+            return
+        if is_group(key.eth_src) or key.eth_src == bytes(6):
+            self.drops["bad_source"] += 1
+            return
+
+        moved_from = self.macs.learn(vlan, key.eth_src, upcall.in_port, now)
+        if moved_from is not None:
+            log.info("MAC %s in VLAN %d moved from port %s to %s", mac_str(key.eth_src), vlan,
+                     self._port_name(moved_from), port.name)
+            self._forget_flows_to(key.eth_src)
+
+        ingress_tagged = bool(key.vlan_tci & consts.VLAN_PRESENT)
+        cookie = COOKIE_L2 | vlan << 48 | int.from_bytes(key.eth_src, "big")
+        if is_group(key.eth_dst):
+            actions = self._flood_actions(upcall.in_port, vlan, ingress_tagged)
+            self.flooded += 1
+            self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, actions)
+            self._install(upcall.key, L2_MATCH, actions, cookie, now)
+            return
+
+        entry = self.macs.lookup(vlan, key.eth_dst)
+        if entry is None:
+            self.flooded += 1
+            actions = self._flood_actions(upcall.in_port, vlan, ingress_tagged)
+            self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, actions)
+            return
+        if entry.port_no == upcall.in_port:
+            # The destination sits behind the port the frame came from (a hub or a
+            # neighbouring switch delivered it already): a switch never sends it back.
+            self.drops["same_port"] += 1
+            self._install(upcall.key, L2_MATCH, [], cookie, now)
+            return
+        actions = self._vlan_actions(vlan, ingress_tagged, self.ports[entry.port_no])
+        actions.append(act.output(entry.port_no))
+        self.forwarded += 1
+        self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, actions)
+        self._install(upcall.key, L2_MATCH, actions, cookie, now)
+
+    def _classify(self, port, vlan_tci: int) -> int | None:
+        """The VLAN a frame belongs to, or None if the port may not carry it."""
+        if vlan_tci & consts.VLAN_PRESENT:
+            vid = vlan_tci & 0x0FFF
+            if port.is_trunk and vid in port.trunk:
+                return vid
+            return None
+        if port.is_trunk:
+            return port.native_vlan
+        return port.vlan
+
+    def _vlan_actions(self, vlan: int, ingress_tagged: bool, out_port) -> list:
+        egress_tagged = out_port.tagged_on_egress(vlan)
+        if ingress_tagged and not egress_tagged:
+            return [act.pop_vlan()]
+        if egress_tagged and not ingress_tagged:
+            return [act.push_vlan(vlan)]
+        return []
+
+    def _flood_actions(self, in_port: int, vlan: int, ingress_tagged: bool) -> list:
+        """Every other port of the VLAN: first those that want the frame as it came, then the rest after
+        one tag change, so the frame is rewritten at most once."""
+        tagged, untagged = [], []
+        for port_no, port in self.ports.items():
+            if port_no == in_port or not port.carries(vlan):
+                continue
+            (tagged if port.tagged_on_egress(vlan) else untagged).append(port_no)
+        same, other = (tagged, untagged) if ingress_tagged else (untagged, tagged)
+        actions = []
+        if same:
+            actions.append(act.flood(same))
+        if other:
+            actions.append(act.pop_vlan() if ingress_tagged else act.push_vlan(vlan))
+            actions.append(act.flood(other))
+        return actions
+
+    def _install(self, key: bytes, mask: bytes, actions: list, cookie: int, now: float) -> None:
+        self.dp.flow_put(key, mask, L2_PRIORITY, actions, idle_timeout_ms=self.flow_idle_ms, cookie=cookie)
+
+    # -- keeping the MAC table and the flows consistent ---------------------------
+
+    def _forget_flows_to(self, mac: bytes) -> None:
+        self.dp.flow_del_loose(FlowKey(eth_dst=mac).pack(), MATCH_DST)
+
+    def refresh_from_flows(self, flows) -> None:
+        """A MAC whose traffic stays in the fast path never comes up again, so its
+        entry is kept alive by its flows' last-used times instead."""
+        for flow in flows:
+            if flow.cookie & (0xF << 60) != COOKIE_L2 or not flow.packets:
+                continue
+            vlan = flow.cookie >> 48 & 0x0FFF
+            mac = (flow.cookie & _MAC_MASK).to_bytes(6, "big")
+            self.macs.refresh(vlan, mac, flow.used_ms / 1000.0)  # both clocks are CLOCK_MONOTONIC
+
+    def age(self, now: float) -> None:
+        for vlan, mac in self.macs.age(now):
+            log.debug("MAC %s in VLAN %d aged out", mac_str(mac), vlan)
+            self._forget_flows_to(mac)
+            self.dp.flow_del_loose(FlowKey(eth_src=mac).pack(), MATCH_SRC)
+
+    def _port_name(self, port_no: int) -> str:
+        port = self.ports.get(port_no)
+        return port.name if port else str(port_no)
+
+    def stats(self) -> dict:
+        out = {"l2_flooded": self.flooded, "l2_forwarded": self.forwarded}
+        out.update({f"l2_drop_{k}": v for k, v in self.drops.items()})
+        out.update(self.macs.stats())
+        return out

@@ -1,0 +1,23 @@
+"""Port kinds: how a configured port becomes something a datapath can attach.
+
+Each kind opens its device (`open`), tells the datapath how to attach it
+(`attach`) and gives back what it created (`close`).  The datapaths do the
+per-packet I/O themselves (csrc/io.c, pyswitch/refpath/io.py).
+"""
+from __future__ import annotations
+
+from ..config import PortConfig
+from .afpacket import AfPacketPort
+from .tap import TapPort
+
+
+class PortError(RuntimeError):
+    """A port that cannot be opened; the message is one sentence for the user."""
+
+
+def make_port(config: PortConfig, port_no: int, ring_frames: int):
+    if config.type == "afpacket":
+        return AfPacketPort(config, port_no, ring_frames)
+    if config.type == "tap":
+        return TapPort(config, port_no)
+    raise PortError(f"port {config.name}: unknown type {config.type!r}")

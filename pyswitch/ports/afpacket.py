@@ -1,0 +1,53 @@
+"""An `afpacket` port: an existing interface (say, the root-namespace end of a
+veth pair) read and written through an AF_PACKET socket that the datapath opens.
+
+pyswitch does not own the interface: it only brings it up and never changes its
+addresses, offloads or MTU.  The hosts' TSO/GSO stay on; the datapath carries
+super-frames whole with PACKET_VNET_HDR.
+"""
+from __future__ import annotations
+
+import socket
+
+from pyroute2 import IPRoute
+
+ETH_HLEN = 14               # Ethernet header
+VLAN_HLEN = 4               # one 802.1Q tag; we allow two (QinQ)
+
+
+class AfPacketPort:
+    kind = "afpacket"
+
+    def __init__(self, config, port_no: int, ring_frames: int):
+        self.config = config
+        self.port_no = port_no
+        self.ring_frames = ring_frames
+        self.ifindex = 0
+        self.max_frame = 0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def device(self) -> str:
+        return self.config.device
+
+    def open(self) -> None:
+        from . import PortError
+        try:
+            self.ifindex = socket.if_nametoindex(self.device)
+        except OSError:
+            raise PortError(f"port {self.name}: interface {self.device!r} does not exist") from None
+        with IPRoute() as ipr:
+            link = ipr.get_links(self.ifindex)[0]
+            mtu = link.get_attr("IFLA_MTU") or 1500
+            if not link["flags"] & 1:  # IFF_UP: a down interface would swallow what we send
+                ipr.link("set", index=self.ifindex, state="up")
+        self.max_frame = mtu + ETH_HLEN + 2 * VLAN_HLEN
+
+    def attach(self, datapath) -> None:
+        datapath.add_port(self.port_no, "afpacket", self.ifindex, self.ring_frames, self.max_frame)
+
+    def close(self) -> None:
+        """Nothing to give back: the datapath closes its socket in del_port."""

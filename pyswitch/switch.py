@@ -1,0 +1,203 @@
+"""One switch, composed from a config: ports, a datapath, the slow-path stages, the control socket.
+
+The run loop, once per wakeup:
+    datapath.poll()  -> frames go port to port in the datapath; misses queue as upcalls
+    upcalls          -> the L2 stage decides, sends each frame, installs a flow
+    timers           -> idle flows expire, MAC entries age (kept alive by their flows)
+    control socket   -> `pyswitch show ...` is answered between batches
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+
+from .actions import describe as describe_actions
+from .config import Config
+from .control.server import ControlServer
+from .flowkey import FlowKey, mac_str
+from .pipeline.l2 import L2Stage
+from .pipeline.mac_table import MacTable
+from .ports import make_port
+
+log = logging.getLogger("pyswitch")
+
+POLL_MS = 100               # the longest the loop sleeps: bounds timer lateness
+HOUSEKEEPING_S = 0.5        # flow expiry and MAC aging run this often at most
+
+
+def make_datapath(kind: str, max_flows: int):
+    if kind == "python":
+        from .refpath.datapath import Datapath
+    else:
+        from .fastpath import Datapath
+    return Datapath(max_flows=max_flows)
+
+
+class Switch:
+    def __init__(self, config: Config):
+        self.config = config
+        self.settings = config.switch
+        self.dp = make_datapath(self.settings.datapath, self.settings.max_flows)
+        self.ports = {}                     # port_no -> port object (ports/)
+        self.port_configs = {}              # port_no -> PortConfig
+        self.macs = MacTable(self.settings.max_macs, self.settings.mac_aging_s)
+        self.l2 = L2Stage(self.port_configs, self.macs, self.dp, int(self.settings.flow_idle_s * 1000))
+        self.control = None
+        self.started = time.monotonic()
+        self._stop = False
+        self._wake_r = self._wake_w = None
+        self._next_housekeeping = 0.0
+        self._refresh_every = max(0.5, min(self.settings.mac_aging_s / 4, 10.0))
+        self._next_refresh = 0.0
+
+    # -- life cycle ---------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open every port and the control socket; on any failure, close what was opened and re-raise."""
+        try:
+            for port_no, port_config in enumerate(self.config.ports):
+                port = make_port(port_config, port_no, self.settings.ring_frames)
+                port.open()
+                self.ports[port_no] = port
+                port.attach(self.dp)
+                self.port_configs[port_no] = port_config
+                log.info("port %s (%s %s) attached as %d", port_config.name, port_config.type,
+                         port_config.device, port_no)
+            self.control = ControlServer(self.settings.name, self.settings.control_dir, self.handle_command)
+            self.dp.add_wake_fd(self.control.fileno())
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        for port_no, port in list(self.ports.items()):
+            if port_no in self.port_configs:
+                try:
+                    self.dp.del_port(port_no)
+                except OSError:
+                    pass
+            port.close()
+        self.ports.clear()
+        self.port_configs.clear()
+        self.dp.close()
+
+    def stop(self) -> None:
+        self._stop = True
+        if self._wake_w is not None:
+            try:
+                self._wake_w.send(b"x")
+            except OSError:
+                pass
+
+    def run(self) -> None:
+        """Forward until SIGINT/SIGTERM (or stop()); the caller closes."""
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.dp.add_wake_fd(self._wake_r.fileno())
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stop())
+        log.info("switch %s running with the %s datapath, %d ports", self.settings.name, self.dp.kind,
+                 len(self.ports))
+        try:
+            while not self._stop:
+                self.step(POLL_MS)
+        finally:
+            self.dp.del_wake_fd(self._wake_r.fileno())
+            self._wake_r.close()
+            self._wake_w.close()
+            self._wake_r = self._wake_w = None
+
+    def step(self, timeout_ms: int) -> None:
+        self.dp.poll(timeout_ms)
+        now = time.monotonic()
+        for upcall in self.dp.upcalls():
+            self.l2.handle(upcall, now)
+        if now >= self._next_housekeeping:
+            self._housekeeping(now)
+        if self.control is not None:
+            self.control.serve_pending()
+        if self._wake_r is not None:
+            try:
+                self._wake_r.recv(64)
+            except BlockingIOError:
+                pass
+
+    def _housekeeping(self, now: float) -> None:
+        self._next_housekeeping = now + HOUSEKEEPING_S
+        while len(self.dp.expire()) >= 1024:
+            pass
+        if now >= self._next_refresh:
+            self._next_refresh = now + self._refresh_every
+            self.l2.refresh_from_flows(self.dp.flows())
+            self.l2.age(now)
+
+    # -- the control socket ---------------------------------------------------------
+
+    def handle_command(self, command: dict):
+        cmd = command.get("cmd")
+        if cmd == "show":
+            what = command.get("what")
+            show = {"ports": self.show_ports, "fdb": self.show_fdb, "flows": self.show_flows,
+                    "stats": self.show_stats}.get(what)
+            if show is None:
+                raise ValueError(f"show: unknown table {what!r} (ports, fdb, flows, stats)")
+            return show()
+        raise ValueError(f"unknown command {cmd!r}")
+
+    def show_ports(self) -> list[dict]:
+        rows = []
+        for port_no, port in sorted(self.ports.items()):
+            pc = self.port_configs.get(port_no)
+            if pc is None:
+                continue
+            s = self.dp.port_stats(port_no)
+            rows.append({
+                "name": pc.name, "type": pc.type, "device": pc.device, "port_no": port_no,
+                "vlan": pc.vlan, "trunk": list(pc.trunk), "native_vlan": pc.native_vlan,
+                "rx_packets": s["rx_packets"], "tx_packets": s["tx_packets"],
+                "rx_bytes": s["rx_bytes"], "tx_bytes": s["tx_bytes"],
+                "drops": s["rx_dropped"] + s["rx_errors"] + s["tx_dropped"],
+                "rx_dropped": s["rx_dropped"], "rx_errors": s["rx_errors"], "tx_dropped": s["tx_dropped"],
+            })
+        return rows
+
+    def show_fdb(self) -> list[dict]:
+        now = time.monotonic()
+        self.l2.refresh_from_flows(self.dp.flows())
+        rows = []
+        for (vlan, mac), entry in self.macs.entries():
+            rows.append({"mac": mac_str(mac), "vlan": vlan, "port": self.port_configs[entry.port_no].name,
+                         "age_s": round(now - entry.last_seen, 1)})
+        rows.sort(key=lambda r: (r["vlan"], r["mac"]))
+        return rows
+
+    def show_flows(self) -> list[dict]:
+        now_ms = int(time.monotonic() * 1000)
+        rows = []
+        for f in self.dp.flows():
+            rows.append({"match": FlowKey.unpack(f.key).describe(f.mask), "priority": f.priority,
+                         "actions": describe_actions(f.actions), "packets": f.packets, "bytes": f.bytes,
+                         "idle_ms": max(0, now_ms - f.used_ms), "idle_timeout_ms": f.idle_timeout_ms,
+                         "cookie": f"0x{f.cookie:x}"})
+        rows.sort(key=lambda r: (-r["priority"], r["match"]))
+        return rows
+
+    def show_stats(self) -> dict:
+        s = self.dp.stats()
+        out = {"name": self.settings.name, "datapath": self.dp.kind, "pid": os.getpid(),
+               "uptime_s": round(time.monotonic() - self.started, 1),
+               "upcalls": s["upcalls"], "flows": s["flows"], "rx_packets": s["rx_packets"],
+               "tx_packets": s["tx_packets"]}
+        for key, value in s.items():
+            out.setdefault(key, value)
+        out["parse_errors_total"] = sum(s["parse_errors"].values())
+        out.update(self.l2.stats())
+        return out
+
