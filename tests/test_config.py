@@ -1,0 +1,92 @@
+"""The config: what the README promises works, and every mistake names its key."""
+import pytest
+
+from pyswitch.config import ConfigError, from_dict, load
+
+README_EXAMPLE = """
+[switch]
+name = "sw1"
+datapath = "c"
+
+[[port]]
+name = "p1"
+type = "afpacket"
+device = "psw-sw-h1"
+vlan = 10
+
+[[port]]
+name = "p2"
+type = "tap"
+device = "psw-tap2"
+netns = "psw-h2"
+address = "198.51.100.2/24"
+vlan = 10
+
+[[port]]
+name = "up"
+type = "afpacket"
+device = "psw-trunk0"
+trunk = [1, 10]
+"""
+
+
+def test_readme_example_loads(tmp_path):
+    path = tmp_path / "sw.toml"
+    path.write_text(README_EXAMPLE)
+    config = load(path)
+    assert config.switch.name == "sw1"
+    assert [p.name for p in config.ports] == ["p1", "p2", "up"]
+    p1, p2, up = config.ports
+    assert (p1.vlan, p1.trunk) == (10, ())
+    assert p2.netns == "psw-h2" and p2.address == ("198.51.100.2/24",)
+    assert up.trunk == (1, 10) and up.vlan is None and up.is_trunk
+    assert up.tagged_on_egress(10) and not p1.tagged_on_egress(10)
+
+
+def test_defaults():
+    config = from_dict({"port": [{"name": "a", "type": "afpacket", "device": "psw-a"}]})
+    assert config.switch.datapath == "c"
+    assert config.switch.mac_aging_s == 300
+    assert config.ports[0].vlan == 1
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"switch": {"datapath": "rust"}}, "switch.datapath"),
+    ({"switch": {"nmae": "x"}}, "switch.nmae"),
+    ({"switch": {"mac_aging_s": -1}}, "switch.mac_aging_s"),
+    ({"switch": {"max_flows": "many"}}, "switch.max_flows"),
+    ({"switch": {"name": "a b"}}, "switch.name"),
+    ({"bogus": 1}, "bogus"),
+    ({"port": [{"type": "afpacket", "device": "psw-a"}]}, "port[0].name"),
+    ({"port": [{"name": "a", "type": "veth", "device": "psw-a"}]}, "port[0].type"),
+    ({"port": [{"name": "a", "type": "afpacket", "device": "psw-a-name-too-long"}]}, "port[0].device"),
+    ({"port": [{"name": "a", "type": "afpacket", "device": "psw-a", "vlan": 5000}]}, "port[0].vlan"),
+    ({"port": [{"name": "a", "type": "afpacket", "device": "psw-a", "vlan": 1, "trunk": [2]}]}, "port[0]"),
+    ({"port": [{"name": "a", "type": "afpacket", "device": "psw-a", "trunk": []}]}, "port[0].trunk"),
+    ({"port": [{"name": "a", "type": "afpacket", "device": "psw-a", "trunk": [2, 2]}]}, "port[0].trunk"),
+    ({"port": [{"name": "a", "type": "afpacket", "device": "psw-a", "vlna": 2}]}, "port[0].vlna"),
+    ({"port": [{"name": "a", "type": "afpacket", "device": "psw-a", "netns": "x"}]}, "port[0].netns"),
+    ({"port": [{"name": "a", "type": "tap", "device": "psw-a", "address": "198.51.100.300/24"}]},
+     "port[0].address"),
+    ({"port": [{"name": "a", "type": "tap", "device": "psw-a", "mac": "zz"}]}, "port[0].mac"),
+    ({"port": [{"name": "a", "type": "afpacket", "device": "psw-a"},
+               {"name": "a", "type": "afpacket", "device": "psw-b"}]}, "port[1].name"),
+    ({"port": [{"name": "a", "type": "afpacket", "device": "psw-a"},
+               {"name": "b", "type": "afpacket", "device": "psw-a"}]}, "port[1].device"),
+])
+def test_errors_name_the_key(data, key):
+    with pytest.raises(ConfigError) as info:
+        from_dict(data)
+    assert str(info.value).startswith(key + ":") or str(info.value).startswith(key + " "), str(info.value)
+
+
+def test_bad_toml_names_the_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[switch\nname=1")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "nope.toml")
