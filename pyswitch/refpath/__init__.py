@@ -1,1 +1,8 @@
 """The pure-Python twin of the C fast path, file for file (docs/DATAPATH.md is the contract)."""
+from .actions import actions_apply
+from .csum import csum, csum_update16, csum_update32
+from .datapath import Datapath
+from .flowtable import FlowTable
+from .parse import parse
+
+__all__ = ["parse", "csum", "csum_update16", "csum_update32", "actions_apply", "FlowTable", "Datapath"]

@@ -1,0 +1,127 @@
+"""Flow actions: the twin of csrc/actions.c (docs/DATAPATH.md "Actions").
+
+One executor serves both `actions_apply` (no ports: outputs are returned) and the datapath (outputs go to port
+transmit queues, UPCALLs to the upcall queue): it runs the list on a working copy of the frame and its virtio
+header and calls `emit(port, frame, vnet)` / `upcall(frame, vnet, userdata)` for what leaves.
+"""
+from __future__ import annotations
+
+import errno
+import struct
+
+from .. import consts
+from ..actions import Action
+from ..datapath_types import FlowTableError, Output
+
+VNET = struct.Struct("<BBHHHH")     # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset (little-endian)
+GSO_TYPE_MASK = 0x7F                # gso_type without the ECN flag: non-zero means a GSO frame
+ETH_ALEN = 6
+ETH_HDR_LEN = 14
+VLAN_TAG_LEN = 4
+VLAN_TAGGED_HDR_LEN = 18            # POP_VLAN needs a whole tagged Ethernet header
+_VLAN_TPIDS = (consts.ETH_TYPE_VLAN, consts.ETH_TYPE_QINQ)
+_KNOWN_ACTIONS = frozenset((consts.ACT_OUTPUT, consts.ACT_FLOOD, consts.ACT_SET_ETH_SRC, consts.ACT_SET_ETH_DST,
+                            consts.ACT_PUSH_VLAN, consts.ACT_POP_VLAN, consts.ACT_UPCALL))
+
+
+def validate_actions(actions) -> tuple[Action, ...]:
+    """What ps_ft_put refuses with EINVAL: more than MAX_ACTIONS, unknown types, OUTPUT to a port >= MAX_PORTS."""
+    actions = tuple(Action(*a) for a in actions)
+    if len(actions) > consts.MAX_ACTIONS:
+        raise FlowTableError(errno.EINVAL, f"more than {consts.MAX_ACTIONS} actions")
+    for act in actions:
+        if act.type not in _KNOWN_ACTIONS:
+            raise FlowTableError(errno.EINVAL, f"unknown action type {act.type}")
+        if act.type == consts.ACT_OUTPUT and act.arg >= consts.MAX_PORTS:
+            raise FlowTableError(errno.EINVAL, f"output to port {act.arg} >= {consts.MAX_PORTS}")
+    return actions
+
+
+class Vnet:
+    """A virtio_net_hdr being rewritten. Only the fields actions touch get names."""
+
+    __slots__ = ("flags", "gso_type", "hdr_len", "gso_size", "csum_start", "csum_offset")
+
+    def __init__(self, raw: bytes):
+        (self.flags, self.gso_type, self.hdr_len, self.gso_size,
+         self.csum_start, self.csum_offset) = VNET.unpack_from(raw)
+
+    def pack(self) -> bytes:
+        return VNET.pack(self.flags, self.gso_type, self.hdr_len, self.gso_size, self.csum_start, self.csum_offset)
+
+    def grow(self, delta: int) -> None:
+        """Shift the header offsets for `delta` bytes inserted (or removed, if negative) before L3.
+
+        csum_start moves only when it is in use (NEEDS_CSUM); hdr_len only for a GSO frame that has one.
+        The fields are 16-bit: they wrap upward like C's uint16_t and stop at 0 downward (the contract's
+        "never below 0").
+        """
+        if self.flags & consts.VNET_F_NEEDS_CSUM:
+            self.csum_start = max(0, self.csum_start + delta) & 0xFFFF
+        if self.gso_type & GSO_TYPE_MASK and self.hdr_len != 0:
+            self.hdr_len = max(0, self.hdr_len + delta) & 0xFFFF
+
+
+def push_vlan(frame: bytearray, vnet: Vnet, tci: int, tpid: int = consts.ETH_TYPE_VLAN) -> None:
+    """Insert a tag at offset 12. Also used by the AF_PACKET port to restore a tag the kernel stripped."""
+    frame[12:12] = struct.pack("!HH", tpid, tci & 0xFFFF)
+    vnet.grow(VLAN_TAG_LEN)
+
+
+def pop_vlan(frame: bytearray, vnet: Vnet) -> None:
+    if len(frame) >= VLAN_TAGGED_HDR_LEN and (frame[12] << 8 | frame[13]) in _VLAN_TPIDS:
+        del frame[12:16]
+        vnet.grow(-VLAN_TAG_LEN)
+
+
+def execute(frame, vnet: bytes, in_port: int, actions, emit, upcall) -> None:
+    """Run `actions` on a copy of `frame`; call emit(port, frame, vnet) and upcall(frame, vnet, userdata).
+
+    Ambiguities, each resolved the simplest way and listed in the report:
+    - SET_ETH_SRC/DST and PUSH_VLAN act only on a frame holding a whole Ethernet header (14 bytes), as POP_VLAN
+      needs a whole tagged one (18); on a shorter frame they do nothing.
+    - Unknown action types do nothing here (ps_ft_put and actions_apply refuse them first).
+    - SET_ETH_* data shorter than 6 bytes is zero-padded, as C's data[16] is.
+    """
+    work = bytearray(frame)
+    v = Vnet(vnet)
+    for act in actions:
+        t = act.type
+        if t == consts.ACT_OUTPUT:
+            emit(act.arg, bytes(work), v.pack())
+        elif t == consts.ACT_FLOOD:
+            bitmap = act.ports & ~(1 << in_port) if in_port < consts.MAX_PORTS else act.ports
+            if bitmap:
+                out, out_vnet = bytes(work), v.pack()
+                port = 0
+                while bitmap:
+                    if bitmap & 1:
+                        emit(port, out, out_vnet)
+                    bitmap >>= 1
+                    port += 1
+        elif t == consts.ACT_SET_ETH_DST:
+            if len(work) >= ETH_HDR_LEN:
+                work[0:6] = (bytes(act.data[:ETH_ALEN]) + bytes(ETH_ALEN))[:ETH_ALEN]
+        elif t == consts.ACT_SET_ETH_SRC:
+            if len(work) >= ETH_HDR_LEN:
+                work[6:12] = (bytes(act.data[:ETH_ALEN]) + bytes(ETH_ALEN))[:ETH_ALEN]
+        elif t == consts.ACT_PUSH_VLAN:
+            if len(work) >= ETH_HDR_LEN:
+                push_vlan(work, v, act.arg)
+        elif t == consts.ACT_POP_VLAN:
+            pop_vlan(work, v)
+        elif t == consts.ACT_UPCALL:
+            upcall(bytes(work), v.pack(), act.arg32 & 0xFFFFFFFF)
+
+
+def actions_apply(frame, vnet: bytes, in_port: int, actions) -> list[Output]:
+    """`ps_actions_apply`: the datapath's executor without ports; an UPCALL is an output to UPCALL_PORT.
+
+    Like C, it refuses (FlowTableError EINVAL) an action list that ps_ft_put would refuse.
+    """
+    actions = validate_actions(actions)
+    outputs: list[Output] = []
+    execute(frame, vnet, in_port, actions,
+            lambda port, out, out_vnet: outputs.append(Output(port, out, out_vnet, 0)),
+            lambda out, out_vnet, userdata: outputs.append(Output(consts.UPCALL_PORT, out, out_vnet, userdata)))
+    return outputs

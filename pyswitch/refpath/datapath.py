@@ -1,0 +1,264 @@
+"""The datapath: the twin of csrc/datapath.c (docs/DATAPATH.md "Datapath" and "Python interface").
+
+Ports 0..63, one flow table, and the batch loop: `run` takes up to BATCH frames from each port in port-number
+order, parses each, looks it up, runs the flow's actions or makes a MISS upcall, and then flushes every port's
+transmit queue. Upcalls of one run stay readable until the next run starts.
+"""
+from __future__ import annotations
+
+import errno
+import select
+
+from .. import consts
+from ..datapath_types import Upcall
+from .actions import GSO_TYPE_MASK, execute as execute_actions
+from .flowtable import FlowTable, now_ms as _now
+from .io import AfPacketIO, MemoryIO, PortIO, TapIO
+from .parse import parse
+
+_PORT_STAT_KEYS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "rx_errors", "tx_dropped")
+_DP_STAT_KEYS = ("rx_packets", "tx_packets", "upcalls", "upcall_dropped", "bad_port")
+_PE_NAMES = consts.PARSE_ERROR_NAMES
+
+
+class Port:
+    __slots__ = ("port_no", "io", "max_frame", "tx_queue", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
+                 "rx_errors")
+
+    def __init__(self, port_no: int, io: PortIO, max_frame: int):
+        self.port_no = port_no
+        self.io = io
+        self.max_frame = max_frame
+        self.tx_queue: list[tuple[bytes, bytes]] = []   # frames waiting for the end of the run
+        self.rx_packets = 0
+        self.rx_bytes = 0
+        self.tx_packets = 0
+        self.tx_bytes = 0
+        self.rx_errors = 0                              # parse errors; the io counts its own
+
+
+class Datapath:
+    kind = "python"
+
+    def __init__(self, max_flows: int = 65536, emc_entries: int = 8192, max_upcalls: int = 256):
+        self.flow_table = FlowTable(max_flows, emc_entries)
+        self.max_upcalls = max_upcalls
+        self._ports: dict[int, Port] = {}
+        self._port_order: list[Port] = []
+        self._wake_fds: set[int] = set()
+        self._upcalls: list[Upcall] = []
+        self._stats = dict.fromkeys(_DP_STAT_KEYS, 0)
+        self._parse_errors = [0] * consts.PE_COUNT
+
+    # -- ports ---------------------------------------------------------------------------------------------------
+
+    def add_port(self, port_no: int, kind, ifindex_or_fd: int = -1, ring_frames: int = 256,
+                 max_frame: int = 0) -> None:
+        """Attach a port. ring_frames sizes C's RX ring; a recvmsg() loop needs none."""
+        if not 0 <= port_no < consts.MAX_PORTS:
+            raise OSError(errno.EINVAL, f"port number {port_no} not in 0..{consts.MAX_PORTS - 1}")
+        if port_no in self._ports:
+            raise OSError(errno.EEXIST, f"port {port_no} is attached")
+        kind = consts.PORT_KINDS.get(kind, kind)
+        if kind == consts.PORT_AFPACKET:
+            io = AfPacketIO(ifindex_or_fd)
+        elif kind == consts.PORT_TAP:
+            io = TapIO(ifindex_or_fd)
+        elif kind == consts.PORT_MEMORY:
+            io = MemoryIO()
+        else:
+            raise OSError(errno.EINVAL, f"unknown port kind {kind!r}")
+        self._ports[port_no] = Port(port_no, io, max_frame)
+        self._port_order = [self._ports[p] for p in sorted(self._ports)]
+
+    def del_port(self, port_no: int) -> None:
+        port = self._port(port_no)
+        port.io.close()
+        del self._ports[port_no]
+        self._port_order = [self._ports[p] for p in sorted(self._ports)]
+
+    def port_stats(self, port_no: int) -> dict:
+        port = self._port(port_no)
+        io = port.io
+        io.update_stats()
+        return {"rx_packets": port.rx_packets, "rx_bytes": port.rx_bytes, "tx_packets": port.tx_packets,
+                "tx_bytes": port.tx_bytes, "rx_dropped": io.rx_dropped, "rx_errors": port.rx_errors + io.rx_errors,
+                "tx_dropped": io.tx_dropped}
+
+    def add_wake_fd(self, fd: int) -> None:
+        self._wake_fds.add(fd)
+
+    def del_wake_fd(self, fd: int) -> None:
+        if fd not in self._wake_fds:
+            raise OSError(errno.ENOENT, f"fd {fd} is not a wake fd")
+        self._wake_fds.discard(fd)
+
+    def inject(self, port_no: int, frame, vnet=bytes(consts.VNET_HDR_SIZE)) -> bool:
+        """Queue a frame for a memory port's receive side; False (and rx_dropped) when its queue is full."""
+        if len(vnet) != consts.VNET_HDR_SIZE:
+            raise ValueError(f"vnet must be {consts.VNET_HDR_SIZE} bytes")
+        return self._memory_io(port_no).inject(frame, vnet)
+
+    def take(self, port_no: int) -> list[tuple[bytes, bytes]]:
+        return self._memory_io(port_no).take()
+
+    # -- the batch loop ------------------------------------------------------------------------------------------
+
+    def poll(self, timeout_ms: int, now_ms: int = -1) -> int:
+        """Wait until a port or wake fd is readable (or the timeout passes), then run once.
+
+        Memory ports have no fd; when one holds frames the wait is skipped. Wake fds are only watched, never
+        read: their owner drains them.
+        """
+        fds = [p.io.fileno() for p in self._port_order if p.io.fileno() >= 0]
+        fds.extend(self._wake_fds)
+        pending = any(isinstance(p.io, MemoryIO) and p.io.rx_queue for p in self._port_order)
+        if fds and not pending:
+            poller = select.poll()
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            try:
+                poller.poll(timeout_ms)
+            except InterruptedError:
+                pass
+        return self.run(now_ms)
+
+    def run(self, now_ms: int = -1) -> int:
+        """One round over all ports; returns the number of frames taken."""
+        if now_ms == -1:
+            now_ms = _now()
+        self._upcalls = []
+        stats = self._stats
+        parse_errors = self._parse_errors
+        lookup = self.flow_table.lookup_flow
+        n = 0
+        for port in self._port_order:
+            in_port = port.port_no
+            max_frame = port.max_frame
+            for frame, vnet in port.io.recv(consts.BATCH):
+                n += 1
+                port.rx_packets += 1
+                port.rx_bytes += len(frame)
+                error, key, _l3, _l4 = parse(frame, in_port, max_frame, vnet[1] & GSO_TYPE_MASK != 0)
+                if error:
+                    port.rx_errors += 1
+                    parse_errors[error] += 1
+                    continue
+                flow = lookup(key, len(frame), now_ms)
+                if flow is None:
+                    self._upcall(in_port, consts.UPCALL_MISS, 0, key, vnet, frame)
+                else:
+                    self._execute(in_port, key, frame, vnet, flow.actions)
+        stats["rx_packets"] += n
+        for port in self._port_order:
+            if port.tx_queue:
+                self._flush(port)
+        return n
+
+    def upcalls(self) -> list[Upcall]:
+        """This run's upcalls (and those of execute() since); reading does not consume them."""
+        return list(self._upcalls)
+
+    def execute(self, in_port: int, frame, vnet, actions) -> None:
+        """Apply actions to one frame from the slow path and transmit at once.
+
+        Ambiguity: an UPCALL action here needs a key; it is the frame's parse key (even if parsing failed:
+        then the partial key), as a run would have given it.
+        """
+        frame = bytes(frame)
+        vnet = bytes(vnet)
+        key = parse(frame, in_port).key
+        self._execute(in_port, key, frame, vnet, actions)
+        for port in self._port_order:
+            if port.tx_queue:
+                self._flush(port)
+
+    # -- flows ---------------------------------------------------------------------------------------------------
+
+    def flow_put(self, key, mask, priority, actions, idle_timeout_ms=0, cookie=0, now_ms=-1) -> int:
+        return self.flow_table.put(key, mask, priority, actions, idle_timeout_ms, cookie, now_ms)
+
+    def flow_del(self, key, mask, priority) -> bool:
+        return self.flow_table.delete(key, mask, priority)
+
+    def flow_del_loose(self, key, mask) -> int:
+        return self.flow_table.delete_loose(key, mask)
+
+    def flow_flush(self) -> None:
+        self.flow_table.flush()
+
+    def flow_lookup(self, key, size, now_ms=-1):
+        return self.flow_table.lookup(key, size, now_ms)
+
+    def flows(self):
+        return self.flow_table.dump()
+
+    def expire(self, now_ms: int = -1, max_flows: int = 1024) -> list[int]:
+        return self.flow_table.expire(now_ms, max_flows)
+
+    def stats(self) -> dict:
+        stats = dict(self._stats)
+        stats["parse_errors"] = dict(zip(_PE_NAMES[1:], self._parse_errors[1:]))
+        stats.update(self.flow_table.stats())
+        return stats
+
+    def close(self) -> None:
+        for port in self._port_order:
+            port.io.close()
+        self._ports.clear()
+        self._port_order = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------------------------------
+
+    def _port(self, port_no: int) -> Port:
+        port = self._ports.get(port_no)
+        if port is None:
+            raise OSError(errno.ENOENT, f"port {port_no} is not attached")
+        return port
+
+    def _memory_io(self, port_no: int) -> MemoryIO:
+        io = self._port(port_no).io
+        if not isinstance(io, MemoryIO):
+            raise OSError(errno.EINVAL, f"port {port_no} is not a memory port")
+        return io
+
+    def _execute(self, in_port, key, frame, vnet, actions) -> None:
+        ports = self._ports
+        stats = self._stats
+
+        def emit(port_no, out, out_vnet):
+            # FLOOD emits through here too, so a flood bit for a missing port counts bad_port like an OUTPUT.
+            port = ports.get(port_no)
+            if port is None:
+                stats["bad_port"] += 1
+            else:
+                port.tx_queue.append((out, out_vnet))
+
+        def upcall(out, out_vnet, userdata):
+            self._upcall(in_port, consts.UPCALL_ACTION, userdata, key, out_vnet, out)
+
+        execute_actions(frame, vnet, in_port, actions, emit, upcall)
+
+    def _upcall(self, in_port, reason, userdata, key, vnet, data) -> None:
+        if len(self._upcalls) >= self.max_upcalls:
+            self._stats["upcall_dropped"] += 1
+            return
+        self._upcalls.append(Upcall(in_port, reason, userdata, key, bytes(vnet), bytes(data)))
+        self._stats["upcalls"] += 1
+
+    def _flush(self, port: Port) -> None:
+        send = port.io.send
+        sent = 0
+        for frame, vnet in port.tx_queue:
+            if send(frame, vnet):
+                sent += 1
+                port.tx_packets += 1
+                port.tx_bytes += len(frame)
+        port.tx_queue.clear()
+        self._stats["tx_packets"] += sent
