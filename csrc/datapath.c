@@ -1,0 +1,430 @@
+/* datapath.c: ports, one flow table and the batch loop (docs/DATAPATH.md, "Datapath").
+ *
+ * One run takes up to PS_BATCH frames from each port in port-number order,
+ * parses each, looks it up and runs the flow's actions in place, or copies it
+ * to the upcall queue on a miss.  Outputs are queued per port and sent once
+ * at the end of the run; only then are the received frames given back, so a
+ * queued output may simply point at the frame it came from.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "actions.h"
+#include "flowtable.h"
+#include "io.h"
+#include "ps_consts.h"
+#include "ps_hdrs.h"
+#include "pyswitch.h"
+
+struct ps_dp {
+    struct ps_port *ports[PS_MAX_PORTS];   /* attached ports by number, NULL if none */
+    struct ps_flowtable *ft;               /* the flows */
+    int wake_fds[PS_MAX_WAKE_FDS];         /* extra fds ps_dp_poll() wakes up for */
+    uint32_t n_wake_fds;                   /* entries used in 'wake_fds' */
+    struct ps_upcall *upcalls;             /* max_upcalls slots; 'data' fixed up in ps_dp_upcalls() */
+    size_t *upcall_ofs;                    /* per upcall: offset of its bytes in 'arena' */
+    uint32_t max_upcalls;                  /* the queue's bound */
+    uint32_t n_upcalls;                    /* upcalls queued since the run started */
+    uint8_t *arena;                        /* copies of upcalled frames, back to back */
+    size_t arena_size;                     /* bytes allocated at 'arena' */
+    size_t arena_used;                     /* bytes used at 'arena' */
+    struct ps_frame rx[PS_BATCH];          /* the batch being processed */
+    struct ps_dp_stats stats;              /* counters */
+};
+
+/* What the datapath's sink needs to know about the frame being executed. */
+struct exec_ctx {
+    struct ps_dp *dp;                      /* where outputs and upcalls go */
+    uint16_t in_port;                      /* the frame's input port */
+    const struct ps_flow_key *key;         /* its key, for PS_ACT_UPCALL */
+};
+
+struct ps_dp *
+ps_dp_new(uint32_t max_flows, uint32_t emc_entries, uint32_t max_upcalls)
+{
+    struct ps_dp *dp = calloc(1, sizeof *dp);
+
+    if (!dp) {
+        return NULL;
+    }
+    dp->ft = ps_ft_new(max_flows, emc_entries);
+    dp->upcalls = calloc(max_upcalls ? max_upcalls : 1, sizeof *dp->upcalls);
+    dp->upcall_ofs = calloc(max_upcalls ? max_upcalls : 1, sizeof *dp->upcall_ofs);
+    if (!dp->ft || !dp->upcalls || !dp->upcall_ofs) {
+        ps_dp_free(dp);
+        return NULL;
+    }
+    dp->max_upcalls = max_upcalls;
+    return dp;
+}
+
+void
+ps_dp_free(struct ps_dp *dp)
+{
+    if (!dp) {
+        return;
+    }
+    for (int i = 0; i < PS_MAX_PORTS; i++) {
+        ps_dp_port_del(dp, i);
+    }
+    ps_ft_free(dp->ft);
+    free(dp->upcalls);
+    free(dp->upcall_ofs);
+    free(dp->arena);
+    free(dp);
+}
+
+const char *
+ps_version(void)
+{
+    return PS_VERSION_STR;
+}
+
+struct ps_flowtable *
+ps_dp_flowtable(struct ps_dp *dp)
+{
+    return dp->ft;
+}
+
+void
+ps_dp_get_stats(const struct ps_dp *dp, struct ps_dp_stats *out)
+{
+    *out = dp->stats;
+}
+
+/* Attaches port 'port_no' of 'kind' (PS_PORT_*): an AF_PACKET socket on
+ * interface 'ifindex_or_fd' with an RX ring of 'ring_frames' frames (0: the
+ * default), an open TAP fd, or memory queues.  'max_frame' (0: none) bounds
+ * non-GSO frames the parser accepts.  Returns 0 or a negative errno. */
+int
+ps_dp_port_add(struct ps_dp *dp, uint16_t port_no, int kind, int ifindex_or_fd, uint32_t ring_frames,
+               uint32_t max_frame)
+{
+    struct ps_port *port;
+    int error;
+
+    if (port_no >= PS_MAX_PORTS) {
+        return -EINVAL;
+    }
+    if (dp->ports[port_no]) {
+        return -EEXIST;
+    }
+    port = calloc(1, sizeof *port);
+    if (!port) {
+        return -ENOMEM;
+    }
+    port->port_no = port_no;
+    port->kind = kind;
+    port->max_frame = max_frame;
+    error = ps_port_open(port, ifindex_or_fd, ring_frames);
+    if (error) {
+        free(port);
+        return error;
+    }
+    dp->ports[port_no] = port;
+    return 0;
+}
+
+int
+ps_dp_port_del(struct ps_dp *dp, uint16_t port_no)
+{
+    if (port_no >= PS_MAX_PORTS || !dp->ports[port_no]) {
+        return -ENOENT;
+    }
+    ps_port_close(dp->ports[port_no]);
+    free(dp->ports[port_no]);
+    dp->ports[port_no] = NULL;
+    return 0;
+}
+
+int
+ps_dp_port_get_stats(struct ps_dp *dp, uint16_t port_no, struct ps_port_stats *out)
+{
+    if (port_no >= PS_MAX_PORTS || !dp->ports[port_no]) {
+        return -ENOENT;
+    }
+    ps_port_update_stats(dp->ports[port_no]);
+    *out = dp->ports[port_no]->stats;
+    return 0;
+}
+
+int
+ps_dp_add_wake_fd(struct ps_dp *dp, int fd)
+{
+    for (uint32_t i = 0; i < dp->n_wake_fds; i++) {
+        if (dp->wake_fds[i] == fd) {
+            return -EEXIST;
+        }
+    }
+    if (dp->n_wake_fds == PS_MAX_WAKE_FDS) {
+        return -ENOSPC;
+    }
+    dp->wake_fds[dp->n_wake_fds++] = fd;
+    return 0;
+}
+
+int
+ps_dp_del_wake_fd(struct ps_dp *dp, int fd)
+{
+    for (uint32_t i = 0; i < dp->n_wake_fds; i++) {
+        if (dp->wake_fds[i] == fd) {
+            dp->wake_fds[i] = dp->wake_fds[--dp->n_wake_fds];
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+/* Upcalls. */
+
+static void
+upcall_queue(struct ps_dp *dp, uint16_t in_port, uint16_t reason, uint32_t userdata,
+             const struct ps_flow_key *key, const struct ps_frame *frame)
+{
+    struct ps_upcall *u;
+
+    if (dp->n_upcalls >= dp->max_upcalls) {
+        dp->stats.upcall_dropped++;
+        return;
+    }
+    if (dp->arena_used + frame->size > dp->arena_size) {
+        size_t size = dp->arena_size ? dp->arena_size : 65536;
+        uint8_t *arena;
+
+        while (size < dp->arena_used + frame->size) {
+            size *= 2;
+        }
+        /* Moving the arena is fine: data pointers are set only when the
+         * slow path asks for the upcalls. */
+        arena = realloc(dp->arena, size);
+        if (!arena) {
+            dp->stats.upcall_dropped++;
+            return;
+        }
+        dp->arena = arena;
+        dp->arena_size = size;
+    }
+    u = &dp->upcalls[dp->n_upcalls];
+    u->in_port = in_port;
+    u->reason = reason;
+    u->userdata = userdata;
+    u->key = *key;
+    u->vnet = frame->vnet;
+    u->pad = 0;
+    u->size = frame->size;
+    u->data = NULL;
+    dp->upcall_ofs[dp->n_upcalls++] = dp->arena_used;
+    memcpy(dp->arena + dp->arena_used, frame->data, frame->size);
+    dp->arena_used += frame->size;
+    dp->stats.upcalls++;
+}
+
+/* Stores in '*out' the upcalls queued since the last run started and returns
+ * how many.  They and their data stay valid until the next run. */
+uint32_t
+ps_dp_upcalls(struct ps_dp *dp, struct ps_upcall **out)
+{
+    for (uint32_t i = 0; i < dp->n_upcalls; i++) {
+        dp->upcalls[i].data = dp->arena + dp->upcall_ofs[i];
+    }
+    *out = dp->upcalls;
+    return dp->n_upcalls;
+}
+
+/* The sink that connects the executor to the ports. */
+
+static void
+dp_output(void *ctx_, uint16_t port_no, const struct ps_frame *frame, bool stable)
+{
+    struct exec_ctx *ctx = ctx_;
+    struct ps_dp *dp = ctx->dp;
+
+    if (port_no >= PS_MAX_PORTS || !dp->ports[port_no]) {
+        dp->stats.bad_port++;
+        return;
+    }
+    dp->stats.tx_packets += ps_port_tx_queue(dp->ports[port_no], frame, stable);
+}
+
+static void
+dp_upcall(void *ctx_, uint32_t userdata, const struct ps_frame *frame)
+{
+    struct exec_ctx *ctx = ctx_;
+
+    upcall_queue(ctx->dp, ctx->in_port, PS_UPCALL_ACTION, userdata, ctx->key, frame);
+}
+
+static void
+flush_all(struct ps_dp *dp)
+{
+    for (int i = 0; i < PS_MAX_PORTS; i++) {
+        if (dp->ports[i]) {
+            dp->stats.tx_packets += ps_port_tx_flush(dp->ports[i]);
+        }
+    }
+}
+
+/* Processes one batch of 'n' frames received on 'port'. */
+static void
+process_batch(struct ps_dp *dp, struct ps_port *port, uint32_t n, int64_t now_ms)
+{
+    struct exec_ctx ctx = { .dp = dp, .in_port = port->port_no };
+    struct ps_sink sink = { .output = dp_output, .upcall = dp_upcall, .ctx = &ctx };
+    struct ps_flow_key key;
+    struct ps_parse_result result;
+
+    ctx.key = &key;
+    for (uint32_t i = 0; i < n; i++) {
+        struct ps_frame *frame = &dp->rx[i];
+        const struct ps_flow_actions *acts;
+        int is_gso = (frame->vnet.gso_type & PS_VNET_GSO_TYPE_MASK) != 0;
+        uint16_t error;
+
+        port->stats.rx_packets++;
+        port->stats.rx_bytes += frame->size;
+        dp->stats.rx_packets++;
+
+        error = ps_parse(frame->data, frame->size, port->port_no, port->max_frame, is_gso, &key, &result);
+        if (error) {
+            port->stats.rx_errors++;
+            dp->stats.parse_errors[error]++;
+            continue;
+        }
+        acts = ps_ft_lookup_actions(dp->ft, &key, frame->size, now_ms);
+        if (acts) {
+            ps_actions_execute(frame, port->port_no, acts->actions, acts->n_actions, &sink);
+        } else {
+            upcall_queue(dp, port->port_no, PS_UPCALL_MISS, 0, &key, frame);
+        }
+    }
+}
+
+/* Takes up to PS_BATCH frames from each port in number order and processes
+ * them at 'now_ms' (-1: the monotonic clock), then sends all outputs and
+ * gives the received frames back.  Discards the previous run's upcalls.
+ * Returns the number of frames taken. */
+int
+ps_dp_run(struct ps_dp *dp, int64_t now_ms)
+{
+    uint32_t total = 0;
+
+    now_ms = ps_resolve_now(now_ms);
+    dp->n_upcalls = 0;
+    dp->arena_used = 0;
+    for (int i = 0; i < PS_MAX_PORTS; i++) {
+        struct ps_port *port = dp->ports[i];
+        uint32_t n;
+
+        if (!port) {
+            continue;
+        }
+        n = ps_port_rx(port, dp->rx, PS_BATCH);
+        process_batch(dp, port, n, now_ms);
+        total += n;
+    }
+    flush_all(dp);
+    for (int i = 0; i < PS_MAX_PORTS; i++) {
+        if (dp->ports[i]) {
+            ps_port_rx_release(dp->ports[i]);
+        }
+    }
+    return total;
+}
+
+/* Waits up to 'timeout_ms' (-1: forever) for a port or wake fd to become
+ * readable, then runs once.  Returns the number of frames taken or a
+ * negative errno from poll(2). */
+int
+ps_dp_poll(struct ps_dp *dp, int timeout_ms, int64_t now_ms)
+{
+    struct pollfd pfds[PS_MAX_PORTS + PS_MAX_WAKE_FDS];
+    nfds_t n = 0;
+
+    for (int i = 0; i < PS_MAX_PORTS; i++) {
+        struct ps_port *port = dp->ports[i];
+
+        if (!port) {
+            continue;
+        }
+        if (ps_port_rx_ready(port)) {
+            /* Frames are already waiting: no need to ask the kernel. */
+            return ps_dp_run(dp, now_ms);
+        }
+        if (port->fd >= 0) {
+            pfds[n++] = (struct pollfd) { .fd = port->fd, .events = POLLIN };
+        }
+    }
+    for (uint32_t i = 0; i < dp->n_wake_fds; i++) {
+        pfds[n++] = (struct pollfd) { .fd = dp->wake_fds[i], .events = POLLIN };
+    }
+    if (poll(pfds, n, timeout_ms) < 0 && errno != EINTR) {
+        return -errno;
+    }
+    return ps_dp_run(dp, now_ms);
+}
+
+/* Runs 'actions' on a copy of the 'size' bytes at 'frame' (virtio header
+ * 'vnet', zero if NULL) as if received on 'in_port', and sends the outputs
+ * at once.  An UPCALL action queues with the key ps_parse() gives the frame
+ * with no max_frame and is_gso false (partial if parsing fails), the simplest
+ * reading of a contract that does not say which key.  Returns 0, -EINVAL for
+ * more than PS_MAX_ACTIONS actions, -ENOMEM. */
+int
+ps_dp_execute(struct ps_dp *dp, uint16_t in_port, const uint8_t *frame, uint32_t size,
+              const struct ps_vnet_hdr *vnet, const struct ps_action *actions, uint32_t n_actions)
+{
+    struct ps_flow_key key;
+    struct ps_parse_result result;
+    struct exec_ctx ctx = { .dp = dp, .in_port = in_port, .key = &key };
+    struct ps_sink sink = { .output = dp_output, .upcall = dp_upcall, .ctx = &ctx };
+    struct ps_frame work;
+    uint8_t *buf;
+
+    /* Unlike ps_ft_put(), only the list's length is refused: the executor
+     * skips unknown types and counts outputs to ports >= 64 in bad_port,
+     * which is what the Python twin does with the same list. */
+    if (n_actions > PS_MAX_ACTIONS) {
+        return -EINVAL;
+    }
+    buf = malloc((size_t) PS_HEADROOM + size);
+    if (!buf) {
+        return -ENOMEM;
+    }
+    memcpy(buf + PS_HEADROOM, frame, size);
+    work.data = buf + PS_HEADROOM;
+    work.size = size;
+    if (vnet) {
+        work.vnet = *vnet;
+    } else {
+        memset(&work.vnet, 0, sizeof work.vnet);
+    }
+    ps_parse(frame, size, in_port, 0, 0, &key, &result);
+    ps_actions_execute(&work, in_port, actions, n_actions, &sink);
+    flush_all(dp);
+    free(buf);
+    return 0;
+}
+
+int
+ps_dp_mem_inject(struct ps_dp *dp, uint16_t port_no, const uint8_t *frame, uint32_t size,
+                 const struct ps_vnet_hdr *vnet)
+{
+    if (port_no >= PS_MAX_PORTS || !dp->ports[port_no]) {
+        return -ENOENT;
+    }
+    return ps_port_mem_inject(dp->ports[port_no], frame, size, vnet);
+}
+
+/* Takes the oldest frame port 'port_no' transmitted into 'buf' and its vnet
+ * header into '*vnet'.  Returns its size, 0 if there is none, -ENOSPC if it
+ * does not fit in 'buf_size' bytes (it stays queued). */
+int
+ps_dp_mem_take(struct ps_dp *dp, uint16_t port_no, uint8_t *buf, uint32_t buf_size, struct ps_vnet_hdr *vnet)
+{
+    if (port_no >= PS_MAX_PORTS || !dp->ports[port_no]) {
+        return -ENOENT;
+    }
+    return ps_port_mem_take(dp->ports[port_no], buf, buf_size, vnet);
+}

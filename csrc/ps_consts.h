@@ -1,0 +1,74 @@
+/* ps_consts.h: internal constants and tunables of the fast path.
+ *
+ * The contract's constants (PS_BATCH, PS_FRAME_MAX, ...) live in pyswitch.h
+ * because Python must see them; these are private to csrc/.  A tunable can be
+ * overridden at build time, e.g. PYSWITCH_CFLAGS=-DPS_EMC_WAYS=1.
+ */
+#ifndef PS_CONSTS_H
+#define PS_CONSTS_H 1
+
+/* Bytes kept free in front of every received frame, so that PUSH_VLAN (and
+ * restoring a tag the kernel stripped) can grow the frame in place instead of
+ * copying it.  At least 4 * (PS_MAX_ACTIONS + 1): every action a PUSH_VLAN,
+ * plus one restored tag. */
+#ifndef PS_HEADROOM
+#define PS_HEADROOM 128
+#endif
+_Static_assert(PS_HEADROOM >= 4 * (16 + 1), "headroom must hold 17 VLAN tags");
+
+/* Ways of the exact-match cache: 2 lets a hot flow survive one colliding
+ * newcomer, at the price of a second 64-byte compare on a miss. */
+#ifndef PS_EMC_WAYS
+#define PS_EMC_WAYS 2
+#endif
+
+/* Seeds of the key hashes.  The EMC and the subtables use different seeds so
+ * that keys colliding in one do not also collide in the other. */
+#define PS_HASH_SEED_EMC 0x9e3779b97f4a7c15ULL
+#define PS_HASH_SEED_SUBTABLE 0xc2b2ae3d27d4eb4fULL
+
+/* Initial buckets of a subtable's hash table (a power of two); it doubles
+ * whenever it holds more flows than buckets. */
+#ifndef PS_SUBTABLE_MIN_BUCKETS
+#define PS_SUBTABLE_MIN_BUCKETS 16
+#endif
+
+/* RX ring frames of an AF_PACKET port when ps_dp_port_add is given 0. */
+#ifndef PS_RING_FRAMES_DEFAULT
+#define PS_RING_FRAMES_DEFAULT 256
+#endif
+
+/* Largest AF_PACKET ring block: several frames share a block so that the
+ * kernel's power-of-two page allocation wastes little. */
+#ifndef PS_RING_BLOCK_MAX
+#define PS_RING_BLOCK_MAX (1u << 20)
+#endif
+
+/* Bytes reserved in a ring frame for struct tpacket2_hdr, struct sockaddr_ll
+ * and the kernel's alignment before PACKET_RESERVE and the vnet header. */
+#define PS_RING_HDR_ROOM 128
+
+/* Frames a memory port's receive and transmit queues hold; more are dropped
+ * and counted (rx_dropped, tx_dropped). */
+#ifndef PS_MEM_QUEUE_LEN
+#define PS_MEM_QUEUE_LEN 4096
+#endif
+
+/* Outputs a port's transmit queue holds before it is flushed early (the
+ * frames stay valid: RX buffers are released only after the final flush). */
+#ifndef PS_TXQ_LEN
+#define PS_TXQ_LEN 256
+#endif
+
+/* Wake fds ps_dp_poll() watches besides the ports. */
+#ifndef PS_MAX_WAKE_FDS
+#define PS_MAX_WAKE_FDS 8
+#endif
+
+/* Extension headers the IPv6 parser walks before giving up (PS_PE_IP6_EXT). */
+#define PS_IP6_MAX_EXT_HDRS 8
+
+/* Bits of the TCP header's 16-bit control word that are flags. */
+#define PS_TCP_FLAGS_MASK 0x0fff
+
+#endif /* PS_CONSTS_H */

@@ -1,0 +1,391 @@
+"""The C fast path (csrc/), wrapped: the only module that imports pyswitch._fastpath.
+
+Same names, signatures and answers as the pure-Python twin in pyswitch/refpath/
+(docs/DATAPATH.md is the contract).  Buffers the C calls fill are allocated once
+per object, so a call costs one cffi crossing plus the conversion of its result.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+from . import __version__, consts
+from .actions import Action
+from .datapath_types import FlowInfo, FlowTableError, Output, ParseResult, Upcall
+
+try:
+    from ._fastpath import ffi, lib
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError(f"pyswitch._fastpath is not built ({exc}); rebuild with pip install .") from exc
+
+_BUILT_VERSION = ffi.string(lib.ps_version()).decode()
+if _BUILT_VERSION != __version__:
+    raise ImportError(
+        f"pyswitch._fastpath was built for pyswitch {_BUILT_VERSION}, but this is pyswitch {__version__}; "
+        "rebuild with pip install ."
+    )
+
+_VNET_ZERO = bytes(consts.VNET_HDR_SIZE)
+_FT_STAT_NAMES = ("flows", "max_flows", "subtables", "inserts", "modifies", "deletes", "expired",
+                  "evictions", "refused", "emc_hits", "masked_hits", "misses")
+_DP_STAT_NAMES = ("rx_packets", "tx_packets", "upcalls", "upcall_dropped", "bad_port")
+_PORT_STAT_NAMES = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "rx_errors", "tx_dropped")
+_DUMP_CHUNK = 256            # flows copied out per ps_ft_dump() call
+_ETH_SET_TYPES = (consts.ACT_SET_ETH_SRC, consts.ACT_SET_ETH_DST)
+
+
+def _key_bytes(key, what="key") -> bytes:
+    if len(key) != consts.KEY_SIZE:
+        raise ValueError(f"a flow {what} is {consts.KEY_SIZE} bytes, not {len(key)}")
+    return bytes(key)
+
+
+def _vnet_bytes(vnet) -> bytes:
+    if vnet is None:
+        return _VNET_ZERO
+    if len(vnet) != consts.VNET_HDR_SIZE:
+        raise ValueError(f"a vnet header is {consts.VNET_HDR_SIZE} bytes, not {len(vnet)}")
+    return bytes(vnet)
+
+
+class _ActionBuffer:
+    """A preallocated `struct ps_action[16]` that Action tuples are written into."""
+
+    def __init__(self):
+        self.array = ffi.new("struct ps_action[]", consts.MAX_ACTIONS)
+
+    def fill(self, actions) -> int:
+        """Writes `actions` and returns their count; more than MAX_ACTIONS is refused by C (-EINVAL)."""
+        n = len(actions)
+        if n > consts.MAX_ACTIONS:
+            return n
+        array = self.array
+        for i, a in enumerate(actions):
+            c = array[i]
+            c.type = a.type
+            c.arg = a.arg
+            c.arg32 = a.arg32
+            data = bytes(a.data[:16])
+            c.data = data + bytes(16 - len(data))
+            c.ports = a.ports
+        return n
+
+
+def _actions_from_c(array, n) -> tuple[Action, ...]:
+    """Action tuples from C: data is the 6-byte address for SET_ETH_*, empty otherwise."""
+    out = []
+    for i in range(n):
+        c = array[i]
+        data = bytes(ffi.buffer(c.data, 6)) if c.type in _ETH_SET_TYPES else b""
+        out.append(Action(c.type, c.arg, c.arg32, data, c.ports))
+    return tuple(out)
+
+
+def _flow_info(info) -> FlowInfo:
+    return FlowInfo(
+        bytes(ffi.buffer(ffi.addressof(info, "key"), consts.KEY_SIZE)),
+        bytes(ffi.buffer(ffi.addressof(info, "mask"), consts.KEY_SIZE)),
+        info.priority, info.idle_timeout_ms, info.cookie, info.packets, info.bytes, info.used_ms,
+        _actions_from_c(info.actions, info.n_actions),
+    )
+
+
+# Function-level twins.
+
+_parse_key = ffi.new("struct ps_flow_key *")
+_parse_result = ffi.new("struct ps_parse_result *")
+_parse_key_buf = ffi.buffer(_parse_key)
+
+
+def parse(frame, in_port=0, max_frame=0, is_gso=False) -> ParseResult:
+    error = lib.ps_parse(frame, len(frame), in_port, max_frame, 1 if is_gso else 0, _parse_key, _parse_result)
+    return ParseResult(error, _parse_key_buf[:], _parse_result.l3_ofs, _parse_result.l4_ofs)
+
+
+def csum(data, initial=0) -> int:
+    return lib.ps_csum(data, len(data), initial)
+
+
+def csum_update16(check, old, new) -> int:
+    return lib.ps_csum_update16(check, old, new)
+
+
+def csum_update32(check, old, new) -> int:
+    return lib.ps_csum_update32(check, old, new)
+
+
+_apply_actions = _ActionBuffer()
+
+
+def actions_apply(frame, vnet, in_port, actions) -> list[Output]:
+    frame = bytes(frame)
+    n = _apply_actions.fill(actions)
+    # Enough room for every output at its largest: each OUTPUT/UPCALL emits once, a FLOOD once per port.
+    n_out = 0
+    n_push = 0
+    for a in actions:
+        if a.type in (consts.ACT_OUTPUT, consts.ACT_UPCALL):
+            n_out += 1
+        elif a.type == consts.ACT_FLOOD:
+            n_out += bin(a.ports).count("1")
+        elif a.type == consts.ACT_PUSH_VLAN:
+            n_push += 1
+    n_out = max(n_out, 1)
+    out_buf = ffi.new("uint8_t[]", n_out * (len(frame) + 4 * n_push) + 1)
+    out_ports = ffi.new("uint16_t[]", n_out)
+    out_sizes = ffi.new("uint32_t[]", n_out)
+    out_vnets = ffi.new("struct ps_vnet_hdr[]", n_out)
+    out_userdata = ffi.new("uint32_t[]", n_out)
+    vnet_c = ffi.from_buffer("struct ps_vnet_hdr *", bytearray(_vnet_bytes(vnet)))
+    count = lib.ps_actions_apply(frame, len(frame), vnet_c, in_port, _apply_actions.array, n,
+                                 out_buf, len(out_buf), out_ports, out_sizes, out_vnets, out_userdata, n_out)
+    if count == -_errno.EINVAL:
+        raise FlowTableError(_errno.EINVAL, "invalid action list (unknown type, more than 16 actions, "
+                                            "or OUTPUT to a port >= 64)")
+    if count < 0:
+        raise MemoryError("actions_apply: outputs did not fit")
+    outputs = []
+    ofs = 0
+    buf = ffi.buffer(out_buf)
+    vnets = ffi.buffer(out_vnets)
+    for i in range(count):
+        size = out_sizes[i]
+        outputs.append(Output(out_ports[i], buf[ofs:ofs + size],
+                              vnets[i * consts.VNET_HDR_SIZE:(i + 1) * consts.VNET_HDR_SIZE], out_userdata[i]))
+        ofs += size
+    return outputs
+
+
+class _FlowTableOps:
+    """Flow table calls shared by FlowTable (its own table) and Datapath (the datapath's table)."""
+
+    _ft = ffi.NULL
+
+    def _ft_init(self):
+        self._actions = _ActionBuffer()
+        self._key = ffi.new("struct ps_flow_key *")
+        self._mask = ffi.new("struct ps_flow_key *")
+        self._key_buf = ffi.buffer(self._key)
+        self._mask_buf = ffi.buffer(self._mask)
+        self._info = ffi.new("struct ps_flow_info *")
+        self._dump = ffi.new("struct ps_flow_info[]", _DUMP_CHUNK)
+        self._next = ffi.new("uint32_t *")
+        self._cookies = ffi.new("uint64_t[]", 1024)
+        self._ft_stats = ffi.new("struct ps_ft_stats *")
+
+    def _load(self, key, mask=None):
+        self._key_buf[:] = _key_bytes(key)
+        if mask is not None:
+            self._mask_buf[:] = _key_bytes(mask, "mask")
+
+    def _put(self, key, mask, priority, actions, idle_timeout_ms=0, cookie=0, now_ms=-1) -> int:
+        self._load(key, mask)
+        n = self._actions.fill(actions)
+        r = lib.ps_ft_put(self._ft, self._key, self._mask, priority, self._actions.array, n,
+                          idle_timeout_ms, cookie, now_ms)
+        if r < 0:
+            why = "too many subtables" if r == -_errno.ENOSPC else "invalid actions"
+            raise FlowTableError(-r, f"flow table refused the flow: {why} ({os.strerror(-r)})")
+        return r
+
+    def _delete(self, key, mask, priority) -> bool:
+        self._load(key, mask)
+        return lib.ps_ft_del(self._ft, self._key, self._mask, priority) == 1
+
+    def _delete_loose(self, key, mask) -> int:
+        self._load(key, mask)
+        return lib.ps_ft_del_loose(self._ft, self._key, self._mask)
+
+    def _flush(self):
+        lib.ps_ft_flush(self._ft)
+
+    def _lookup(self, key, size, now_ms=-1):
+        self._load(key)
+        if lib.ps_ft_lookup(self._ft, self._key, size, now_ms, self._info):
+            return _flow_info(self._info)
+        return None
+
+    def _expire(self, now_ms=-1, max_flows=1024) -> list[int]:
+        if max_flows > len(self._cookies):
+            self._cookies = ffi.new("uint64_t[]", max_flows)
+        n = lib.ps_ft_expire(self._ft, now_ms, self._cookies, max_flows)
+        return list(self._cookies[0:n])
+
+    def _dump_all(self) -> list[FlowInfo]:
+        flows = []
+        cursor = 0
+        while True:
+            n = lib.ps_ft_dump(self._ft, cursor, self._dump, _DUMP_CHUNK, self._next)
+            flows.extend(_flow_info(self._dump[i]) for i in range(n))
+            cursor = self._next[0]
+            if cursor == 0:
+                return flows
+
+    def _ft_stats_dict(self) -> dict:
+        lib.ps_ft_get_stats(self._ft, self._ft_stats)
+        s = self._ft_stats
+        return {name: getattr(s, name) for name in _FT_STAT_NAMES}
+
+
+class FlowTable(_FlowTableOps):
+    """A flow table of its own (`struct ps_flowtable`), outside any datapath."""
+
+    def __init__(self, max_flows=65536, emc_entries=8192):
+        ft = lib.ps_ft_new(max_flows, emc_entries)
+        if ft == ffi.NULL:
+            raise ValueError(f"cannot create a flow table of {max_flows} flows (max_flows must be >= 1)")
+        self._ft = ffi.gc(ft, lib.ps_ft_free)
+        self._ft_init()
+
+    put = _FlowTableOps._put
+    delete = _FlowTableOps._delete
+    delete_loose = _FlowTableOps._delete_loose
+    flush = _FlowTableOps._flush
+    lookup = _FlowTableOps._lookup
+    expire = _FlowTableOps._expire
+    dump = _FlowTableOps._dump_all
+    stats = _FlowTableOps._ft_stats_dict
+
+    def __len__(self):
+        lib.ps_ft_get_stats(self._ft, self._ft_stats)
+        return self._ft_stats.flows
+
+
+class Datapath(_FlowTableOps):
+    """The C datapath (`struct ps_dp`): ports, one flow table, the batch loop."""
+
+    kind = "c"
+
+    def __init__(self, max_flows=65536, emc_entries=8192, max_upcalls=256):
+        dp = lib.ps_dp_new(max_flows, emc_entries, max_upcalls)
+        if dp == ffi.NULL:
+            raise ValueError(f"cannot create a datapath of {max_flows} flows and {max_upcalls} upcalls")
+        self._dp = dp
+        self._ft = lib.ps_dp_flowtable(dp)
+        self._ft_init()
+        self._upcalls = ffi.new("struct ps_upcall **")
+        self._port_stats = ffi.new("struct ps_port_stats *")
+        self._dp_stats = ffi.new("struct ps_dp_stats *")
+        self._take_buf = ffi.new("uint8_t[]", consts.FRAME_MAX)
+        self._take_vnet = ffi.new("struct ps_vnet_hdr *")
+        self._inject_vnet = ffi.new("struct ps_vnet_hdr *")
+        self._inject_vnet_buf = ffi.buffer(self._inject_vnet)
+
+    def close(self):
+        if self._dp != ffi.NULL:
+            lib.ps_dp_free(self._dp)
+            self._dp = ffi.NULL
+            self._ft = ffi.NULL
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # Ports.
+
+    def add_port(self, port_no, kind, ifindex_or_fd=-1, ring_frames=256, max_frame=0):
+        kind_no = consts.PORT_KINDS.get(kind)
+        if kind_no is None:
+            raise OSError(_errno.EINVAL, f"port {port_no}: unknown port kind {kind!r} "
+                                         f"(one of {', '.join(consts.PORT_KINDS)})")
+        r = lib.ps_dp_port_add(self._dp, port_no, kind_no, ifindex_or_fd, ring_frames, max_frame)
+        if r < 0:
+            raise OSError(-r, f"cannot add {kind} port {port_no} ({ifindex_or_fd}): {os.strerror(-r)}")
+
+    def del_port(self, port_no):
+        r = lib.ps_dp_port_del(self._dp, port_no)
+        if r < 0:
+            raise OSError(-r, f"cannot delete port {port_no}: {os.strerror(-r)}")
+
+    def port_stats(self, port_no) -> dict:
+        r = lib.ps_dp_port_get_stats(self._dp, port_no, self._port_stats)
+        if r < 0:
+            raise OSError(-r, f"port {port_no}: {os.strerror(-r)}")
+        s = self._port_stats
+        return {name: getattr(s, name) for name in _PORT_STAT_NAMES}
+
+    def add_wake_fd(self, fd):
+        r = lib.ps_dp_add_wake_fd(self._dp, fd)
+        if r < 0:
+            raise OSError(-r, f"cannot add wake fd {fd}: {os.strerror(-r)}")
+
+    def del_wake_fd(self, fd):
+        r = lib.ps_dp_del_wake_fd(self._dp, fd)
+        if r < 0:
+            raise OSError(-r, f"cannot delete wake fd {fd}: {os.strerror(-r)}")
+
+    # The batch loop.
+
+    def poll(self, timeout_ms, now_ms=-1) -> int:
+        r = lib.ps_dp_poll(self._dp, timeout_ms, now_ms)
+        if r < 0:
+            raise OSError(-r, f"datapath poll: {os.strerror(-r)}")
+        return r
+
+    def run(self, now_ms=-1) -> int:
+        return lib.ps_dp_run(self._dp, now_ms)
+
+    def upcalls(self) -> list[Upcall]:
+        n = lib.ps_dp_upcalls(self._dp, self._upcalls)
+        array = self._upcalls[0]
+        out = []
+        for i in range(n):
+            u = array[i]
+            out.append(Upcall(
+                u.in_port, u.reason, u.userdata,
+                bytes(ffi.buffer(ffi.addressof(u, "key"), consts.KEY_SIZE)),
+                bytes(ffi.buffer(ffi.addressof(u, "vnet"), consts.VNET_HDR_SIZE)),
+                bytes(ffi.buffer(u.data, u.size)),
+            ))
+        return out
+
+    def execute(self, in_port, frame, vnet, actions):
+        n = self._actions.fill(actions)
+        self._inject_vnet_buf[:] = _vnet_bytes(vnet)
+        r = lib.ps_dp_execute(self._dp, in_port, frame, len(frame), self._inject_vnet, self._actions.array, n)
+        if r < 0:
+            raise OSError(-r, f"execute: {os.strerror(-r)} ({len(actions)} actions, at most {consts.MAX_ACTIONS})")
+
+    # Flows: the datapath's table.
+
+    flow_put = _FlowTableOps._put
+    flow_del = _FlowTableOps._delete
+    flow_del_loose = _FlowTableOps._delete_loose
+    flow_flush = _FlowTableOps._flush
+    flow_lookup = _FlowTableOps._lookup
+    flows = _FlowTableOps._dump_all
+    expire = _FlowTableOps._expire
+
+    def stats(self) -> dict:
+        lib.ps_dp_get_stats(self._dp, self._dp_stats)
+        s = self._dp_stats
+        out = {name: getattr(s, name) for name in _DP_STAT_NAMES}
+        out.update(self._ft_stats_dict())
+        out["parse_errors"] = {name: s.parse_errors[i]
+                               for i, name in enumerate(consts.PARSE_ERROR_NAMES) if i > 0}
+        return out
+
+    # Memory ports.
+
+    def inject(self, port_no, frame, vnet=_VNET_ZERO):
+        self._inject_vnet_buf[:] = _vnet_bytes(vnet)
+        r = lib.ps_dp_mem_inject(self._dp, port_no, frame, len(frame), self._inject_vnet)
+        if r < 0:
+            raise OSError(-r, f"cannot inject into port {port_no}: {os.strerror(-r)}")
+
+    def take(self, port_no) -> list[tuple[bytes, bytes]]:
+        out = []
+        buf = ffi.buffer(self._take_buf)
+        vnet = ffi.buffer(self._take_vnet)
+        while True:
+            r = lib.ps_dp_mem_take(self._dp, port_no, self._take_buf, len(self._take_buf), self._take_vnet)
+            if r == 0:
+                return out
+            if r < 0:
+                raise OSError(-r, f"cannot take from port {port_no}: {os.strerror(-r)}")
+            out.append((buf[0:r], vnet[:]))
