@@ -9,8 +9,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"   # this tree's pyswitch, installed or not
-if command -v pyswitch >/dev/null; then PYSWITCH=(pyswitch); else PYSWITCH=(python3 -m pyswitch); fi
+netns/setup.sh                                        # Debian tools and .venv with pyswitch, where missing
+PYSWITCH=(.venv/bin/pyswitch)
 
 TOPOLOGY=netns/demo.toml
 NAME=demo

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import time
 import subprocess
 
 import pytest
@@ -290,6 +291,21 @@ def test_exec_and_popen_run_inside_the_host(make):
     assert "eth0" in process.communicate(timeout=5)[0]
 
 
+def wait_for_commands(netns, wanted, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        commands = set()
+        for pid in topology_module._netns_pids(netns):
+            try:
+                commands.add(pathlib.Path(f"/proc/{pid}/cmdline").read_bytes())
+            except OSError:
+                pass
+        if wanted <= commands:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @pytest.mark.netns
 def test_run_processes_are_killed_on_down(make, netns_id):
     data = two_hosts()
@@ -298,9 +314,10 @@ def test_run_processes_are_killed_on_down(make, netns_id):
     topo = make(data)
     topo.up()
     stray = topo.popen("h2", ["sleep", "602"])
+    # `ip netns exec` enters the namespace and then execs: wait until all three sleeps are really there.
+    assert wait_for_commands(topo.netns("h1"), {b"sleep\x00600\x00", b"sleep\x00601\x00"})
+    assert wait_for_commands(topo.netns("h2"), {b"sleep\x00602\x00"})
     pids = topology_module._netns_pids(topo.netns("h1"))
-    commands = {pathlib.Path(f"/proc/{pid}/cmdline").read_bytes() for pid in pids}
-    assert b"sleep\x00600\x00" in commands and b"sleep\x00601\x00" in commands
     topo.down()
     assert stray.wait(timeout=5) is not None
     for pid in pids:
