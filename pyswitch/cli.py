@@ -1,7 +1,7 @@
 """The `pyswitch` command.
 
     pyswitch run CONFIG                      run a switch in the foreground
-    pyswitch show ports|fdb|flows|stats      ask a running switch (--name, --json)
+    pyswitch show ports|fdb|flows|stats|upcalls   ask a running switch (--name, --json)
     pyswitch netns up|down FILE              build or remove a topology of namespaces
     pyswitch netns exec FILE HOST -- CMD...  run a command in one of its hosts
 
@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     show = sub.add_parser("show", help="ask a running switch")
-    show.add_argument("what", choices=["ports", "fdb", "flows", "stats"])
+    show.add_argument("what", choices=["ports", "fdb", "flows", "stats", "upcalls"])
     show.add_argument("--name", help="the switch's name (default: the only one running)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.set_defaults(func=cmd_show)

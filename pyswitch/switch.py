@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import time
+from collections import deque
 
 from .actions import describe as describe_actions
 from .config import Config
@@ -26,6 +27,7 @@ log = logging.getLogger("pyswitch")
 
 POLL_MS = 100               # the longest the loop sleeps: bounds timer lateness
 HOUSEKEEPING_S = 0.5        # flow expiry and MAC aging run this often at most
+RECENT_UPCALLS = 128        # `show upcalls` keeps this many of the latest
 
 
 def make_datapath(kind: str, max_flows: int):
@@ -47,6 +49,8 @@ class Switch:
         self.l2 = L2Stage(self.port_configs, self.macs, self.dp, int(self.settings.flow_idle_s * 1000))
         self.control = None
         self.started = time.monotonic()
+        self.recent_upcalls = deque(maxlen=RECENT_UPCALLS)   # (seq, time, in_port, reason, key)
+        self.upcall_seq = 0
         self._stop = False
         self._wake_r = self._wake_w = None
         self._next_housekeeping = 0.0
@@ -118,6 +122,8 @@ class Switch:
         self.dp.poll(timeout_ms)
         now = time.monotonic()
         for upcall in self.dp.upcalls():
+            self.upcall_seq += 1
+            self.recent_upcalls.append((self.upcall_seq, now, upcall.in_port, upcall.reason, upcall.key))
             self.l2.handle(upcall, now)
         if now >= self._next_housekeeping:
             self._housekeeping(now)
@@ -145,9 +151,9 @@ class Switch:
         if cmd == "show":
             what = command.get("what")
             show = {"ports": self.show_ports, "fdb": self.show_fdb, "flows": self.show_flows,
-                    "stats": self.show_stats}.get(what)
+                    "stats": self.show_stats, "upcalls": self.show_upcalls}.get(what)
             if show is None:
-                raise ValueError(f"show: unknown table {what!r} (ports, fdb, flows, stats)")
+                raise ValueError(f"show: unknown table {what!r} (ports, fdb, flows, stats, upcalls)")
             return show()
         raise ValueError(f"unknown command {cmd!r}")
 
@@ -187,6 +193,17 @@ class Switch:
                          "idle_ms": max(0, now_ms - f.used_ms), "idle_timeout_ms": f.idle_timeout_ms,
                          "cookie": f"0x{f.cookie:x}"})
         rows.sort(key=lambda r: (-r["priority"], r["match"]))
+        return rows
+
+    def show_upcalls(self) -> list[dict]:
+        """The latest packets that went to the slow path, and why: the first place to look when
+        traffic that should stay in the fast path does not."""
+        now = time.monotonic()
+        rows = []
+        for seq, when, in_port, reason, key in self.recent_upcalls:
+            pc = self.port_configs.get(in_port)
+            rows.append({"seq": seq, "age_s": round(now - when, 3), "port": pc.name if pc else in_port,
+                         "reason": "miss" if reason == 0 else "action", "packet": FlowKey.unpack(key).describe()})
         return rows
 
     def show_stats(self) -> dict:

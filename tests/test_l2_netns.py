@@ -125,7 +125,12 @@ def test_new_connection_between_known_hosts_costs_no_upcall(topology, datapath):
     before = topo.switch("demo").show("stats")["upcalls"]
     topo.exec("h1", [sys.executable, "-c", CONNECT, H2] + [str(p) for p in range(7002, 7012)], check=True)
     after = topo.switch("demo").show("stats")
-    assert after["upcalls"] == before, "ten new TCP connections between learned hosts went to the slow path"
+    # The hosts' own background chatter (IPv6 router solicitations, MLD reports) may come up meanwhile;
+    # none of what came up may be TCP.
+    recent = topo.switch("demo").show("upcalls")
+    tcp = [u for u in recent[len(recent) - (after["upcalls"] - before):] if "nw_proto=6" in u["packet"]]
+    assert after["upcalls"] - before <= len(recent)
+    assert tcp == [], f"new TCP connections between learned hosts went to the slow path: {tcp}"
     assert after["flows"] >= 2
 
 
