@@ -462,7 +462,7 @@ ps_port_mem_take(struct ps_port *port, uint8_t *buf, uint32_t buf_size, struct p
         return -EINVAL;
     }
     if (!q->count) {
-        return 0;
+        return -EAGAIN;  /* not 0: an empty frame is a frame */
     }
     mf = q->frames[q->head];
     if (mf->size > buf_size) {

@@ -229,6 +229,8 @@ struct ps_flowtable *ps_dp_flowtable(struct ps_dp *dp);
 void ps_dp_get_stats(const struct ps_dp *dp, struct ps_dp_stats *out);
 int ps_dp_mem_inject(struct ps_dp *dp, uint16_t port_no, const uint8_t *frame, uint32_t size,
                      const struct ps_vnet_hdr *vnet);
+/* Takes the oldest frame a memory port sent into 'buf': returns its size (0 for an empty frame),
+ * -EAGAIN when none is waiting, -ENOSPC when 'buf_size' is too small. */
 int ps_dp_mem_take(struct ps_dp *dp, uint16_t port_no, uint8_t *buf, uint32_t buf_size,
                    struct ps_vnet_hdr *vnet);
 

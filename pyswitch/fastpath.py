@@ -384,7 +384,7 @@ class Datapath(_FlowTableOps):
         vnet = ffi.buffer(self._take_vnet)
         while True:
             r = lib.ps_dp_mem_take(self._dp, port_no, self._take_buf, len(self._take_buf), self._take_vnet)
-            if r == 0:
+            if r == -_errno.EAGAIN:
                 return out
             if r < 0:
                 raise OSError(-r, f"cannot take from port {port_no}: {os.strerror(-r)}")

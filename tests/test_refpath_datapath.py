@@ -1,4 +1,5 @@
 """The twin's datapath with memory ports (docs/DATAPATH.md "Datapath")."""
+import os
 import struct
 
 import pytest
@@ -151,8 +152,22 @@ def test_ports_and_poll(dp):
         dp.port_stats(10)
     dp.inject(3, FRAME)
     assert dp.poll(1000, now_ms=0) == 1
-    r, w = __import__("os").pipe()
-    dp.add_wake_fd(r)
-    __import__("os").write(w, b"x")
-    assert dp.poll(10000, now_ms=0) == 0
-    dp.del_wake_fd(r)
+    r, w = os.pipe()
+    try:
+        dp.add_wake_fd(r)
+        os.write(w, b"x")
+        assert dp.poll(10000, now_ms=0) == 0      # returns at once: the wake fd is readable
+        dp.del_wake_fd(r)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_memory_queue_bound(dp):
+    for _ in range(4096):
+        dp.inject(0, FRAME)
+    with pytest.raises(OSError):
+        dp.inject(0, FRAME)
+    assert dp.port_stats(0)["rx_dropped"] == 1
+    with pytest.raises(OSError):
+        dp.inject(0, bytes(consts.FRAME_MAX + 1))

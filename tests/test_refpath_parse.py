@@ -109,7 +109,7 @@ VALID = {
     "ip4_other_proto": Ether(src=SRC, dst=DST) / IP(src="192.0.2.1", dst="192.0.2.2", proto=47) / b"gre!",
     "ip4_padded": Ether(src=SRC, dst=DST) / IP(src="192.0.2.1", dst="192.0.2.2") / ICMP() / Raw(b"\0" * 0)
     / Raw(b""),
-    "dot1q": Ether(src=SRC, dst=DST) / Dot1Q(vlan=100, prio=5, id=1) / IP(src="192.0.2.1", dst="192.0.2.2")
+    "dot1q": Ether(src=SRC, dst=DST) / Dot1Q(vlan=100, prio=5, dei=1) / IP(src="192.0.2.1", dst="192.0.2.2")
     / TCP(),
     "qinq": Ether(src=SRC, dst=DST) / Dot1AD(vlan=7, prio=2) / Dot1Q(vlan=100) / IP(src="192.0.2.1", dst="192.0.2.2")
     / UDP(),
@@ -151,7 +151,7 @@ def test_ethernet_padding_after_total_length_is_ignored():
 
 
 def test_dei_is_dropped_from_vlan_tci():
-    frame = bytes(Ether(src=SRC, dst=DST) / Dot1Q(vlan=10, prio=1, id=1) / IP() / TCP())
+    frame = bytes(Ether(src=SRC, dst=DST) / Dot1Q(vlan=10, prio=1, dei=1) / IP() / TCP())
     assert FlowKey.unpack(parse(frame).key).vlan_tci == 1 << 13 | 0x1000 | 10
 
 
@@ -235,7 +235,8 @@ def test_ipv6_extension_errors():
     hbh = Ether(src=SRC, dst=DST) / IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop()
     frame = bytes(hbh / TCP())
     # Routing header claims 16 bytes but the payload ends after 8.
-    cut = bytes(Ether(src=SRC, dst=DST) / IPv6(src="2001:db8::1", dst="2001:db8::2", nh=43) / Raw(b"\x06\x01" + bytes(6)))
+    cut = bytes(Ether(src=SRC, dst=DST) / IPv6(src="2001:db8::1", dst="2001:db8::2", nh=43)
+                / Raw(b"\x06\x01" + bytes(6)))
     res = parse(cut)
     assert (res.error, res.l3_ofs, FlowKey.unpack(res.key).nw_proto) == (consts.PE_IP6_EXT, 14, 0)
     assert FlowKey.unpack(res.key).nw_ttl == 64

@@ -93,11 +93,19 @@ class Datapath:
             raise OSError(errno.ENOENT, f"fd {fd} is not a wake fd")
         self._wake_fds.discard(fd)
 
-    def inject(self, port_no: int, frame, vnet=bytes(consts.VNET_HDR_SIZE)) -> bool:
-        """Queue a frame for a memory port's receive side; False (and rx_dropped) when its queue is full."""
+    def inject(self, port_no: int, frame, vnet=bytes(consts.VNET_HDR_SIZE)) -> None:
+        """Queue a frame for a memory port's receive side.
+
+        The contract is silent on errors; like C: a frame over FRAME_MAX is EMSGSIZE, a full queue counts
+        rx_dropped and raises ENOBUFS.
+        """
         if len(vnet) != consts.VNET_HDR_SIZE:
             raise ValueError(f"vnet must be {consts.VNET_HDR_SIZE} bytes")
-        return self._memory_io(port_no).inject(frame, vnet)
+        io = self._memory_io(port_no)
+        if len(frame) > consts.FRAME_MAX:
+            raise OSError(errno.EMSGSIZE, f"frame of {len(frame)} bytes > {consts.FRAME_MAX}")
+        if not io.inject(frame, vnet):
+            raise OSError(errno.ENOBUFS, f"port {port_no}: receive queue full")
 
     def take(self, port_no: int) -> list[tuple[bytes, bytes]]:
         return self._memory_io(port_no).take()
@@ -163,8 +171,11 @@ class Datapath:
         """Apply actions to one frame from the slow path and transmit at once.
 
         Ambiguity: an UPCALL action here needs a key; it is the frame's parse key (even if parsing failed:
-        then the partial key), as a run would have given it.
+        then the partial key), as a run would have given it. Only a list longer than MAX_ACTIONS is refused
+        (EINVAL); unknown types are skipped and outputs to ports >= 64 count bad_port, as in C.
         """
+        if len(actions) > consts.MAX_ACTIONS:
+            raise OSError(errno.EINVAL, f"more than {consts.MAX_ACTIONS} actions")
         frame = bytes(frame)
         vnet = bytes(vnet)
         key = parse(frame, in_port).key
