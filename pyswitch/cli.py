@@ -18,6 +18,11 @@ import sys
 EXIT_CONFIG = 2             # the config (or the command line) is wrong
 EXIT_FAILURE = 1            # anything else that stops us
 
+# The columns a table shows where JSON has more than fits a terminal.
+TABLE_COLUMNS = {
+    "ports": ["name", "type", "device", "vlan", "trunk", "rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "drops"],
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
@@ -122,7 +127,7 @@ def cmd_show(args) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(format_table(result))
+        print(format_table(result, TABLE_COLUMNS.get(args.what)))
     return 0
 
 
@@ -139,8 +144,8 @@ def cmd_netns(args) -> int:
     return topology.cli_exec(args.file, args.host, argv, args.id)
 
 
-def format_table(result) -> str:
-    """Rows of dicts as aligned columns; a single dict as key/value lines."""
+def format_table(result, columns: list[str] | None = None) -> str:
+    """Rows of dicts as aligned columns (all, or the named ones); a single dict as key/value lines."""
     if isinstance(result, dict):
         width = max((len(k) for k in result), default=0)
         lines = []
@@ -151,7 +156,8 @@ def format_table(result) -> str:
         return "\n".join(lines)
     if not result:
         return "(empty)"
-    columns = [k for k, v in result[0].items() if not isinstance(v, (dict, list)) or k == "trunk"]
+    if columns is None:
+        columns = [k for k, v in result[0].items() if not isinstance(v, (dict, list))]
     cells = [[_cell(row.get(c)) for c in columns] for row in result]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
