@@ -27,3 +27,22 @@ def test_sizes():
 def test_port_kinds():
     assert consts.PORT_KINDS == {"afpacket": lib.PS_PORT_AFPACKET, "tap": lib.PS_PORT_TAP,
                                  "memory": lib.PS_PORT_MEMORY}
+
+
+def test_compiled_version_is_the_package_version():
+    from pyswitch import __version__, fastpath
+
+    assert fastpath._BUILT_VERSION == __version__
+
+
+def test_a_stale_build_fails_loudly(monkeypatch):
+    """A .so built for another version must not load quietly: the import names both versions."""
+    import importlib
+    import sys
+
+    import pyswitch
+
+    monkeypatch.setattr(pyswitch, "__version__", "0.0.0-stale")
+    monkeypatch.delitem(sys.modules, "pyswitch.fastpath")
+    with pytest.raises(ImportError, match="built for pyswitch .* but this is pyswitch 0.0.0-stale"):
+        importlib.import_module("pyswitch.fastpath")
