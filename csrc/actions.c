@@ -15,6 +15,25 @@
 #include "ps_hdrs.h"
 #include "pyswitch.h"
 
+uint8_t *
+ps_frame_clone(struct ps_frame *work, const uint8_t *frame, uint32_t size, const struct ps_vnet_hdr *vnet)
+{
+    uint8_t *buf = malloc((size_t) PS_HEADROOM + size);
+
+    if (!buf) {
+        return NULL;
+    }
+    memcpy(buf + PS_HEADROOM, frame, size);
+    work->data = buf + PS_HEADROOM;
+    work->size = size;
+    if (vnet) {
+        work->vnet = *vnet;
+    } else {
+        memset(&work->vnet, 0, sizeof work->vnet);
+    }
+    return buf;
+}
+
 int
 ps_actions_validate(const struct ps_action *actions, uint32_t n_actions)
 {
@@ -227,17 +246,9 @@ ps_actions_apply(const uint8_t *frame, uint32_t size, const struct ps_vnet_hdr *
     if (ps_actions_validate(actions, n_actions)) {
         return -EINVAL;
     }
-    buf = malloc((size_t) PS_HEADROOM + size);
+    buf = ps_frame_clone(&work, frame, size, vnet);
     if (!buf) {
         return -ENOMEM;
-    }
-    memcpy(buf + PS_HEADROOM, frame, size);
-    work.data = buf + PS_HEADROOM;
-    work.size = size;
-    if (vnet) {
-        work.vnet = *vnet;
-    } else {
-        memset(&work.vnet, 0, sizeof work.vnet);
     }
     ps_actions_execute(&work, in_port, actions, n_actions, &sink);
     free(buf);

@@ -36,6 +36,13 @@ struct ps_sink {
  * behind it (PUSH_VLAN, and restoring a tag the kernel stripped). */
 void ps_frame_push_tag(struct ps_frame *frame, uint16_t tpid, uint16_t tci);
 
+/* Copies the 'size' bytes at 'frame' and its 'vnet' header (NULL: all zero)
+ * into a new buffer with PS_HEADROOM bytes in front, and points 'work' at the
+ * copy, so actions may grow it.  Returns the buffer for the caller to free(),
+ * or NULL if out of memory. */
+uint8_t *ps_frame_clone(struct ps_frame *work, const uint8_t *frame, uint32_t size,
+                        const struct ps_vnet_hdr *vnet);
+
 /* Returns 0 if the 'n_actions' actions at 'actions' are a list ps_ft_put()
  * accepts, -EINVAL otherwise (unknown type, more than PS_MAX_ACTIONS, OUTPUT
  * to a port >= PS_MAX_PORTS). */

@@ -388,17 +388,9 @@ ps_dp_execute(struct ps_dp *dp, uint16_t in_port, const uint8_t *frame, uint32_t
     if (n_actions > PS_MAX_ACTIONS) {
         return -EINVAL;
     }
-    buf = malloc((size_t) PS_HEADROOM + size);
+    buf = ps_frame_clone(&work, frame, size, vnet);
     if (!buf) {
         return -ENOMEM;
-    }
-    memcpy(buf + PS_HEADROOM, frame, size);
-    work.data = buf + PS_HEADROOM;
-    work.size = size;
-    if (vnet) {
-        work.vnet = *vnet;
-    } else {
-        memset(&work.vnet, 0, sizeof work.vnet);
     }
     ps_parse(frame, size, in_port, 0, 0, &key, &result);
     ps_actions_execute(&work, in_port, actions, n_actions, &sink);

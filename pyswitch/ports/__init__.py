@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from ..config import PortConfig
 from .afpacket import AfPacketPort
+from .base import Port, PortError
 from .tap import TapPort
 
-
-class PortError(RuntimeError):
-    """A port that cannot be opened; the message is one sentence for the user."""
+__all__ = ["AfPacketPort", "Port", "PortError", "TapPort", "make_port"]
 
 
 def make_port(config: PortConfig, port_no: int, ring_frames: int):

@@ -11,30 +11,18 @@ import socket
 
 from pyroute2 import IPRoute
 
-ETH_HLEN = 14               # Ethernet header
-VLAN_HLEN = 4               # one 802.1Q tag; we allow two (QinQ)
+from .base import Port, PortError
 
 
-class AfPacketPort:
+class AfPacketPort(Port):
     kind = "afpacket"
 
     def __init__(self, config, port_no: int, ring_frames: int):
-        self.config = config
-        self.port_no = port_no
+        super().__init__(config, port_no)
         self.ring_frames = ring_frames
         self.ifindex = 0
-        self.max_frame = 0
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def device(self) -> str:
-        return self.config.device
 
     def open(self) -> None:
-        from . import PortError
         try:
             self.ifindex = socket.if_nametoindex(self.device)
         except OSError:
@@ -44,7 +32,7 @@ class AfPacketPort:
             mtu = link.get_attr("IFLA_MTU") or 1500
             if not link["flags"] & 1:  # IFF_UP: a down interface would swallow what we send
                 ipr.link("set", index=self.ifindex, state="up")
-        self.max_frame = mtu + ETH_HLEN + 2 * VLAN_HLEN
+        self.max_frame = self.max_frame_for(mtu)
 
     def attach(self, datapath) -> None:
         datapath.add_port(self.port_no, "afpacket", self.ifindex, self.ring_frames, self.max_frame)

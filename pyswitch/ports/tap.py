@@ -14,6 +14,8 @@ import struct
 
 from pyroute2 import IPRoute, NetNS
 
+from .base import Port, PortError
+
 TUNSETIFF = 0x400454CA
 TUNSETOFFLOAD = 0x400454D0
 TUNSETVNETHDRSZ = 0x400454D8
@@ -27,25 +29,14 @@ TUN_F_TSO_ECN = 0x08
 VNET_HDR_SIZE = 10
 
 
-class TapPort:
+class TapPort(Port):
     kind = "tap"
 
     def __init__(self, config, port_no: int):
-        self.config = config
-        self.port_no = port_no
+        super().__init__(config, port_no)
         self.fd = -1
-        self.max_frame = 0
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def device(self) -> str:
-        return self.config.device
 
     def open(self) -> None:
-        from . import PortError
         if self.config.netns and not os.path.exists(f"/run/netns/{self.config.netns}"):
             raise PortError(f"port {self.name}: network namespace {self.config.netns!r} does not exist")
         try:
@@ -68,7 +59,7 @@ class TapPort:
         with IPRoute() as ipr:
             index = ipr.link_lookup(ifname=self.device)[0]
             mtu = ipr.get_links(index)[0].get_attr("IFLA_MTU") or 1500
-            self.max_frame = mtu + 14 + 8
+            self.max_frame = self.max_frame_for(mtu)
             if self.config.mac:
                 ipr.link("set", index=index, address=self.config.mac)
             if self.config.netns:
