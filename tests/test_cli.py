@@ -102,9 +102,15 @@ def running_switch(tmp_path, veth, netns_id):
         yield name, tap, proc
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         subprocess.run(["ip", "link", "del", tap], check=False, capture_output=True)
+        if os.path.exists(f"/run/pyswitch/{name}.sock"):  # only a killed switch leaves it
+            os.unlink(f"/run/pyswitch/{name}.sock")
 
 
 @pytest.mark.netns
