@@ -38,10 +38,22 @@ ACT_SET_ETH_DST = 4         # Ethernet destination := data[0:6]
 ACT_PUSH_VLAN = 5           # insert an 802.1Q tag, TCI := arg
 ACT_POP_VLAN = 6            # remove the outermost tag, if any
 ACT_UPCALL = 7              # queue a copy for the slow path, userdata := arg32
+ACT_ROUTE = 8               # route an IPv4 packet through the LPM, next-hop and neighbor tables
 
 # Why a packet came up to the slow path.
 UPCALL_MISS = 0             # no flow matched
 UPCALL_ACTION = 1           # a flow's UPCALL action
+UPCALL_NO_ROUTE = 2         # ROUTE: no route to the destination
+UPCALL_NO_NEIGH = 3         # ROUTE: the next hop's MAC is unknown; userdata := next-hop id
+UPCALL_TTL = 4              # ROUTE: TTL <= 1
+UPCALL_LOCAL = 5            # ROUTE: addressed to the switch itself
+
+# Next-hop kinds.
+NH_CONNECTED = 1            # the destination is on the next hop's VLAN
+NH_GATEWAY = 2              # forward to the gateway on the next hop's VLAN
+NH_LOCAL = 3                # one of the switch's own addresses
+NH_BLACKHOLE = 4            # drop silently
+MAX_NEXTHOPS = 4096         # next-hop ids are 1..4095; 0 means "no route"
 
 # Port kinds.
 PORT_AFPACKET = 1           # AF_PACKET socket on an interface
