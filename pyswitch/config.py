@@ -33,6 +33,10 @@ class SwitchSettings:
     max_flows: int = 65536              # fast-path flow table bound
     flow_idle_s: float = 10.0           # an unused fast-path flow is removed after this long
     ring_frames: int = 256              # AF_PACKET RX ring size, frames per port
+    arp_reachable_s: float = 60.0       # an ARP entry is trusted this long, then probed
+    arp_retries: int = 3                # requests (one a second) before a neighbor is given up
+    arp_max_entries: int = 65536        # ARP table bound
+    arp_queue: int = 16                 # packets held per unresolved neighbor (more are dropped, counted)
     control_dir: str = "/run/pyswitch"  # where NAME.sock lives
 
 
@@ -62,9 +66,25 @@ class PortConfig:
 
 
 @dataclass
+class VlanInterface:
+    """A routed interface (SVI): the switch's own address in a VLAN; hosts use it as their gateway."""
+    id: int
+    address: ipaddress.IPv4Interface
+    mac: str | None = None              # default: derived from the switch name and the VLAN id
+
+
+@dataclass
+class Route:
+    prefix: ipaddress.IPv4Network
+    via: ipaddress.IPv4Address          # a next hop inside a VLAN interface's subnet
+
+
+@dataclass
 class Config:
     switch: SwitchSettings
     ports: list[PortConfig] = field(default_factory=list)
+    vlans: list[VlanInterface] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
     source: str = "<dict>"
 
 
@@ -84,17 +104,84 @@ def load(path: str | Path) -> Config:
 
 
 def from_dict(data: dict) -> Config:
-    _only_keys(data, "", {"switch", "port"})
+    _only_keys(data, "", {"switch", "port", "vlan", "route"})
     switch = _switch(_table(data, "switch", "switch"))
-    raw_ports = data.get("port", [])
-    if not isinstance(raw_ports, list):
-        raise ConfigError("port: must be an array of tables ([[port]])")
-    ports = [_port(p, f"port[{i}]") for i, p in enumerate(raw_ports)]
+    ports = [_port(p, f"port[{i}]") for i, p in enumerate(_array(data, "port"))]
     if len(ports) > consts.MAX_PORTS:
         raise ConfigError(f"port: at most {consts.MAX_PORTS} ports, got {len(ports)}")
     _unique(ports, "name")
     _unique(ports, "device")
-    return Config(switch=switch, ports=ports)
+    vlans = [_vlan_interface(v, f"vlan[{i}]") for i, v in enumerate(_array(data, "vlan"))]
+    _check_vlan_interfaces(vlans)
+    routes = [_route(r, f"route[{i}]", vlans) for i, r in enumerate(_array(data, "route"))]
+    return Config(switch=switch, ports=ports, vlans=vlans, routes=routes)
+
+
+def _array(data: dict, key: str) -> list:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: must be an array of tables ([[{key}]])")
+    return value
+
+
+def _vlan_interface(raw, where: str) -> VlanInterface:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _only_keys(raw, where, {"id", "address", "mac"})
+    for key in ("id", "address"):
+        if key not in raw:
+            raise ConfigError(f"{where}.{key}: missing")
+    vid = _vlan_id(raw["id"], f"{where}.id")
+    text = _string(raw, "address", f"{where}.address")
+    try:
+        address = ipaddress.IPv4Interface(text)
+    except ValueError:
+        raise ConfigError(f"{where}.address: not an IPv4 address with a prefix length: {text!r}") from None
+    if "/" not in text or address.network.prefixlen > 30:
+        raise ConfigError(f"{where}.address: give the subnet's prefix length (at most /30), e.g. "
+                          f"\"198.51.100.1/24\", got {text!r}")
+    if address.ip == address.network.network_address or address.ip == address.network.broadcast_address:
+        raise ConfigError(f"{where}.address: {address.ip} is the subnet's network or broadcast address")
+    vlan = VlanInterface(id=vid, address=address)
+    if "mac" in raw:
+        vlan.mac = _string(raw, "mac", f"{where}.mac")
+        if not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", vlan.mac) or int(vlan.mac[:2], 16) & 1:
+            raise ConfigError(f"{where}.mac: not a unicast MAC address: {vlan.mac!r}")
+    return vlan
+
+
+def _check_vlan_interfaces(vlans: list[VlanInterface]) -> None:
+    for i, vlan in enumerate(vlans):
+        for j, other in enumerate(vlans[:i]):
+            if other.id == vlan.id:
+                raise ConfigError(f"vlan[{i}].id: VLAN {vlan.id} already has an interface (vlan[{j}])")
+            if other.address.network.overlaps(vlan.address.network):
+                raise ConfigError(f"vlan[{i}].address: {vlan.address.network} overlaps vlan[{j}]'s "
+                                  f"{other.address.network}")
+
+
+def _route(raw, where: str, vlans: list[VlanInterface]) -> Route:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _only_keys(raw, where, {"prefix", "via"})
+    for key in ("prefix", "via"):
+        if key not in raw:
+            raise ConfigError(f"{where}.{key}: missing")
+    text = _string(raw, "prefix", f"{where}.prefix")
+    try:
+        prefix = ipaddress.IPv4Network(text)
+    except ValueError:
+        raise ConfigError(f"{where}.prefix: not an IPv4 prefix (host bits must be zero): {text!r}") from None
+    via_text = _string(raw, "via", f"{where}.via")
+    try:
+        via = ipaddress.IPv4Address(via_text)
+    except ValueError:
+        raise ConfigError(f"{where}.via: not an IPv4 address: {via_text!r}") from None
+    if not any(via in v.address.network for v in vlans):
+        raise ConfigError(f"{where}.via: {via} is not in the subnet of any [[vlan]] interface")
+    if any(via == v.address.ip for v in vlans):
+        raise ConfigError(f"{where}.via: {via} is the switch's own address")
+    return Route(prefix=prefix, via=via)
 
 
 def _switch(raw: dict) -> SwitchSettings:
@@ -108,10 +195,11 @@ def _switch(raw: dict) -> SwitchSettings:
         s.datapath = _string(raw, "datapath", "switch.datapath")
         if s.datapath not in DATAPATHS:
             raise ConfigError(f"switch.datapath: must be one of {', '.join(DATAPATHS)}, got {s.datapath!r}")
-    for key in ("mac_aging_s", "flow_idle_s"):
+    for key in ("mac_aging_s", "flow_idle_s", "arp_reachable_s"):
         if key in raw:
             setattr(s, key, _number(raw, key, f"switch.{key}", minimum=0.1))
-    for key, low, high in (("max_macs", 1, 1 << 24), ("max_flows", 16, 1 << 24), ("ring_frames", 8, 1 << 16)):
+    for key, low, high in (("max_macs", 1, 1 << 24), ("max_flows", 16, 1 << 24), ("ring_frames", 8, 1 << 16),
+                           ("arp_retries", 1, 10), ("arp_max_entries", 1, 65536), ("arp_queue", 1, 1024)):
         if key in raw:
             setattr(s, key, _integer(raw, key, f"switch.{key}", low, high))
     if "control_dir" in raw:

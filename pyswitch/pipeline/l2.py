@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import logging
 
-from .. import actions as act
 from .. import consts
 from ..flowkey import FlowKey, mac_str
 from .mac_table import MacTable
+from .vlan import classify, flood_actions, output_actions
 
 log = logging.getLogger("pyswitch.l2")
 
@@ -46,6 +46,7 @@ class L2Stage:
         self.drops = {"vlan_not_allowed": 0, "bad_source": 0, "same_port": 0}
         self.flooded = 0
         self.forwarded = 0
+        self.move_listeners = []            # called as listener(vlan, mac, new_port_no) on a MAC move
 
     # -- the per-upcall decision ------------------------------------------------
 
@@ -54,7 +55,7 @@ class L2Stage:
         port = self.ports.get(upcall.in_port)
         if port is None:
             return
-        vlan = self._classify(port, key.vlan_tci)
+        vlan = classify(port, key.vlan_tci)
         if vlan is None:
             self.drops["vlan_not_allowed"] += 1
             self._install(upcall.key, MATCH_IN_VLAN, [], cookie=COOKIE_L2, now=now)
@@ -68,11 +69,13 @@ class L2Stage:
             log.info("MAC %s in VLAN %d moved from port %s to %s", mac_str(key.eth_src), vlan,
                      self._port_name(moved_from), port.name)
             self._forget_flows_to(key.eth_src)
+            for listener in self.move_listeners:
+                listener(vlan, key.eth_src, upcall.in_port)
 
         ingress_tagged = bool(key.vlan_tci & consts.VLAN_PRESENT)
         cookie = COOKIE_L2 | vlan << 48 | int.from_bytes(key.eth_src, "big")
         if is_group(key.eth_dst):
-            actions = self._flood_actions(upcall.in_port, vlan, ingress_tagged)
+            actions = flood_actions(self.ports, upcall.in_port, vlan, ingress_tagged)
             self.flooded += 1
             self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, actions)
             self._install(upcall.key, L2_MATCH, actions, cookie, now)
@@ -81,7 +84,7 @@ class L2Stage:
         entry = self.macs.lookup(vlan, key.eth_dst)
         if entry is None:
             self.flooded += 1
-            actions = self._flood_actions(upcall.in_port, vlan, ingress_tagged)
+            actions = flood_actions(self.ports, upcall.in_port, vlan, ingress_tagged)
             self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, actions)
             return
         if entry.port_no == upcall.in_port:
@@ -90,47 +93,10 @@ class L2Stage:
             self.drops["same_port"] += 1
             self._install(upcall.key, L2_MATCH, [], cookie, now)
             return
-        actions = self._vlan_actions(vlan, ingress_tagged, self.ports[entry.port_no])
-        actions.append(act.output(entry.port_no))
+        actions = output_actions(self.ports[entry.port_no], entry.port_no, vlan, ingress_tagged)
         self.forwarded += 1
         self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, actions)
         self._install(upcall.key, L2_MATCH, actions, cookie, now)
-
-    def _classify(self, port, vlan_tci: int) -> int | None:
-        """The VLAN a frame belongs to, or None if the port may not carry it."""
-        if vlan_tci & consts.VLAN_PRESENT:
-            vid = vlan_tci & 0x0FFF
-            if port.is_trunk and vid in port.trunk:
-                return vid
-            return None
-        if port.is_trunk:
-            return port.native_vlan
-        return port.vlan
-
-    def _vlan_actions(self, vlan: int, ingress_tagged: bool, out_port) -> list:
-        egress_tagged = out_port.tagged_on_egress(vlan)
-        if ingress_tagged and not egress_tagged:
-            return [act.pop_vlan()]
-        if egress_tagged and not ingress_tagged:
-            return [act.push_vlan(vlan)]
-        return []
-
-    def _flood_actions(self, in_port: int, vlan: int, ingress_tagged: bool) -> list:
-        """Every other port of the VLAN: first those that want the frame as it came, then the rest after
-        one tag change, so the frame is rewritten at most once."""
-        tagged, untagged = [], []
-        for port_no, port in self.ports.items():
-            if port_no == in_port or not port.carries(vlan):
-                continue
-            (tagged if port.tagged_on_egress(vlan) else untagged).append(port_no)
-        same, other = (tagged, untagged) if ingress_tagged else (untagged, tagged)
-        actions = []
-        if same:
-            actions.append(act.flood(same))
-        if other:
-            actions.append(act.pop_vlan() if ingress_tagged else act.push_vlan(vlan))
-            actions.append(act.flood(other))
-        return actions
 
     def _install(self, key: bytes, mask: bytes, actions: list, cookie: int, now: float) -> None:
         self.dp.flow_put(key, mask, L2_PRIORITY, actions, idle_timeout_ms=self.flow_idle_ms, cookie=cookie)

@@ -1,0 +1,66 @@
+"""Frames the switch itself sends: ARP requests and replies, ICMP echo replies and errors.
+
+Built with struct, checksummed with the same one's-complement sum the fast path uses
+(the twin's pure function, so the slow path needs no compiled code).
+"""
+from __future__ import annotations
+
+import struct
+
+from .. import consts
+from ..refpath.csum import csum
+
+BROADCAST = b"\xff" * 6
+ARP_REQUEST = 1
+ARP_REPLY = 2
+ICMP_ECHO_REPLY = 0
+ICMP_UNREACHABLE = 3            # codes: 0 net, 1 host, 3 port
+ICMP_ECHO_REQUEST = 8
+ICMP_TIME_EXCEEDED = 11         # code 0: TTL exceeded in transit
+ICMP_QUOTE_MAX = 576 - 20 - 8   # RFC 1812 4.3.2.3: quote as much as fits in 576 bytes
+IP_PROTO_ICMP = 1
+IP_PROTO_UDP = 17
+DEFAULT_TTL = 64
+
+
+def ethernet(dst: bytes, src: bytes, eth_type: int, payload: bytes) -> bytes:
+    return dst + src + struct.pack("!H", eth_type) + payload
+
+
+def arp(op: int, sha: bytes, spa: bytes, tha: bytes, tpa: bytes) -> bytes:
+    """An Ethernet/IPv4 ARP packet (without the Ethernet header)."""
+    return struct.pack("!HHBBH6s4s6s4s", 1, consts.ETH_TYPE_IPV4, 6, 4, op, sha, spa, tha, tpa)
+
+
+def ipv4(src: bytes, dst: bytes, proto: int, payload: bytes, ttl: int = DEFAULT_TTL, ident: int = 0) -> bytes:
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0, ttl, proto, 0, src, dst)
+    return header[:10] + struct.pack("!H", csum(header)) + header[12:] + payload
+
+
+def icmp(icmp_type: int, code: int, rest: bytes) -> bytes:
+    """An ICMP message; `rest` is everything after the checksum (identifier/sequence or unused, then data)."""
+    message = struct.pack("!BBH", icmp_type, code, 0) + rest
+    return message[:2] + struct.pack("!H", csum(message)) + message[4:]
+
+
+def icmp_error(icmp_type: int, code: int, offending_ip: bytes) -> bytes:
+    """Time Exceeded / Destination Unreachable quoting the offending IP packet (RFC 792, RFC 1812)."""
+    return icmp(icmp_type, code, bytes(4) + offending_ip[:ICMP_QUOTE_MAX])
+
+
+def ip_header_fields(ip_packet: bytes) -> tuple[int, int, bytes, bytes]:
+    """(header length, protocol, source, destination) of an IPv4 packet that the parser already checked."""
+    ihl = (ip_packet[0] & 0x0F) * 4
+    return ihl, ip_packet[9], ip_packet[12:16], ip_packet[16:20]
+
+
+def strip_ethernet(frame: bytes) -> tuple[int, bytes]:
+    """(EtherType, payload) of a frame, skipping up to two VLAN tags."""
+    offset = 12
+    eth_type = struct.unpack_from("!H", frame, offset)[0]
+    for _ in range(2):
+        if eth_type not in (consts.ETH_TYPE_VLAN, consts.ETH_TYPE_QINQ):
+            break
+        offset += 4
+        eth_type = struct.unpack_from("!H", frame, offset)[0]
+    return eth_type, frame[offset + 2:]
