@@ -1,7 +1,8 @@
 """The `pyswitch` command.
 
     pyswitch run CONFIG                      run a switch in the foreground
-    pyswitch show ports|fdb|flows|stats|upcalls   ask a running switch (--name, --json)
+    pyswitch show ports|fdb|flows|stats|upcalls|routes|arp   ask a running switch (--name, --json)
+    pyswitch route add PREFIX via ADDRESS    add a static route to a running switch (del PREFIX removes it)
     pyswitch netns up|down FILE              build or remove a topology of namespaces
     pyswitch netns exec FILE HOST -- CMD...  run a command in one of its hosts
 
@@ -47,10 +48,17 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     show = sub.add_parser("show", help="ask a running switch")
-    show.add_argument("what", choices=["ports", "fdb", "flows", "stats", "upcalls"])
+    show.add_argument("what", choices=["ports", "fdb", "flows", "stats", "upcalls", "routes", "arp"])
     show.add_argument("--name", help="the switch's name (default: the only one running)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.set_defaults(func=cmd_show)
+
+    route = sub.add_parser("route", help="add or remove a static route on a running switch")
+    route.add_argument("op", choices=["add", "del"])
+    route.add_argument("prefix", help="e.g. 203.0.113.0/24")
+    route.add_argument("via", nargs="*", help="via ADDRESS (add only)")
+    route.add_argument("--name", help="the switch's name (default: the only one running)")
+    route.set_defaults(func=cmd_route)
 
     netns = sub.add_parser("netns", help="build and remove namespace topologies (netns/*.toml)")
     nsub = netns.add_subparsers(metavar="ACTION")
@@ -108,10 +116,10 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_show(args) -> int:
+def _ask(name: str | None, command: dict):
+    """The running switch's answer, or an exit code after printing why there is none."""
     from .control.client import ControlError, request, running_switches
 
-    name = args.name
     if name is None:
         names = running_switches()
         if len(names) != 1:
@@ -119,11 +127,32 @@ def cmd_show(args) -> int:
                          f"several switches are running ({', '.join(names)}): pick one with --name")
         name = names[0]
     try:
-        result = request(name, {"cmd": "show", "what": args.what})
+        return request(name, command)
     except ControlError as exc:
         return _fail(str(exc))
     except OSError:
         return _fail(f"no switch named {name!r} is running (no answer on its control socket)")
+
+
+def cmd_route(args) -> int:
+    command = {"cmd": "route", "op": args.op, "prefix": args.prefix}
+    if args.op == "add":
+        if len(args.via) != 2 or args.via[0] != "via":
+            return _fail("route add: give the next hop as: route add PREFIX via ADDRESS", EXIT_CONFIG)
+        command["via"] = args.via[1]
+    elif args.via:
+        return _fail("route del: takes only the prefix", EXIT_CONFIG)
+    result = _ask(args.name, command)
+    if isinstance(result, int):
+        return result
+    print(format_table(result))
+    return 0
+
+
+def cmd_show(args) -> int:
+    result = _ask(args.name, {"cmd": "show", "what": args.what})
+    if isinstance(result, int):
+        return result
     if args.json:
         print(json.dumps(result, indent=2))
     else:

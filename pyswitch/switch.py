@@ -20,6 +20,7 @@ from .config import Config
 from .control.server import ControlServer
 from .flowkey import FlowKey, mac_str
 from .pipeline.l2 import L2Stage
+from .pipeline.l3 import L3Stage
 from .pipeline.mac_table import MacTable
 from .ports import make_port
 
@@ -47,6 +48,7 @@ class Switch:
         self.port_configs = {}              # port_no -> PortConfig
         self.macs = MacTable(self.settings.max_macs, self.settings.mac_aging_s)
         self.l2 = L2Stage(self.port_configs, self.macs, self.dp, int(self.settings.flow_idle_s * 1000))
+        self.l3 = L3Stage(config, self.port_configs, self.dp, self.l2)
         self.control = None
         self.started = time.monotonic()
         self.recent_upcalls = deque(maxlen=RECENT_UPCALLS)   # (seq, time, in_port, reason, key)
@@ -70,6 +72,7 @@ class Switch:
                 self.port_configs[port_no] = port_config
                 log.info("port %s (%s %s) attached as %d", port_config.name, port_config.type,
                          port_config.device, port_no)
+            self.l3.install()
             self.control = ControlServer(self.settings.name, self.settings.control_dir, self.handle_command)
             self.dp.add_wake_fd(self.control.fileno())
         except BaseException:
@@ -124,6 +127,8 @@ class Switch:
         for upcall in self.dp.upcalls():
             self.upcall_seq += 1
             self.recent_upcalls.append((self.upcall_seq, now, upcall.in_port, upcall.reason, upcall.key))
+            if self.l3.enabled and self.l3.handle(upcall, now):
+                continue
             self.l2.handle(upcall, now)
         if now >= self._next_housekeeping:
             self._housekeeping(now)
@@ -139,6 +144,7 @@ class Switch:
         self._next_housekeeping = now + HOUSEKEEPING_S
         while len(self.dp.expire()) >= 1024:
             pass
+        self.l3.timers(now)
         if now >= self._next_refresh:
             self._next_refresh = now + self._refresh_every
             self.l2.refresh_from_flows(self.dp.flows())
@@ -151,11 +157,30 @@ class Switch:
         if cmd == "show":
             what = command.get("what")
             show = {"ports": self.show_ports, "fdb": self.show_fdb, "flows": self.show_flows,
-                    "stats": self.show_stats, "upcalls": self.show_upcalls}.get(what)
+                    "stats": self.show_stats, "upcalls": self.show_upcalls, "routes": self.l3.show_routes,
+                    "arp": lambda: self.l3.show_arp(time.monotonic())}.get(what)
             if show is None:
-                raise ValueError(f"show: unknown table {what!r} (ports, fdb, flows, stats, upcalls)")
+                raise ValueError(f"show: unknown table {what!r} (ports, fdb, flows, stats, upcalls, routes, arp)")
             return show()
+        if cmd == "route":
+            return self._route_command(command)
         raise ValueError(f"unknown command {cmd!r}")
+
+    def _route_command(self, command: dict):
+        op, prefix = command.get("op"), command.get("prefix")
+        if not self.l3.enabled:
+            raise ValueError("route: this switch has no [[vlan]] interfaces to route between")
+        try:
+            if op == "add":
+                self.l3.route_add(prefix, command.get("via"))
+            elif op == "del":
+                self.l3.route_del(prefix)
+            else:
+                raise ValueError(f"route: unknown operation {op!r} (add, del)")
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"route {op}: {exc}") from None
+        log.info("route %s %s%s", op, prefix, f" via {command.get('via')}" if op == "add" else "")
+        return self.l3.show_routes()
 
     def show_ports(self) -> list[dict]:
         rows = []
@@ -216,5 +241,6 @@ class Switch:
             out.setdefault(key, value)
         out["parse_errors_total"] = sum(s["parse_errors"].values())
         out.update(self.l2.stats())
+        out.update(self.l3.stats())
         return out
 
