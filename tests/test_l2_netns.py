@@ -1,7 +1,5 @@
 """L2 switching between real hosts: namespaces with their own kernels, real ping and TCP, through a
 running `pyswitch run` process, with both datapaths."""
-import hashlib
-import json
 import sys
 import time
 
@@ -10,82 +8,17 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
+from hosts import CONNECT, SEND_RAW, mac_of, ping, transfer
+
 pytestmark = pytest.mark.netns
 
 DEMO = "netns/demo.toml"
 DEMO_SW = "netns/demo-sw.toml"
 H1, H2, H3 = "198.51.100.11", "198.51.100.12", "198.51.100.13"
 
-# A TCP sink and source run inside the hosts with the test's own interpreter.
-SINK = """
-import hashlib, socket, sys
-srv = socket.create_server((sys.argv[1], int(sys.argv[2])))
-print("ready", flush=True)
-conn, _ = srv.accept()
-h = hashlib.sha256(); n = 0
-while chunk := conn.recv(1 << 20):
-    h.update(chunk); n += len(chunk)
-print(n, h.hexdigest(), flush=True)
-"""
-SOURCE = """
-import hashlib, random, socket, sys
-rng = random.Random(7); total = int(sys.argv[3]); h = hashlib.sha256()
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
-sent = 0
-while sent < total:
-    chunk = rng.randbytes(min(1 << 20, total - sent)); s.sendall(chunk); h.update(chunk); sent += len(chunk)
-s.close()
-print(sent, h.hexdigest(), flush=True)
-"""
-CONNECT = """
-import socket, sys
-for port in sys.argv[2:]:
-    s = socket.socket(); s.settimeout(5)
-    try:
-        s.connect((sys.argv[1], int(port)))
-    except ConnectionRefusedError:
-        pass                      # a RST came back: the SYN crossed the switch
-    s.close()
-"""
-SEND_RAW = """
-import socket, sys
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((sys.argv[1], 0))
-for frame in sys.argv[2:]:
-    s.send(bytes.fromhex(frame))
-"""
-
-
 @pytest.fixture(params=["c", "python"])
 def datapath(request):
     return request.param
-
-
-def ping(topo, host, address, count=2):
-    result = topo.exec(host, ["ping", "-c", str(count), "-i", "0.2", "-W", "2", address],
-                       capture_output=True, text=True)
-    return result.returncode == 0
-
-
-def mac_of(topo, host, ifname):
-    out = topo.exec(host, ["ip", "-j", "link", "show", ifname], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)[0]["address"]
-
-
-def transfer(topo, src, dst, address, size):
-    sink = topo.popen(dst, [sys.executable, "-c", SINK, address, "5001"], stdout=-1, text=True)
-    try:
-        assert sink.stdout.readline().strip() == "ready"
-        sent = topo.exec(src, [sys.executable, "-c", SOURCE, address, "5001", str(size)],
-                         capture_output=True, text=True, timeout=120)
-        assert sent.returncode == 0, sent.stderr
-        received = sink.stdout.readline().split()
-        sink.wait(timeout=30)
-    finally:
-        if sink.poll() is None:
-            sink.kill()
-            sink.wait()
-    return sent.stdout.split(), received
 
 
 def test_three_hosts_ping_each_other(topology, datapath):
