@@ -90,3 +90,36 @@ def test_bad_toml_names_the_file(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load(tmp_path / "nope.toml")
+
+
+ROUTED = {"vlan": [{"id": 10, "address": "198.51.100.1/24"}, {"id": 20, "address": "192.0.2.1/24"}],
+          "route": [{"prefix": "203.0.113.0/24", "via": "192.0.2.254"}]}
+
+
+def test_vlan_interfaces_and_routes():
+    config = from_dict(ROUTED)
+    assert [(v.id, str(v.address)) for v in config.vlans] == [(10, "198.51.100.1/24"), (20, "192.0.2.1/24")]
+    assert [(str(r.prefix), str(r.via)) for r in config.routes] == [("203.0.113.0/24", "192.0.2.254")]
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"vlan": [{"id": 10}]}, "vlan[0].address"),
+    ({"vlan": [{"id": 10, "address": "198.51.100.1"}]}, "vlan[0].address"),
+    ({"vlan": [{"id": 10, "address": "198.51.100.0/24"}]}, "vlan[0].address"),
+    ({"vlan": [{"id": 10, "address": "2001:db8::1/64"}]}, "vlan[0].address"),
+    ({"vlan": [{"id": 10, "address": "198.51.100.1/24", "mac": "01:00:00:00:00:01"}]}, "vlan[0].mac"),
+    ({"vlan": [{"id": 10, "address": "198.51.100.1/24"}, {"id": 10, "address": "192.0.2.1/24"}]}, "vlan[1].id"),
+    ({"vlan": [{"id": 10, "address": "198.51.100.1/24"}, {"id": 20, "address": "198.51.100.129/25"}]},
+     "vlan[1].address"),
+    ({"route": [{"prefix": "203.0.113.1/24", "via": "192.0.2.254"}]}, "route[0].prefix"),
+    ({"route": [{"prefix": "203.0.113.0/24", "via": "203.0.113.254"}]}, "route[0].via"),
+    ({"route": [{"prefix": "203.0.113.0/24", "via": "192.0.2.1"}]}, "route[0].via"),
+    ({"route": [{"prefix": "203.0.113.0/24"}]}, "route[0].via"),
+    ({"route": [{"prefix": "203.0.113.0/24", "via": "192.0.2.254", "metric": 1}]}, "route[0].metric"),
+])
+def test_routing_errors_name_the_key(change, key):
+    data = dict(ROUTED)
+    data.update(change)
+    with pytest.raises(ConfigError) as info:
+        from_dict(data)
+    assert str(info.value).startswith(key + ":"), str(info.value)
