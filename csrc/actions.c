@@ -43,7 +43,7 @@ ps_actions_validate(const struct ps_action *actions, uint32_t n_actions)
     for (uint32_t i = 0; i < n_actions; i++) {
         const struct ps_action *a = &actions[i];
 
-        if (a->type < PS_ACT_OUTPUT || a->type > PS_ACT_UPCALL) {
+        if (a->type < PS_ACT_OUTPUT || a->type > PS_ACT_ROUTE) {
             return -EINVAL;
         }
         if (a->type == PS_ACT_OUTPUT && a->arg >= PS_MAX_PORTS) {
@@ -57,7 +57,7 @@ static inline int
 action_mutates(uint16_t type)
 {
     return type == PS_ACT_SET_ETH_SRC || type == PS_ACT_SET_ETH_DST || type == PS_ACT_PUSH_VLAN
-           || type == PS_ACT_POP_VLAN;
+           || type == PS_ACT_POP_VLAN || type == PS_ACT_ROUTE;
 }
 
 /* Adds 'delta' (+4 or -4) to the vnet header offsets that lie past the
@@ -104,8 +104,8 @@ ps_frame_push_tag(struct ps_frame *frame, uint16_t tpid, uint16_t tci)
     vnet_shift(&frame->vnet, sizeof(struct ps_vlan_hdr));
 }
 
-static void
-pop_vlan(struct ps_frame *frame)
+void
+ps_frame_pop_tag(struct ps_frame *frame)
 {
     uint8_t *data = frame->data;
     uint16_t type;
@@ -170,10 +170,17 @@ ps_actions_execute(struct ps_frame *frame, uint16_t in_port, const struct ps_act
             push_vlan(frame, a->arg);
             break;
         case PS_ACT_POP_VLAN:
-            pop_vlan(frame);
+            ps_frame_pop_tag(frame);
             break;
         case PS_ACT_UPCALL:
-            sink->upcall(sink->ctx, a->arg32, frame);
+            sink->upcall(sink->ctx, PS_UPCALL_ACTION, a->arg32, frame);
+            break;
+        case PS_ACT_ROUTE:
+            /* The routed frame's output comes after ROUTE's own rewrite, so
+             * it is final unless a later action rewrites it again. */
+            if (!sink->route(sink->ctx, frame, (int) i >= last_mutation)) {
+                return;
+            }
             break;
         default:
             break;
@@ -220,9 +227,19 @@ apply_output(void *ctx, uint16_t port, const struct ps_frame *frame, bool stable
 }
 
 static void
-apply_upcall(void *ctx, uint32_t userdata, const struct ps_frame *frame)
+apply_upcall(void *ctx, uint16_t reason, uint32_t userdata, const struct ps_frame *frame)
 {
     apply_emit(ctx, PS_UPCALL_PORT, userdata, frame);
+}
+
+/* Without routing tables a ROUTE can only ask the slow path: an UPCALL-style
+ * output with userdata 0, after which the list ends as after any ROUTE that
+ * upcalls. */
+static bool
+apply_route(void *ctx, struct ps_frame *frame, bool stable)
+{
+    apply_emit(ctx, PS_UPCALL_PORT, 0, frame);
+    return false;
 }
 
 /* Runs 'actions' on a copy of the 'size' bytes at 'frame' (with 'vnet',
@@ -239,7 +256,7 @@ ps_actions_apply(const uint8_t *frame, uint32_t size, const struct ps_vnet_hdr *
         .out_buf = out_buf, .out_buf_left = out_buf_size, .out_ports = out_ports, .out_sizes = out_sizes,
         .out_vnets = out_vnets, .out_userdata = out_userdata, .max_outputs = max_outputs,
     };
-    struct ps_sink sink = { .output = apply_output, .upcall = apply_upcall, .ctx = &ctx };
+    struct ps_sink sink = { .output = apply_output, .upcall = apply_upcall, .route = apply_route, .ctx = &ctx };
     struct ps_frame work;
     uint8_t *buf;
 

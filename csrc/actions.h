@@ -26,15 +26,25 @@ struct ps_sink {
      * list changes these bytes, so the sink may keep a pointer to them until
      * the batch's transmit flush; otherwise it must copy them now. */
     void (*output)(void *ctx, uint16_t port, const struct ps_frame *frame, bool stable);
-    /* Queues a copy of 'frame' for the slow path, reason PS_UPCALL_ACTION. */
-    void (*upcall)(void *ctx, uint32_t userdata, const struct ps_frame *frame);
-    void *ctx;                      /* passed to both callbacks */
+    /* Queues a copy of 'frame' for the slow path with 'reason' (PS_UPCALL_*)
+     * and 'userdata'. */
+    void (*upcall)(void *ctx, uint16_t reason, uint32_t userdata, const struct ps_frame *frame);
+    /* Runs PS_ACT_ROUTE on 'frame': routes it in place and emits it (with
+     * 'stable' as for output()), or upcalls or drops it unchanged.  Returns
+     * true if the frame was routed, and only then do the actions after the
+     * ROUTE run.  The executor owns no tables; the sink brings them. */
+    bool (*route)(void *ctx, struct ps_frame *frame, bool stable);
+    void *ctx;                      /* passed to every callback */
 };
 
 /* Inserts the tag 'tpid', 'tci' at offset 12 of 'frame', which must have a
  * whole Ethernet header and 4 bytes of headroom, and moves the vnet offsets
  * behind it (PUSH_VLAN, and restoring a tag the kernel stripped). */
 void ps_frame_push_tag(struct ps_frame *frame, uint16_t tpid, uint16_t tci);
+
+/* Removes the outermost 802.1Q/802.1ad tag of 'frame', if it has a whole
+ * tagged Ethernet header, and moves the vnet offsets back (POP_VLAN). */
+void ps_frame_pop_tag(struct ps_frame *frame);
 
 /* Copies the 'size' bytes at 'frame' and its 'vnet' header (NULL: all zero)
  * into a new buffer with PS_HEADROOM bytes in front, and points 'work' at the
@@ -49,7 +59,8 @@ uint8_t *ps_frame_clone(struct ps_frame *work, const uint8_t *frame, uint32_t si
 int ps_actions_validate(const struct ps_action *actions, uint32_t n_actions);
 
 /* Runs the 'n_actions' (validated) actions at 'actions' on 'frame', which
- * arrived on 'in_port', emitting through 'sink'.  Changes 'frame' in place. */
+ * arrived on 'in_port', emitting through 'sink'.  Changes 'frame' in place.
+ * A ROUTE that does not route the frame ends the list. */
 void ps_actions_execute(struct ps_frame *frame, uint16_t in_port, const struct ps_action *actions,
                         uint32_t n_actions, const struct ps_sink *sink);
 

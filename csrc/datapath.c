@@ -17,10 +17,12 @@
 #include "ps_consts.h"
 #include "ps_hdrs.h"
 #include "pyswitch.h"
+#include "route.h"
 
 struct ps_dp {
     struct ps_port *ports[PS_MAX_PORTS];   /* attached ports by number, NULL if none */
     struct ps_flowtable *ft;               /* the flows */
+    struct ps_routes *routes;              /* what PS_ACT_ROUTE consults (route.c) */
     int wake_fds[PS_MAX_WAKE_FDS];         /* extra fds ps_dp_poll() wakes up for */
     uint32_t n_wake_fds;                   /* entries used in 'wake_fds' */
     struct ps_upcall *upcalls;             /* max_upcalls slots; 'data' fixed up in ps_dp_upcalls() */
@@ -38,7 +40,7 @@ struct ps_dp {
 struct exec_ctx {
     struct ps_dp *dp;                      /* where outputs and upcalls go */
     uint16_t in_port;                      /* the frame's input port */
-    const struct ps_flow_key *key;         /* its key, for PS_ACT_UPCALL */
+    const struct ps_flow_key *key;         /* its key, for upcalls from UPCALL and ROUTE */
 };
 
 struct ps_dp *
@@ -50,9 +52,10 @@ ps_dp_new(uint32_t max_flows, uint32_t emc_entries, uint32_t max_upcalls)
         return NULL;
     }
     dp->ft = ps_ft_new(max_flows, emc_entries);
+    dp->routes = ps_routes_new();
     dp->upcalls = calloc(max_upcalls ? max_upcalls : 1, sizeof *dp->upcalls);
     dp->upcall_ofs = calloc(max_upcalls ? max_upcalls : 1, sizeof *dp->upcall_ofs);
-    if (!dp->ft || !dp->upcalls || !dp->upcall_ofs) {
+    if (!dp->ft || !dp->routes || !dp->upcalls || !dp->upcall_ofs) {
         ps_dp_free(dp);
         return NULL;
     }
@@ -70,6 +73,7 @@ ps_dp_free(struct ps_dp *dp)
         ps_dp_port_del(dp, i);
     }
     ps_ft_free(dp->ft);
+    ps_routes_free(dp->routes);
     free(dp->upcalls);
     free(dp->upcall_ofs);
     free(dp->arena);
@@ -86,6 +90,12 @@ struct ps_flowtable *
 ps_dp_flowtable(struct ps_dp *dp)
 {
     return dp->ft;
+}
+
+struct ps_routes *
+ps_dp_routes(struct ps_dp *dp)
+{
+    return dp->routes;
 }
 
 void
@@ -249,11 +259,33 @@ dp_output(void *ctx_, uint16_t port_no, const struct ps_frame *frame, bool stabl
 }
 
 static void
-dp_upcall(void *ctx_, uint32_t userdata, const struct ps_frame *frame)
+dp_upcall(void *ctx_, uint16_t reason, uint32_t userdata, const struct ps_frame *frame)
 {
     struct exec_ctx *ctx = ctx_;
 
-    upcall_queue(ctx->dp, ctx->in_port, PS_UPCALL_ACTION, userdata, ctx->key, frame);
+    upcall_queue(ctx->dp, ctx->in_port, reason, userdata, ctx->key, frame);
+}
+
+/* PS_ACT_ROUTE with the datapath's tables.  An upcall carries the frame
+ * unchanged (ps_route_frame() writes only when it forwards) and the key of
+ * the frame as it arrived. */
+static bool
+dp_route(void *ctx_, struct ps_frame *frame, bool stable)
+{
+    struct exec_ctx *ctx = ctx_;
+    struct ps_route_result result;
+
+    switch (ps_route_frame(ctx->dp->routes, frame, &ctx->dp->stats, &result)) {
+    case PS_ROUTE_FORWARD:
+        dp_output(ctx, result.port, frame, stable);
+        return true;
+    case PS_ROUTE_UPCALL:
+        dp_upcall(ctx, result.reason, result.userdata, frame);
+        return false;
+    case PS_ROUTE_DROP:
+    default:
+        return false;
+    }
 }
 
 static void
@@ -271,7 +303,7 @@ static void
 process_batch(struct ps_dp *dp, struct ps_port *port, uint32_t n, int64_t now_ms)
 {
     struct exec_ctx ctx = { .dp = dp, .in_port = port->port_no };
-    struct ps_sink sink = { .output = dp_output, .upcall = dp_upcall, .ctx = &ctx };
+    struct ps_sink sink = { .output = dp_output, .upcall = dp_upcall, .route = dp_route, .ctx = &ctx };
     struct ps_flow_key key;
     struct ps_parse_result result;
 
@@ -378,7 +410,7 @@ ps_dp_execute(struct ps_dp *dp, uint16_t in_port, const uint8_t *frame, uint32_t
     struct ps_flow_key key;
     struct ps_parse_result result;
     struct exec_ctx ctx = { .dp = dp, .in_port = in_port, .key = &key };
-    struct ps_sink sink = { .output = dp_output, .upcall = dp_upcall, .ctx = &ctx };
+    struct ps_sink sink = { .output = dp_output, .upcall = dp_upcall, .route = dp_route, .ctx = &ctx };
     struct ps_frame work;
     uint8_t *buf;
 

@@ -50,10 +50,23 @@
 #define PS_ACT_PUSH_VLAN 5       /* insert an 802.1Q tag (TPID 0x8100), TCI := arg */
 #define PS_ACT_POP_VLAN 6        /* remove the outermost 802.1Q/802.1ad tag, if any */
 #define PS_ACT_UPCALL 7          /* queue a copy for the slow path with reason PS_UPCALL_ACTION, userdata := arg32 */
+#define PS_ACT_ROUTE 8           /* route an IPv4 packet through the LPM, next-hop and neighbor tables (DATAPATH.md) */
 
 /* Why a packet came up to the slow path (struct ps_upcall.reason). */
 #define PS_UPCALL_MISS 0         /* no flow matched */
 #define PS_UPCALL_ACTION 1       /* a flow's PS_ACT_UPCALL action */
+#define PS_UPCALL_NO_ROUTE 2     /* ROUTE: no route to the destination */
+#define PS_UPCALL_NO_NEIGH 3     /* ROUTE: the next hop's MAC is unknown; userdata := next-hop id */
+#define PS_UPCALL_TTL 4          /* ROUTE: TTL <= 1, the sender gets Time Exceeded */
+#define PS_UPCALL_LOCAL 5        /* ROUTE: addressed to the switch itself */
+
+/* Next-hop kinds (struct ps_nexthop.kind). */
+#define PS_NH_CONNECTED 1        /* the destination is on the next hop's VLAN: resolve the destination itself */
+#define PS_NH_GATEWAY 2          /* forward to 'gateway' on the next hop's VLAN */
+#define PS_NH_LOCAL 3            /* one of the switch's own addresses */
+#define PS_NH_BLACKHOLE 4        /* drop silently (counted in route_dropped) */
+#define PS_MAX_NEXTHOPS 4096     /* next-hop ids are 1..4095; 0 means "no route" */
+#define PS_MAX_NEIGHS 65536      /* neighbors one datapath holds; a new one beyond is refused (-ENOSPC) */
 
 /* Port kinds (ps_dp_port_add). */
 #define PS_PORT_AFPACKET 1       /* AF_PACKET socket bound to an interface, RX ring, batched TX */
@@ -146,7 +159,7 @@ struct ps_ft_stats {
 struct ps_upcall {
     uint16_t in_port;
     uint16_t reason;             /* PS_UPCALL_* */
-    uint32_t userdata;           /* arg32 of the PS_ACT_UPCALL action */
+    uint32_t userdata;           /* arg32 of the PS_ACT_UPCALL action; the next-hop id for PS_UPCALL_NO_NEIGH */
     struct ps_flow_key key;
     struct ps_vnet_hdr vnet;
     uint16_t pad;
@@ -171,6 +184,27 @@ struct ps_dp_stats {
     uint64_t upcall_dropped;     /* upcalls lost because the queue was full */
     uint64_t bad_port;           /* outputs to a port number that is not attached */
     uint64_t parse_errors[11];   /* by PS_PE_*; [0] unused */
+    uint64_t routed;             /* packets the ROUTE action forwarded */
+    uint64_t route_dropped;      /* ROUTE: not IPv4, martian source, broadcast/multicast destination, blackhole */
+    uint64_t martian;            /* ...of which martian sources (0/8, 127/8, 224/4, 240/4, 255.255.255.255) */
+};
+
+/* Where a route leads. */
+struct ps_nexthop {
+    uint8_t kind;                /* PS_NH_*; 0 in the datapath's table means "not set" */
+    uint8_t pad0;                /* zero */
+    uint16_t vlan;               /* the egress VLAN id */
+    uint8_t gateway[16];         /* GATEWAY: the next hop's address (IPv4 in the first 4 bytes) */
+    uint8_t src_mac[6];          /* the switch's MAC on that VLAN: the routed frame's new source */
+    uint8_t pad1[2];             /* zero */
+};
+
+/* A resolved neighbor on a VLAN. */
+struct ps_neigh {
+    uint8_t mac[6];              /* its MAC: the routed frame's new destination */
+    uint16_t port;               /* the port it was learned on */
+    uint16_t out_tci;            /* 0: send untagged; else push an 802.1Q tag with this TCI */
+    uint16_t pad;                /* zero */
 };
 
 struct ps_flowtable;
@@ -233,6 +267,40 @@ int ps_dp_mem_inject(struct ps_dp *dp, uint16_t port_no, const uint8_t *frame, u
  * -EAGAIN when none is waiting, -ENOSPC when 'buf_size' is too small. */
 int ps_dp_mem_take(struct ps_dp *dp, uint16_t port_no, uint8_t *buf, uint32_t buf_size,
                    struct ps_vnet_hdr *vnet);
+
+/* IPv4 longest-prefix match, DIR-24-8 (lpm.c): prefix -> next-hop id.
+ * Prefixes and addresses are 4 bytes in network order.  ps_lpm_add() masks
+ * 'prefix' to 'plen' bits and replaces a rule of the same prefix and length:
+ * 0, -EINVAL ('plen' > 32, 'nh_id' not 1..PS_MAX_NEXTHOPS-1), -ENOSPC (more
+ * than 'max_routes' rules, or no free tbl8 group of 'max_tbl8').  ps_lpm_del()
+ * returns 1 if the rule existed, 0 if not, -EINVAL; the addresses it covered
+ * fall back to the next shorter rule.  ps_lpm_lookup() returns 0 for "no
+ * route".  ps_lpm_count() returns the number of rules. */
+struct ps_lpm;
+struct ps_lpm *ps_lpm_new(uint32_t max_routes, uint32_t max_tbl8);
+void ps_lpm_free(struct ps_lpm *lpm);
+int ps_lpm_add(struct ps_lpm *lpm, const uint8_t *prefix, uint8_t plen, uint32_t nh_id);
+int ps_lpm_del(struct ps_lpm *lpm, const uint8_t *prefix, uint8_t plen);
+uint32_t ps_lpm_lookup(const struct ps_lpm *lpm, const uint8_t *addr);
+uint32_t ps_lpm_count(const struct ps_lpm *lpm);
+
+/* The datapath's routing tables (route.c): one LPM (65536 routes, 4096 tbl8
+ * groups), next hops, neighbors.  Addresses of neighbors and gateways are 16
+ * bytes (IPv4 in the first 4, the rest zero).  The route functions return
+ * what the ps_lpm_* ones do.  ps_dp_nexthop_set(): 0, or -EINVAL for an id
+ * not 1..PS_MAX_NEXTHOPS-1, a kind not PS_NH_*, a VLAN > 4095.
+ * ps_dp_neigh_set(): 0, -EINVAL (VLAN > 4095, port >= PS_MAX_PORTS), -ENOSPC
+ * (a new neighbor beyond PS_MAX_NEIGHS).  The _del functions return 1 if the
+ * entry existed, 0 if not (or -EINVAL); ps_dp_neigh_get() returns 1 and fills
+ * '*out' if found, 0 if not. */
+int ps_dp_route_add(struct ps_dp *dp, const uint8_t *prefix, uint8_t plen, uint32_t nh_id);
+int ps_dp_route_del(struct ps_dp *dp, const uint8_t *prefix, uint8_t plen);
+uint32_t ps_dp_route_lookup(struct ps_dp *dp, const uint8_t *addr);
+int ps_dp_nexthop_set(struct ps_dp *dp, uint32_t nh_id, const struct ps_nexthop *nh);
+int ps_dp_nexthop_del(struct ps_dp *dp, uint32_t nh_id);
+int ps_dp_neigh_set(struct ps_dp *dp, uint16_t vlan, const uint8_t *addr, const struct ps_neigh *neigh);
+int ps_dp_neigh_del(struct ps_dp *dp, uint16_t vlan, const uint8_t *addr);
+int ps_dp_neigh_get(struct ps_dp *dp, uint16_t vlan, const uint8_t *addr, struct ps_neigh *out);
 
 /* cdef end */
 

@@ -30,6 +30,8 @@ class Action(NamedTuple):
             return "pop_vlan"
         if t == consts.ACT_UPCALL:
             return f"upcall:{self.arg32}"
+        if t == consts.ACT_ROUTE:
+            return "route"
         return f"unknown:{t}"
 
 
@@ -62,6 +64,10 @@ def pop_vlan() -> Action:
 
 def upcall(userdata: int = 0) -> Action:
     return Action(consts.ACT_UPCALL, arg32=userdata)
+
+
+def route() -> Action:
+    return Action(consts.ACT_ROUTE)
 
 
 def ports_of(bitmap: int) -> list[int]:

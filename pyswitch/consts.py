@@ -54,6 +54,8 @@ NH_GATEWAY = 2              # forward to the gateway on the next hop's VLAN
 NH_LOCAL = 3                # one of the switch's own addresses
 NH_BLACKHOLE = 4            # drop silently
 MAX_NEXTHOPS = 4096         # next-hop ids are 1..4095; 0 means "no route"
+MAX_NEIGHS = 65536          # neighbors one datapath holds; a new one beyond is refused (ENOSPC)
+NH_KINDS = {"connected": NH_CONNECTED, "gateway": NH_GATEWAY, "local": NH_LOCAL, "blackhole": NH_BLACKHOLE}
 
 # Port kinds.
 PORT_AFPACKET = 1           # AF_PACKET socket on an interface

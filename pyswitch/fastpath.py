@@ -28,7 +28,8 @@ if _BUILT_VERSION != __version__:
 _VNET_ZERO = bytes(consts.VNET_HDR_SIZE)
 _FT_STAT_NAMES = ("flows", "max_flows", "subtables", "inserts", "modifies", "deletes", "expired",
                   "evictions", "refused", "emc_hits", "masked_hits", "misses")
-_DP_STAT_NAMES = ("rx_packets", "tx_packets", "upcalls", "upcall_dropped", "bad_port")
+_DP_STAT_NAMES = ("rx_packets", "tx_packets", "upcalls", "upcall_dropped", "bad_port", "routed", "route_dropped",
+                  "martian")
 _PORT_STAT_NAMES = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "rx_errors", "tx_dropped")
 _DUMP_CHUNK = 256            # flows copied out per ps_ft_dump() call
 _ETH_SET_TYPES = (consts.ACT_SET_ETH_SRC, consts.ACT_SET_ETH_DST)
@@ -124,7 +125,7 @@ def actions_apply(frame, vnet, in_port, actions) -> list[Output]:
     n_out = 0
     n_push = 0
     for a in actions:
-        if a.type in (consts.ACT_OUTPUT, consts.ACT_UPCALL):
+        if a.type in (consts.ACT_OUTPUT, consts.ACT_UPCALL, consts.ACT_ROUTE):
             n_out += 1
         elif a.type == consts.ACT_FLOOD:
             n_out += bin(a.ports).count("1")
@@ -154,6 +155,65 @@ def actions_apply(frame, vnet, in_port, actions) -> list[Output]:
                               vnets[i * consts.VNET_HDR_SIZE:(i + 1) * consts.VNET_HDR_SIZE], out_userdata[i]))
         ofs += size
     return outputs
+
+
+def _uint(value, bits, what) -> int:
+    """Out-of-range arguments are the contract's EINVAL (ValueError), not cffi's OverflowError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
+        raise ValueError(f"{what} {value!r} is not a {bits}-bit unsigned integer")
+    return value
+
+
+def _ip4(addr, what="prefix") -> bytes:
+    if len(addr) != 4:
+        raise ValueError(f"an IPv4 {what} is 4 bytes, not {len(addr)}")
+    return bytes(addr)
+
+
+def _addr16(addr) -> bytes:
+    """Neighbor and gateway addresses are 16 bytes in C: IPv4 in the first 4, the rest zero."""
+    if len(addr) not in (4, 16):
+        raise ValueError(f"an address is 4 (IPv4) or 16 bytes, not {len(addr)}")
+    return bytes(addr).ljust(16, b"\0")
+
+
+def _mac(mac) -> bytes:
+    if len(mac) not in (0, 6):
+        raise ValueError(f"a MAC address is 6 bytes, not {len(mac)}")
+    return bytes(mac).ljust(6, b"\0")
+
+
+def _route_errno(r, what):
+    """Turns a negative errno from an LPM or routing-table call into the contract's exception."""
+    if r == -_errno.EINVAL:
+        raise ValueError(f"{what}: invalid argument")
+    if r < 0:
+        raise OSError(-r, f"{what}: {os.strerror(-r)}")
+    return r
+
+
+class Lpm:
+    """An IPv4 longest-prefix-match table of its own (`struct ps_lpm`, DIR-24-8)."""
+
+    def __init__(self, max_routes=65536, max_tbl8=4096):
+        lpm = lib.ps_lpm_new(max_routes, max_tbl8)
+        if lpm == ffi.NULL:
+            raise MemoryError(f"cannot create an LPM of {max_routes} routes and {max_tbl8} tbl8 groups")
+        self._lpm = ffi.gc(lpm, lib.ps_lpm_free)
+
+    def add(self, prefix, plen, nh_id):
+        r = lib.ps_lpm_add(self._lpm, _ip4(prefix), _uint(plen, 8, "plen"), _uint(nh_id, 32, "next-hop id"))
+        _route_errno(r, f"route {bytes(prefix).hex()}/{plen} -> {nh_id}")
+
+    def delete(self, prefix, plen) -> bool:
+        r = lib.ps_lpm_del(self._lpm, _ip4(prefix), _uint(plen, 8, "plen"))
+        return _route_errno(r, f"route {bytes(prefix).hex()}/{plen}") == 1
+
+    def lookup(self, addr) -> int:
+        return lib.ps_lpm_lookup(self._lpm, _ip4(addr, "address"))
+
+    def __len__(self):
+        return lib.ps_lpm_count(self._lpm)
 
 
 class _FlowTableOps:
@@ -270,6 +330,8 @@ class Datapath(_FlowTableOps):
         self._take_vnet = ffi.new("struct ps_vnet_hdr *")
         self._inject_vnet = ffi.new("struct ps_vnet_hdr *")
         self._inject_vnet_buf = ffi.buffer(self._inject_vnet)
+        self._nexthop = ffi.new("struct ps_nexthop *")
+        self._neigh = ffi.new("struct ps_neigh *")
 
     def close(self):
         if self._dp != ffi.NULL:
@@ -369,6 +431,52 @@ class Datapath(_FlowTableOps):
         out["parse_errors"] = {name: s.parse_errors[i]
                                for i, name in enumerate(consts.PARSE_ERROR_NAMES) if i > 0}
         return out
+
+    # Routing tables (docs/DATAPATH.md "Routing").
+
+    def route_add(self, prefix, plen, nh_id):
+        r = lib.ps_dp_route_add(self._dp, _ip4(prefix), _uint(plen, 8, "plen"), _uint(nh_id, 32, "next-hop id"))
+        _route_errno(r, f"route {bytes(prefix).hex()}/{plen} -> {nh_id}")
+
+    def route_del(self, prefix, plen) -> bool:
+        r = lib.ps_dp_route_del(self._dp, _ip4(prefix), _uint(plen, 8, "plen"))
+        return _route_errno(r, f"route {bytes(prefix).hex()}/{plen}") == 1
+
+    def route_lookup(self, addr) -> int:
+        return lib.ps_dp_route_lookup(self._dp, _ip4(addr, "address"))
+
+    def nexthop_set(self, nh_id, kind, vlan, gateway=b"", src_mac=b""):
+        nh = self._nexthop
+        nh.kind = _uint(consts.NH_KINDS.get(kind, kind), 8, "next-hop kind")
+        nh.vlan = _uint(vlan, 16, "VLAN")
+        nh.gateway = _addr16(gateway) if gateway else bytes(16)
+        nh.src_mac = _mac(src_mac)
+        r = lib.ps_dp_nexthop_set(self._dp, _uint(nh_id, 32, "next-hop id"), nh)
+        _route_errno(r, f"next hop {nh_id} (kind {kind!r}, VLAN {vlan})")
+
+    def nexthop_del(self, nh_id) -> bool:
+        r = lib.ps_dp_nexthop_del(self._dp, _uint(nh_id, 32, "next-hop id"))
+        return _route_errno(r, f"next hop {nh_id}") == 1
+
+    def neigh_set(self, vlan, addr, mac, port, out_tci=0):
+        ng = self._neigh
+        ng.mac = _mac(mac)
+        ng.port = _uint(port, 16, "port")
+        ng.out_tci = _uint(out_tci, 16, "out_tci")
+        r = lib.ps_dp_neigh_set(self._dp, _uint(vlan, 16, "VLAN"), _addr16(addr), ng)
+        _route_errno(r, f"neighbor {bytes(addr).hex()} on VLAN {vlan}")
+
+    def neigh_del(self, vlan, addr) -> bool:
+        r = lib.ps_dp_neigh_del(self._dp, _uint(vlan, 16, "VLAN"), _addr16(addr))
+        return _route_errno(r, f"neighbor {bytes(addr).hex()} on VLAN {vlan}") == 1
+
+    def neigh_get(self, vlan, addr):
+        """(mac, port, out_tci), or None if the neighbor is unknown."""
+        r = lib.ps_dp_neigh_get(self._dp, _uint(vlan, 16, "VLAN"), _addr16(addr), self._neigh)
+        if _route_errno(r, f"neighbor {bytes(addr).hex()} on VLAN {vlan}") == 0:
+            return None
+        ng = self._neigh
+        return bytes(ffi.buffer(ng.mac, 6)), ng.port, ng.out_tci
 
     # Memory ports.
 

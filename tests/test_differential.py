@@ -192,7 +192,7 @@ valid_actions = st.one_of(
     st.builds(lambda u: Action(consts.ACT_UPCALL, arg32=u), st.integers(0, 2**32 - 1)),
 )
 bad_actions = st.one_of(st.builds(lambda p: Action(consts.ACT_OUTPUT, arg=p), st.integers(64, 0xFFFF)),
-                        st.builds(lambda t: Action(t), st.sampled_from([0, 8, 99, 0xFFFF])))
+                        st.builds(lambda t: Action(t), st.sampled_from([0, 9, 99, 0xFFFF])))
 action_lists = st.lists(valid_actions, max_size=16)
 
 
@@ -393,3 +393,169 @@ def test_execute_empty_frame():
             assert dp.take(1) == [(b"", bytes(10)), (bytes(20), bytes(10))], impl.__name__
         finally:
             dp.close()
+
+
+# -- routing --------------------------------------------------------------------------------------------------------
+
+ROUTE_BASES = [bytes([198, 51, 100, 0]), bytes([198, 51, 100, 128]), bytes([192, 0, 2, 64]), bytes([203, 0, 113, 7]),
+               bytes([198, 51, 0, 0]), bytes([10, 0, 0, 0]), bytes(4)]
+route_prefixes = st.sampled_from(ROUTE_BASES) | st.binary(min_size=4, max_size=4)
+route_plens = st.sampled_from([0, 1, 8, 16, 23, 24, 25, 26, 30, 31, 32]) | st.integers(0, 32)
+route_nhs = st.integers(1, consts.MAX_NEXTHOPS - 1) | st.integers(1, 6)
+
+
+@st.composite
+def route_addrs(draw):
+    """Addresses near the prefixes, so that lookups land inside, at the edges of and just outside routes."""
+    base = int.from_bytes(draw(route_prefixes), "big")
+    delta = draw(st.sampled_from([0, 1, 63, 64, 127, 128, 200, 255, 256, -1, 2**24])) | 0
+    return ((base + delta) % 2**32).to_bytes(4, "big")
+
+
+def brute_lookup(rules, addr):
+    """The definition of longest-prefix match, with nothing clever in it."""
+    a = int.from_bytes(addr, "big")
+    best_len, best_nh = -1, 0
+    for (prefix, plen), nh in rules.items():
+        mask = ((1 << plen) - 1) << (32 - plen)
+        if a & mask == prefix and plen > best_len:
+            best_len, best_nh = plen, nh
+    return best_nh
+
+
+def lpm_step(lpm, op):
+    try:
+        if op[0] == "add":
+            return lpm.add(*op[1:])
+        return lpm.delete(*op[1:])
+    except (ValueError, OSError) as e:
+        return (type(e).__name__, getattr(e, "errno", None))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.just("add"), route_prefixes, route_plens, route_nhs), max_size=25),
+       st.lists(st.tuples(st.just("del"), route_prefixes, route_plens), max_size=15),
+       st.lists(route_addrs(), max_size=30), st.sampled_from([(65536, 4096), (5, 2), (12, 1)]))
+def test_lpm_equal(adds, deletes, addrs, bounds):
+    c, py = fastpath.Lpm(*bounds), refpath.Lpm(*bounds)
+    rules = {}
+    ops = adds + deletes
+    for phase in (adds, deletes):
+        for op in phase:
+            rc, rpy = lpm_step(c, op), lpm_step(py, op)
+            assert rc == rpy, f"{op}"
+            if rc is None:                                   # an add that was taken
+                _, prefix, plen, nh = op
+                rules[(int.from_bytes(prefix, "big") & (((1 << plen) - 1) << (32 - plen)), plen)] = nh
+            elif rc is True:
+                _, prefix, plen = op
+                del rules[(int.from_bytes(prefix, "big") & (((1 << plen) - 1) << (32 - plen)), plen)]
+            assert len(c) == len(py) == len(rules)
+        probe = addrs + [p for op in ops for p in (op[1],)]
+        for addr in probe:
+            expect = brute_lookup(rules, addr)
+            assert c.lookup(addr) == py.lookup(addr) == expect, f"{addr.hex()} after {ops}"
+
+
+def test_lpm_bad_arguments_alike():
+    for impl in (fastpath, refpath):
+        lpm = impl.Lpm()
+        for args in ((bytes(4), 33, 1), (bytes(4), 8, 0), (bytes(4), 8, 4096), (bytes(5), 8, 1)):
+            with pytest.raises(ValueError):
+                lpm.add(*args)
+
+
+R_PORTS = 4
+R_MACS = [b"\x02\x00\x00\x00\x01" + bytes([i]) for i in range(4)]
+R_ADDRS = ["198.51.100.7", "198.51.100.200", "192.0.2.65", "192.0.2.1", "203.0.113.7", "203.0.113.254",
+           "10.1.2.3", "0.0.0.9", "127.0.0.1", "224.0.0.5", "239.1.1.1", "240.0.0.1", "255.255.255.255"]
+r_addr_bytes = st.sampled_from([bytes(map(int, a.split("."))) for a in R_ADDRS])
+
+
+@st.composite
+def route_tables(draw):
+    """Tables that often line up (route -> set next hop -> resolved neighbor), so every step of ROUTE is reached."""
+    routes = draw(st.lists(st.tuples(route_prefixes | r_addr_bytes, route_plens, st.integers(1, 6)), max_size=8))
+    routes += [(bytes(4), 0, draw(st.integers(1, 6)))] if draw(st.booleans()) else []
+    nexthops = [(nh_id, draw(st.sampled_from([1, 1, 2, 2, 3, 4])), draw(st.sampled_from([0, 10, 20])),
+                 draw(r_addr_bytes), draw(st.sampled_from(R_MACS)))
+                for nh_id in range(1, 7) if draw(st.integers(0, 4))]
+    neighs = draw(st.lists(st.tuples(st.sampled_from([0, 10, 20]), r_addr_bytes, st.sampled_from(R_MACS),
+                                     st.integers(0, R_PORTS), st.sampled_from([0, 0, 20, 0x3014])), max_size=25))
+    # Resolve most gateways and most unicast destinations on the next hops' VLANs.
+    for _nh_id, _kind, vlan, gateway, _mac in nexthops:
+        for addr in [gateway] + [bytes(map(int, a.split("."))) for a in R_ADDRS[:7]]:
+            if draw(st.integers(0, 2)):
+                neighs.append((vlan, addr, draw(st.sampled_from(R_MACS)), draw(st.integers(0, R_PORTS - 1)),
+                               draw(st.sampled_from([0, 0, 20, 0x3014]))))
+    return routes, nexthops, neighs
+
+
+@st.composite
+def route_frames(draw):
+    src = draw(st.sampled_from(R_ADDRS[:7]) | st.sampled_from(R_ADDRS))
+    dst = draw(st.sampled_from(R_ADDRS[:7]) | st.sampled_from(R_ADDRS))
+    ip = IP(src=src, dst=dst, ttl=draw(st.sampled_from([0, 1, 2, 64, 64, 255])),
+            tos=draw(st.integers(0, 255)), id=draw(st.integers(0, 0xFFFF)),
+            options=draw(st.sampled_from([b"", b"", b"\x94\x04\x00\x00"])),
+            frag=draw(st.sampled_from([0, 0, 7])), flags=draw(st.sampled_from([0, "MF", "DF"])))
+    pkt = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:fe")
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
+        pkt = pkt / Dot1Q(vlan=draw(st.sampled_from([10, 20, 30])))
+    return bytes(pkt / ip / draw(l4_for(4)))
+
+
+_route_dp_action_lists = st.lists(st.one_of(
+    st.just(Action(consts.ACT_ROUTE)), st.just(Action(consts.ACT_ROUTE)),
+    st.builds(lambda p: Action(consts.ACT_OUTPUT, arg=p), st.integers(0, R_PORTS)),
+    st.builds(lambda t: Action(consts.ACT_PUSH_VLAN, arg=t), st.sampled_from([10, 0x2014])),
+    st.just(Action(consts.ACT_POP_VLAN)),
+    st.builds(lambda u: Action(consts.ACT_UPCALL, arg32=u), st.integers(0, 9))), min_size=1, max_size=5)
+route_dp_actions = st.one_of(st.just([Action(consts.ACT_ROUTE)]),
+                             _route_dp_action_lists.map(lambda acts: [Action(consts.ACT_ROUTE)] + acts[:3]),
+                             _route_dp_action_lists)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(route_tables(), st.lists(st.tuples(st.integers(0, R_PORTS - 1), route_frames() | any_frames, vnets()),
+                                max_size=30),
+       route_dp_actions, st.lists(st.tuples(route_frames(), route_dp_actions), max_size=3))
+def test_routing_datapath_equal(tables, frames, actions, executes):
+    routes, nexthops, neighs = tables
+    dps = [fastpath.Datapath(max_flows=8, emc_entries=16, max_upcalls=64),
+           refpath.Datapath(max_flows=8, emc_entries=16, max_upcalls=64)]
+    try:
+        for dp in dps:
+            for p in range(R_PORTS):
+                dp.add_port(p, "memory")
+            for route in routes:
+                dp.route_add(*route)
+            for nh_id, kind, vlan, gateway, src_mac in nexthops:
+                dp.nexthop_set(nh_id, kind, vlan, gateway, src_mac)
+            for vlan, addr, mac, port, out_tci in neighs:
+                dp.neigh_set(vlan, addr, mac, port, out_tci)
+            dp.flow_put(bytes(64), bytes(64), 0, actions, now_ms=0)
+        for dp in dps:
+            for port, frame, vnet in frames:
+                dp.inject(port, frame, vnet)
+        assert dps[0].run(now_ms=5) == dps[1].run(now_ms=5)
+        state_c, state_py = dp_state(dps[0]), dp_state(dps[1])
+        assert state_c == state_py
+        for frame, acts in executes:
+            for dp in dps:
+                dp.execute(0, frame, bytes(10), acts)
+            assert dp_state(dps[0]) == dp_state(dps[1])
+        for addr in R_ADDRS:
+            a = bytes(map(int, addr.split(".")))
+            assert dps[0].route_lookup(a) == dps[1].route_lookup(a)
+    finally:
+        for dp in dps:
+            dp.close()
+
+
+@SETTINGS
+@given(any_frames | route_frames(), vnets(), st.integers(0, 63), route_dp_actions)
+def test_actions_apply_with_route_equal(frame, vnet, in_port, actions):
+    c = fastpath.actions_apply(frame, vnet, in_port, actions)
+    py = refpath.actions_apply(frame, vnet, in_port, actions)
+    assert [tuple(o) for o in c] == [tuple(o) for o in py]

@@ -3,6 +3,7 @@ from .actions import actions_apply
 from .csum import csum, csum_update16, csum_update32
 from .datapath import Datapath
 from .flowtable import FlowTable
+from .lpm import Lpm
 from .parse import parse
 
-__all__ = ["parse", "csum", "csum_update16", "csum_update32", "actions_apply", "FlowTable", "Datapath"]
+__all__ = ["parse", "csum", "csum_update16", "csum_update32", "actions_apply", "FlowTable", "Lpm", "Datapath"]

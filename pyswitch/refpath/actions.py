@@ -2,7 +2,9 @@
 
 One executor serves both `actions_apply` (no ports: outputs are returned) and the datapath (outputs go to port
 transmit queues, UPCALLs to the upcall queue): it runs the list on a working copy of the frame and its virtio
-header and calls `emit(port, frame, vnet)` / `upcall(frame, vnet, userdata)` for what leaves.
+header and calls `emit(port, frame, vnet)` / `upcall(frame, vnet, userdata)` for what leaves. The executor owns no
+routing tables: a ROUTE calls `route(frame, vnet)`, which routes and emits the bytearray in place (and returns True:
+the list goes on) or upcalls or drops it (False: the list ends).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ VLAN_TAG_LEN = 4
 VLAN_TAGGED_HDR_LEN = 18            # POP_VLAN needs a whole tagged Ethernet header
 _VLAN_TPIDS = (consts.ETH_TYPE_VLAN, consts.ETH_TYPE_QINQ)
 _KNOWN_ACTIONS = frozenset((consts.ACT_OUTPUT, consts.ACT_FLOOD, consts.ACT_SET_ETH_SRC, consts.ACT_SET_ETH_DST,
-                            consts.ACT_PUSH_VLAN, consts.ACT_POP_VLAN, consts.ACT_UPCALL))
+                            consts.ACT_PUSH_VLAN, consts.ACT_POP_VLAN, consts.ACT_UPCALL, consts.ACT_ROUTE))
 
 
 def validate_actions(actions) -> tuple[Action, ...]:
@@ -74,8 +76,9 @@ def pop_vlan(frame: bytearray, vnet: Vnet) -> None:
         vnet.grow(-VLAN_TAG_LEN)
 
 
-def execute(frame, vnet: bytes, in_port: int, actions, emit, upcall) -> None:
-    """Run `actions` on a copy of `frame`; call emit(port, frame, vnet) and upcall(frame, vnet, userdata).
+def execute(frame, vnet: bytes, in_port: int, actions, emit, upcall, route) -> None:
+    """Run `actions` on a copy of `frame`; call emit(port, frame, vnet), upcall(frame, vnet, userdata) and
+    route(work: bytearray, vnet: Vnet) -> bool.
 
     Ambiguities, each resolved the simplest way and listed in the report:
     - SET_ETH_SRC/DST and PUSH_VLAN act only on a frame holding a whole Ethernet header (14 bytes), as POP_VLAN
@@ -112,16 +115,27 @@ def execute(frame, vnet: bytes, in_port: int, actions, emit, upcall) -> None:
             pop_vlan(work, v)
         elif t == consts.ACT_UPCALL:
             upcall(bytes(work), v.pack(), act.arg32 & 0xFFFFFFFF)
+        elif t == consts.ACT_ROUTE:
+            if not route(work, v):
+                return
 
 
 def actions_apply(frame, vnet: bytes, in_port: int, actions) -> list[Output]:
     """`ps_actions_apply`: the datapath's executor without ports; an UPCALL is an output to UPCALL_PORT.
 
-    Like C, it refuses (FlowTableError EINVAL) an action list that ps_ft_put would refuse.
+    Like C, it refuses (FlowTableError EINVAL) an action list that ps_ft_put would refuse. Without routing tables
+    a ROUTE can only ask the slow path: an UPCALL-style output with userdata 0, after which the list ends as after
+    any ROUTE that upcalls.
     """
     actions = validate_actions(actions)
     outputs: list[Output] = []
+
+    def route(work, v):
+        outputs.append(Output(consts.UPCALL_PORT, bytes(work), v.pack(), 0))
+        return False
+
     execute(frame, vnet, in_port, actions,
             lambda port, out, out_vnet: outputs.append(Output(port, out, out_vnet, 0)),
-            lambda out, out_vnet, userdata: outputs.append(Output(consts.UPCALL_PORT, out, out_vnet, userdata)))
+            lambda out, out_vnet, userdata: outputs.append(Output(consts.UPCALL_PORT, out, out_vnet, userdata)),
+            route)
     return outputs

@@ -15,9 +15,11 @@ from .actions import GSO_TYPE_MASK, execute as execute_actions
 from .flowtable import FlowTable, now_ms as _now
 from .io import AfPacketIO, MemoryIO, PortIO, TapIO
 from .parse import parse
+from .route import DROP, FORWARD, RouteTables
 
 _PORT_STAT_KEYS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "rx_errors", "tx_dropped")
-_DP_STAT_KEYS = ("rx_packets", "tx_packets", "upcalls", "upcall_dropped", "bad_port")
+_DP_STAT_KEYS = ("rx_packets", "tx_packets", "upcalls", "upcall_dropped", "bad_port", "routed", "route_dropped",
+                 "martian")
 _PE_NAMES = consts.PARSE_ERROR_NAMES
 
 
@@ -42,6 +44,7 @@ class Datapath:
 
     def __init__(self, max_flows: int = 65536, emc_entries: int = 8192, max_upcalls: int = 256):
         self.flow_table = FlowTable(max_flows, emc_entries)
+        self.routes = RouteTables()
         self.max_upcalls = max_upcalls
         self._ports: dict[int, Port] = {}
         self._port_order: list[Port] = []
@@ -207,6 +210,33 @@ class Datapath:
     def expire(self, now_ms: int = -1, max_flows: int = 1024) -> list[int]:
         return self.flow_table.expire(now_ms, max_flows)
 
+    # -- routing tables (docs/DATAPATH.md "Routing") -------------------------------------------------------------
+
+    def route_add(self, prefix, plen, nh_id) -> None:
+        self.routes.lpm.add(prefix, plen, nh_id)
+
+    def route_del(self, prefix, plen) -> bool:
+        return self.routes.lpm.delete(prefix, plen)
+
+    def route_lookup(self, addr) -> int:
+        return self.routes.lpm.lookup(addr)
+
+    def nexthop_set(self, nh_id, kind, vlan, gateway=b"", src_mac=b"") -> None:
+        self.routes.nexthop_set(nh_id, kind, vlan, gateway, src_mac)
+
+    def nexthop_del(self, nh_id) -> bool:
+        return self.routes.nexthop_del(nh_id)
+
+    def neigh_set(self, vlan, addr, mac, port, out_tci=0) -> None:
+        self.routes.neigh_set(vlan, addr, mac, port, out_tci)
+
+    def neigh_del(self, vlan, addr) -> bool:
+        return self.routes.neigh_del(vlan, addr)
+
+    def neigh_get(self, vlan, addr):
+        """(mac, port, out_tci), or None if the neighbor is unknown."""
+        return self.routes.neigh_get(vlan, addr)
+
     def stats(self) -> dict:
         stats = dict(self._stats)
         stats["parse_errors"] = dict(zip(_PE_NAMES[1:], self._parse_errors[1:]))
@@ -254,7 +284,17 @@ class Datapath:
         def upcall(out, out_vnet, userdata):
             self._upcall(in_port, consts.UPCALL_ACTION, userdata, key, out_vnet, out)
 
-        execute_actions(frame, vnet, in_port, actions, emit, upcall)
+        def route(work, v):
+            # An upcall carries the frame unchanged (route() writes only when it forwards) and the original key.
+            verdict, what, userdata = self.routes.route(work, v, stats)
+            if verdict == FORWARD:
+                emit(what, bytes(work), v.pack())
+                return True
+            if verdict != DROP:
+                self._upcall(in_port, what, userdata, key, v.pack(), bytes(work))
+            return False
+
+        execute_actions(frame, vnet, in_port, actions, emit, upcall, route)
 
     def _upcall(self, in_port, reason, userdata, key, vnet, data) -> None:
         if len(self._upcalls) >= self.max_upcalls:

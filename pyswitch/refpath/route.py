@@ -1,0 +1,186 @@
+"""The datapath's routing tables and the ROUTE action: the twin of csrc/route.c (docs/DATAPATH.md "Routing").
+
+The slow path fills the tables; `RouteTables.route` does the per-packet work of steps 1-6 on a working frame and
+says what became of it. It checks everything before it writes anything, so a frame that goes up to the slow path
+or is dropped is exactly the frame ROUTE was given.
+"""
+from __future__ import annotations
+
+import errno
+from typing import NamedTuple
+
+from .. import consts
+from .actions import ETH_HDR_LEN, Vnet, pop_vlan, push_vlan
+from .csum import csum_update16
+from .lpm import Lpm
+
+MAX_ROUTES = 65536          # the datapath's LPM bounds, as csrc/route.h sets them
+MAX_TBL8 = 4096
+MAX_VID = 4095              # largest VLAN id
+MAX_ROUTE_TAGS = 2          # tags ROUTE skips to find IPv4, as the parser does
+IP4_MIN_HDR_LEN = 20
+_VLAN_TPIDS = (consts.ETH_TYPE_VLAN, consts.ETH_TYPE_QINQ)
+
+FORWARD, DROP, UPCALL = "forward", "drop", "upcall"     # verdicts of RouteTables.route
+
+
+class NextHop(NamedTuple):
+    kind: int               # consts.NH_*
+    vlan: int               # the egress VLAN id
+    gateway: bytes          # 16 bytes: GATEWAY's address, IPv4 in the first 4
+    src_mac: bytes          # our MAC on that VLAN: the routed frame's new source
+
+
+class Neighbor(NamedTuple):
+    mac: bytes              # its MAC: the routed frame's new destination
+    port: int               # where it was learned
+    out_tci: int            # 0: untagged; else the tag to push
+
+
+def _uint(value, limit: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
+        raise ValueError(f"{what} {value!r} is not 0..{limit - 1}")
+    return value
+
+
+def _addr16(addr) -> bytes:
+    if len(addr) not in (4, 16):
+        raise ValueError(f"an address is 4 (IPv4) or 16 bytes, not {len(addr)}")
+    return bytes(addr).ljust(16, b"\0")
+
+
+def _mac(mac) -> bytes:
+    if len(mac) not in (0, 6):
+        raise ValueError(f"a MAC address is 6 bytes, not {len(mac)}")
+    return bytes(mac).ljust(6, b"\0")
+
+
+def _ipv4_offset(frame) -> int:
+    """Step 1: the offset of a whole IPv4 header behind at most two tags, or 0."""
+    size = len(frame)
+    if size < ETH_HDR_LEN:
+        return 0
+    type_ofs = 12
+    eth_type = frame[12] << 8 | frame[13]
+    for _ in range(MAX_ROUTE_TAGS):
+        if eth_type not in _VLAN_TPIDS:
+            break
+        type_ofs += 4
+        if type_ofs + 2 > size:
+            return 0
+        eth_type = frame[type_ofs] << 8 | frame[type_ofs + 1]
+    l3 = type_ofs + 2
+    if eth_type != consts.ETH_TYPE_IPV4 or size < l3 + IP4_MIN_HDR_LEN:
+        return 0
+    version, ihl = frame[l3] >> 4, frame[l3] & 0xF
+    if version != 4 or ihl < 5 or l3 + ihl * 4 > size:
+        return 0
+    return l3
+
+
+def _martian_source(src) -> bool:
+    """0/8, 127/8, 224/4, 240/4 (with 255.255.255.255): sources no router forwards from (RFC 1812 5.3.7)."""
+    return src[0] == 0 or src[0] == 127 or src[0] >= 224
+
+
+def _group_destination(dst) -> bool:
+    """224/4 and the limited broadcast: never routed as unicast."""
+    return dst[0] & 0xF0 == 0xE0 or dst == b"\xff\xff\xff\xff"
+
+
+class RouteTables:
+    def __init__(self):
+        self.lpm = Lpm(MAX_ROUTES, MAX_TBL8)
+        self.nexthops: dict[int, NextHop] = {}
+        self.neighbors: dict[tuple[int, bytes], Neighbor] = {}     # (VLAN, 16-byte address) -> neighbor
+
+    # -- the slow path's side ------------------------------------------------------------------------------------
+
+    def nexthop_set(self, nh_id, kind, vlan, gateway=b"", src_mac=b"") -> None:
+        kind = consts.NH_KINDS.get(kind, kind)
+        _uint(nh_id, consts.MAX_NEXTHOPS, "next-hop id")
+        if nh_id == 0:
+            raise ValueError("next-hop id 0 means no route")
+        if kind not in (consts.NH_CONNECTED, consts.NH_GATEWAY, consts.NH_LOCAL, consts.NH_BLACKHOLE):
+            raise ValueError(f"unknown next-hop kind {kind!r}")
+        _uint(vlan, MAX_VID + 1, "VLAN")
+        self.nexthops[nh_id] = NextHop(kind, vlan, _addr16(gateway) if gateway else bytes(16), _mac(src_mac))
+
+    def nexthop_del(self, nh_id) -> bool:
+        _uint(nh_id, consts.MAX_NEXTHOPS, "next-hop id")
+        if nh_id == 0:
+            raise ValueError("next-hop id 0 means no route")
+        return self.nexthops.pop(nh_id, None) is not None
+
+    def neigh_set(self, vlan, addr, mac, port, out_tci=0) -> None:
+        mac = _mac(mac)
+        _uint(out_tci, 1 << 16, "out_tci")
+        _uint(vlan, MAX_VID + 1, "VLAN")
+        _uint(port, consts.MAX_PORTS, "port")
+        key = (vlan, _addr16(addr))
+        if key not in self.neighbors and len(self.neighbors) >= consts.MAX_NEIGHS:
+            raise OSError(errno.ENOSPC, f"more than {consts.MAX_NEIGHS} neighbors")
+        self.neighbors[key] = Neighbor(mac, port, out_tci)
+
+    def neigh_del(self, vlan, addr) -> bool:
+        _uint(vlan, MAX_VID + 1, "VLAN")
+        return self.neighbors.pop((vlan, _addr16(addr)), None) is not None
+
+    def neigh_get(self, vlan, addr):
+        _uint(vlan, MAX_VID + 1, "VLAN")
+        neigh = self.neighbors.get((vlan, _addr16(addr)))
+        return None if neigh is None else tuple(neigh)
+
+    # -- the ROUTE action ----------------------------------------------------------------------------------------
+
+    def route(self, frame: bytearray, vnet: Vnet, stats: dict):
+        """Steps 1-6 on `frame` (changed in place only when forwarded), counting in `stats`.
+
+        Returns (FORWARD, port, 0), (UPCALL, reason, userdata) or (DROP, 0, 0).
+        """
+        l3 = _ipv4_offset(frame)
+        if not l3:
+            stats["route_dropped"] += 1
+            return DROP, 0, 0
+        src = bytes(frame[l3 + 12:l3 + 16])
+        dst = bytes(frame[l3 + 16:l3 + 20])
+        if _martian_source(src):
+            stats["martian"] += 1
+            stats["route_dropped"] += 1
+            return DROP, 0, 0
+        if _group_destination(dst):
+            stats["route_dropped"] += 1
+            return DROP, 0, 0
+
+        nh_id = self.lpm.lookup(dst)
+        nh = self.nexthops.get(nh_id)
+        if nh is None:
+            return UPCALL, consts.UPCALL_NO_ROUTE, 0
+        if nh.kind == consts.NH_LOCAL:
+            return UPCALL, consts.UPCALL_LOCAL, 0
+        if nh.kind == consts.NH_BLACKHOLE:
+            stats["route_dropped"] += 1
+            return DROP, 0, 0
+        ttl = frame[l3 + 8]
+        if ttl <= 1:
+            return UPCALL, consts.UPCALL_TTL, 0
+        target = nh.gateway if nh.kind == consts.NH_GATEWAY else dst.ljust(16, b"\0")
+        neigh = self.neighbors.get((nh.vlan, target))
+        if neigh is None:
+            return UPCALL, consts.UPCALL_NO_NEIGH, nh_id
+
+        # Step 6: the frame is routed.
+        while (frame[12] << 8 | frame[13]) in _VLAN_TPIDS:
+            pop_vlan(frame, vnet)
+        l3 = ETH_HDR_LEN
+        old_word = ttl << 8 | frame[l3 + 9]
+        check = frame[l3 + 10] << 8 | frame[l3 + 11]
+        check = csum_update16(check, old_word, old_word - 0x100)
+        frame[l3 + 8] = ttl - 1
+        frame[l3 + 10:l3 + 12] = check.to_bytes(2, "big")
+        frame[0:6] = neigh.mac
+        frame[6:12] = nh.src_mac
+        if neigh.out_tci:
+            push_vlan(frame, vnet, neigh.out_tci)
+        stats["routed"] += 1
+        return FORWARD, neigh.port, 0
