@@ -34,6 +34,8 @@ def test_hosts_in_two_vlans_reach_each_other_and_the_gateways(routed):
     assert ping(routed, "h1", GW20), "...and on its other VLAN's address, routed"
     out = run(routed, "h1", ["ping", "-c", "1", "-W", "2", H2]).stdout
     assert "ttl=63" in out, f"one routed hop takes one off the TTL: {out}"
+    out = run(routed, "h2", ["ping", "-c", "1", "-W", "2", "192.0.2.254"]).stdout
+    assert "ttl=64" in out, f"hosts in one VLAN are still switched, not routed: {out}"
 
 
 def test_tcp_50mb_across_vlans(routed):
@@ -128,14 +130,16 @@ def test_spoofed_and_martian_frames_are_counted_and_ignored(routed):
     martian = Ether(src=h1_mac, dst=gw_mac) / IP(src="127.0.0.1", dst=H2) / ICMP()
     bcast_src = Ether(src=h1_mac, dst=gw_mac) / IP(src="255.255.255.255", dst=H2) / ICMP()
     ttl0 = Ether(src=h1_mac, dst=gw_mac) / IP(src=H1, dst=H2, ttl=0) / ICMP()
+    bad_arp = Ether(src=h1_mac, dst="ff:ff:ff:ff:ff:ff") / ARP(hwlen=5, psrc=H1, pdst=GW10)
     before = routed.switch("rt").show("stats")
-    frames = [bytes(f).hex() for f in (spoof, martian, martian, bcast_src, ttl0)]
+    frames = [bytes(f).hex() for f in (spoof, martian, martian, bcast_src, ttl0, bad_arp)]
     routed.exec("h1", [sys.executable, "-c", SEND_RAW, "eth0"] + frames, check=True)
     time.sleep(0.5)
     after = routed.switch("rt").show("stats")
     assert after["arp_spoofed"] - before["arp_spoofed"] == 1
     assert after["martian"] - before["martian"] == 3
     assert after["icmp_time_exceeded"] - before["icmp_time_exceeded"] == 1
+    assert after["parse_errors"]["arp"] - before["parse_errors"]["arp"] == 1, "ARP with a wrong address length"
     assert ping(routed, "h1", GW10) and ping(routed, "h1", H2), "the switch kept its address and its routes"
     assert after["pid"] == before["pid"]
 
