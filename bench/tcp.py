@@ -1,9 +1,11 @@
-"""TCP throughput and ping latency through L2: pyswitch (C and Python datapaths) beside the Linux bridge.
+"""TCP throughput and ping latency through pyswitch (C and Python datapaths), switched or routed.
 
-Builds netns/demo.toml with the project's own tooling, then for each forwarder runs iperf3 from h1 to h2
-(hosts keep their default offloads) and a short ping, and prints a table with ratios to the bridge.
+    sudo .venv/bin/python bench/tcp.py [--scenario l2|l3] [--seconds 5] [--json bench/results/tcp-l2.json]
 
-    sudo .venv/bin/python bench/l2_tcp.py [--seconds 5] [--json bench/results/l2_tcp.json]
+l2: netns/demo.toml, h1 -> h2 in one VLAN, beside the Linux bridge on the same two veth ends.
+l3: netns/routed.toml, h1 (VLAN 10) -> h2 (VLAN 20) through the switch's VLAN interfaces.
+Each forwarder runs iperf3 (hosts keep their default offloads) and a short ping; the table gives ratios to the
+first row.
 
 A benchmark, not a test: it asserts nothing and never fails a test run.
 """
@@ -26,25 +28,32 @@ from pyswitch.control.client import request  # noqa: E402
 from pyswitch.topology import Topology  # noqa: E402
 
 BENCH_ID = "b0"
-H2 = "198.51.100.12"
+SCENARIOS = {
+    # topology, switch configs (the first is the one measured), target address, ends a Linux bridge may join
+    "l2": ("netns/demo.toml", ["netns/demo-sw.toml"], "198.51.100.12",
+           [f"psw-{BENCH_ID}sw-h1", f"psw-{BENCH_ID}sw-h2"]),
+    "l3": ("netns/routed.toml", ["netns/routed-sw.toml", "netns/routed-sw2.toml"], "192.0.2.11", None),
+}
 
 
-def start_switch(datapath: str, workdir: Path) -> subprocess.Popen:
-    text = (ROOT / "netns/demo-sw.toml").read_text().replace("{id}", BENCH_ID)
+def start_switch(template: str, datapath: str, workdir: Path) -> subprocess.Popen:
+    text = (ROOT / template).read_text().replace("{id}", BENCH_ID)
     text = re.sub(r'(?m)^datapath *=.*$', f'datapath = "{datapath}"', text)
-    config = workdir / f"sw-{datapath}.toml"
+    name = re.search(r'(?m)^name *= *"([^"]+)"', text).group(1)
+    config = workdir / f"{name}-{datapath}.toml"
     config.write_text(text)
-    log = open(workdir / f"sw-{datapath}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "pyswitch", "run", str(config)], stdout=log, stderr=log,
-                            cwd=ROOT)
+    log_path = workdir / f"{name}-{datapath}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "pyswitch", "run", str(config)], stdout=log, stderr=log,
+                                cwd=ROOT)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
-            request(f"demo{BENCH_ID}", {"cmd": "show", "what": "stats"}, timeout=1)
+            request(name, {"cmd": "show", "what": "stats"}, timeout=1)
             return proc
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"the switch exited: {(workdir / f'sw-{datapath}.log').read_text()}")
+                raise RuntimeError(f"the switch exited: {log_path.read_text()}")
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("the switch did not answer")
@@ -78,54 +87,57 @@ class Bridge:
         subprocess.run(["ip", "link", "del", self.name], check=False)
 
 
-def measure(topo: Topology, seconds: int) -> dict:
-    server = topo.popen("h2", ["iperf3", "-s", "-1", "-B", H2], stdout=subprocess.DEVNULL)
+def measure(topo: Topology, target: str, seconds: int) -> dict:
+    server = topo.popen("h2", ["iperf3", "-s", "-1", "-B", target], stdout=subprocess.DEVNULL)
     try:
         time.sleep(0.3)
-        out = topo.exec("h1", ["iperf3", "-c", H2, "-t", str(seconds), "-J"], capture_output=True, text=True,
+        out = topo.exec("h1", ["iperf3", "-c", target, "-t", str(seconds), "-J"], capture_output=True, text=True,
                         timeout=seconds + 30)
         result = json.loads(out.stdout)
         gbps = result["end"]["sum_received"]["bits_per_second"] / 1e9
     finally:
         server.wait(timeout=10) if server.poll() is None else None
-    ping = topo.exec("h1", ["ping", "-c", "20", "-i", "0.05", "-q", H2], capture_output=True, text=True)
+    ping = topo.exec("h1", ["ping", "-c", "20", "-i", "0.05", "-q", target], capture_output=True, text=True)
     rtt = float(re.search(r"= [\d.]+/([\d.]+)/", ping.stdout).group(1))
     return {"tcp_gbps": round(gbps, 2), "ping_rtt_ms": rtt}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="l2")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
-    topo = Topology.load(ROOT / "netns/demo.toml", id=BENCH_ID)
+    topology, switches, target, bridge_ends = SCENARIOS[args.scenario]
+    topo = Topology.load(ROOT / topology, id=BENCH_ID)
     results = {}
     with tempfile.TemporaryDirectory(prefix="psw-bench-") as tmp:
         try:
             topo.up()
-            # Warm the hosts' ARP caches through a switch first, so every forwarder starts equal.
-            with Bridge([f"psw-{BENCH_ID}sw-h1", f"psw-{BENCH_ID}sw-h2"]):
-                results["linux bridge"] = measure(topo, args.seconds)
+            if bridge_ends:
+                with Bridge(bridge_ends):
+                    results["linux bridge"] = measure(topo, target, args.seconds)
             for datapath in ("c", "python"):
-                proc = start_switch(datapath, Path(tmp))
+                procs = [start_switch(t, datapath, Path(tmp)) for t in switches]
                 try:
-                    topo.exec("h1", ["ping", "-c", "2", "-W", "2", H2], capture_output=True)
-                    results[f"pyswitch {datapath}"] = measure(topo, args.seconds)
+                    topo.exec("h1", ["ping", "-c", "2", "-W", "2", target], capture_output=True)
+                    results[f"pyswitch {datapath}"] = measure(topo, target, args.seconds)
                 finally:
-                    stop(proc)
+                    for proc in procs:
+                        stop(proc)
         finally:
             topo.down()
 
-    base = results["linux bridge"]
-    print(f"{'forwarder':<16} {'TCP Gbit/s':>11} {'x bridge':>9} {'ping RTT ms':>12}")
+    base = next(iter(results.values()))
+    print(f"{'forwarder':<16} {'TCP Gbit/s':>11} {'ratio':>9} {'ping RTT ms':>12}")
     for name, r in results.items():
         ratio = r["tcp_gbps"] / base["tcp_gbps"] if base["tcp_gbps"] else 0
         print(f"{name:<16} {r['tcp_gbps']:>11.2f} {ratio:>9.2f} {r['ping_rtt_ms']:>12.3f}")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"seconds": args.seconds, "results": results}, f, indent=2)
+            json.dump({"scenario": args.scenario, "seconds": args.seconds, "results": results}, f, indent=2)
     return 0
 
 
