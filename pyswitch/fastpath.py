@@ -11,6 +11,7 @@ import os
 
 from . import __version__, consts
 from .actions import Action
+from .datapath_args import addr16, mac6
 from .datapath_types import FlowInfo, FlowTableError, Output, ParseResult, Upcall
 
 try:
@@ -170,17 +171,6 @@ def _ip4(addr, what="prefix") -> bytes:
     return bytes(addr)
 
 
-def _addr16(addr) -> bytes:
-    """Neighbor and gateway addresses are 16 bytes in C: IPv4 in the first 4, the rest zero."""
-    if len(addr) not in (4, 16):
-        raise ValueError(f"an address is 4 (IPv4) or 16 bytes, not {len(addr)}")
-    return bytes(addr).ljust(16, b"\0")
-
-
-def _mac(mac) -> bytes:
-    if len(mac) not in (0, 6):
-        raise ValueError(f"a MAC address is 6 bytes, not {len(mac)}")
-    return bytes(mac).ljust(6, b"\0")
 
 
 def _route_errno(r, what):
@@ -449,8 +439,8 @@ class Datapath(_FlowTableOps):
         nh = self._nexthop
         nh.kind = _uint(consts.NH_KINDS.get(kind, kind), 8, "next-hop kind")
         nh.vlan = _uint(vlan, 16, "VLAN")
-        nh.gateway = _addr16(gateway) if gateway else bytes(16)
-        nh.src_mac = _mac(src_mac)
+        nh.gateway = addr16(gateway) if gateway else bytes(16)
+        nh.src_mac = mac6(src_mac)
         r = lib.ps_dp_nexthop_set(self._dp, _uint(nh_id, 32, "next-hop id"), nh)
         _route_errno(r, f"next hop {nh_id} (kind {kind!r}, VLAN {vlan})")
 
@@ -460,19 +450,19 @@ class Datapath(_FlowTableOps):
 
     def neigh_set(self, vlan, addr, mac, port, out_tci=0):
         ng = self._neigh
-        ng.mac = _mac(mac)
+        ng.mac = mac6(mac)
         ng.port = _uint(port, 16, "port")
         ng.out_tci = _uint(out_tci, 16, "out_tci")
-        r = lib.ps_dp_neigh_set(self._dp, _uint(vlan, 16, "VLAN"), _addr16(addr), ng)
+        r = lib.ps_dp_neigh_set(self._dp, _uint(vlan, 16, "VLAN"), addr16(addr), ng)
         _route_errno(r, f"neighbor {bytes(addr).hex()} on VLAN {vlan}")
 
     def neigh_del(self, vlan, addr) -> bool:
-        r = lib.ps_dp_neigh_del(self._dp, _uint(vlan, 16, "VLAN"), _addr16(addr))
+        r = lib.ps_dp_neigh_del(self._dp, _uint(vlan, 16, "VLAN"), addr16(addr))
         return _route_errno(r, f"neighbor {bytes(addr).hex()} on VLAN {vlan}") == 1
 
     def neigh_get(self, vlan, addr):
         """(mac, port, out_tci), or None if the neighbor is unknown."""
-        r = lib.ps_dp_neigh_get(self._dp, _uint(vlan, 16, "VLAN"), _addr16(addr), self._neigh)
+        r = lib.ps_dp_neigh_get(self._dp, _uint(vlan, 16, "VLAN"), addr16(addr), self._neigh)
         if _route_errno(r, f"neighbor {bytes(addr).hex()} on VLAN {vlan}") == 0:
             return None
         ng = self._neigh

@@ -10,6 +10,7 @@ import errno
 from typing import NamedTuple
 
 from .. import consts
+from ..datapath_args import addr16, mac6
 from .actions import ETH_HDR_LEN, Vnet, pop_vlan, push_vlan
 from .csum import csum_update16
 from .lpm import Lpm
@@ -43,16 +44,6 @@ def _uint(value, limit: int, what: str) -> int:
     return value
 
 
-def _addr16(addr) -> bytes:
-    if len(addr) not in (4, 16):
-        raise ValueError(f"an address is 4 (IPv4) or 16 bytes, not {len(addr)}")
-    return bytes(addr).ljust(16, b"\0")
-
-
-def _mac(mac) -> bytes:
-    if len(mac) not in (0, 6):
-        raise ValueError(f"a MAC address is 6 bytes, not {len(mac)}")
-    return bytes(mac).ljust(6, b"\0")
 
 
 def _ipv4_offset(frame) -> int:
@@ -104,7 +95,7 @@ class RouteTables:
         if kind not in (consts.NH_CONNECTED, consts.NH_GATEWAY, consts.NH_LOCAL, consts.NH_BLACKHOLE):
             raise ValueError(f"unknown next-hop kind {kind!r}")
         _uint(vlan, MAX_VID + 1, "VLAN")
-        self.nexthops[nh_id] = NextHop(kind, vlan, _addr16(gateway) if gateway else bytes(16), _mac(src_mac))
+        self.nexthops[nh_id] = NextHop(kind, vlan, addr16(gateway) if gateway else bytes(16), mac6(src_mac))
 
     def nexthop_del(self, nh_id) -> bool:
         _uint(nh_id, consts.MAX_NEXTHOPS, "next-hop id")
@@ -113,22 +104,22 @@ class RouteTables:
         return self.nexthops.pop(nh_id, None) is not None
 
     def neigh_set(self, vlan, addr, mac, port, out_tci=0) -> None:
-        mac = _mac(mac)
+        mac = mac6(mac)
         _uint(out_tci, 1 << 16, "out_tci")
         _uint(vlan, MAX_VID + 1, "VLAN")
         _uint(port, consts.MAX_PORTS, "port")
-        key = (vlan, _addr16(addr))
+        key = (vlan, addr16(addr))
         if key not in self.neighbors and len(self.neighbors) >= consts.MAX_NEIGHS:
             raise OSError(errno.ENOSPC, f"more than {consts.MAX_NEIGHS} neighbors")
         self.neighbors[key] = Neighbor(mac, port, out_tci)
 
     def neigh_del(self, vlan, addr) -> bool:
         _uint(vlan, MAX_VID + 1, "VLAN")
-        return self.neighbors.pop((vlan, _addr16(addr)), None) is not None
+        return self.neighbors.pop((vlan, addr16(addr)), None) is not None
 
     def neigh_get(self, vlan, addr):
         _uint(vlan, MAX_VID + 1, "VLAN")
-        neigh = self.neighbors.get((vlan, _addr16(addr)))
+        neigh = self.neighbors.get((vlan, addr16(addr)))
         return None if neigh is None else tuple(neigh)
 
     # -- the ROUTE action ----------------------------------------------------------------------------------------
