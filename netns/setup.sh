@@ -20,6 +20,7 @@ need() {  # need COMMAND PACKAGE: install PACKAGE if COMMAND is not on PATH
 }
 need ip iproute2
 need ping iputils-ping
+need sysctl procps
 need gcc gcc
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv python3-dev)
 if [ "$with_tests" = 1 ]; then
