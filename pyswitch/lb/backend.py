@@ -1,0 +1,64 @@
+"""A load-balanced backend (a "real server"): where it is, its weight and state, and what was measured.
+
+States:
+    up      takes new connections (if its weight is above 0)
+    drain   keeps its existing connections, takes no new ones (set by an operator)
+    down    failed its health checks: takes no new connections
+
+Weight 0 drains as well: the connections it has continue, no scheduler gives it a new one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STATES = ("up", "down", "drain")
+RTT_ALPHA = 0.3             # weight of a new RTT sample in the EWMA: recent enough to follow a backend
+                            # that slows down, smooth enough that one late SYN/ACK does not flip the choice
+
+
+@dataclass
+class Backend:
+    address: str                        # IP address as text ("10.0.0.2", "2001:db8::2")
+    port: int                           # L4 port the backend listens on
+    weight: int = 1                     # relative share of new connections; 0 drains
+    state: str = "up"                   # up | down | drain
+    active_conns: int = 0               # connections open now (the caller counts opens and closes)
+    total_conns: int = 0                # connections ever given to this backend
+    rtt_ewma_ms: float | None = None    # smoothed response time; None until first measured
+
+    def __post_init__(self):
+        if self.state not in STATES:
+            raise ValueError(f"backend state {self.state!r} is not one of {STATES}")
+        if self.weight < 0:
+            raise ValueError(f"backend weight {self.weight} is negative")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"backend port {self.port} is not 1..65535")
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """(address, port): the identity that sorting and hashing use, the same on every instance."""
+        return (self.address, self.port)
+
+    @property
+    def accepts_new(self) -> bool:
+        return self.state == "up" and self.weight > 0
+
+    def observe_rtt(self, ms: float) -> None:
+        """Fold one response-time sample (SYN->SYN/ACK, or a health check's round trip) into the EWMA.
+
+        The first sample is taken as is, so a new backend is not compared against a made-up start value.
+        """
+        if ms < 0:
+            raise ValueError(f"response time {ms} ms is negative")
+        if self.rtt_ewma_ms is None:
+            self.rtt_ewma_ms = float(ms)
+        else:
+            self.rtt_ewma_ms = RTT_ALPHA * ms + (1.0 - RTT_ALPHA) * self.rtt_ewma_ms
+
+    def conn_opened(self) -> None:
+        self.active_conns += 1
+        self.total_conns += 1
+
+    def conn_closed(self) -> None:
+        if self.active_conns > 0:
+            self.active_conns -= 1
