@@ -93,6 +93,9 @@ def cmd_run(args) -> int:
         return _fail(f"config error: {exc}", EXIT_CONFIG)
     if args.datapath:
         config.switch.datapath = args.datapath
+    if config.vips:
+        # Parsed and checked already, but the VIP stage is still being built: refusing beats ignoring.
+        return _fail("config error: vip[0]: virtual IPs are not served by this version yet", EXIT_CONFIG)
     try:
         from .switch import Switch
         switch = Switch(config)

@@ -79,12 +79,52 @@ class Route:
     via: ipaddress.IPv4Address          # a next hop inside a VLAN interface's subnet
 
 
+VIP_MODES = ("nat", "fullnat", "dsr", "tunnel")
+VIP_PROTOCOLS = ("tcp", "udp")
+HEALTH_TYPES = ("tcp", "http", "icmp", "none")
+TUNNEL_ENCAPS = ("ipip", "gre")
+
+
+@dataclass
+class BackendConfig:
+    address: ipaddress.IPv4Address
+    port: int
+    weight: int = 1                     # 0 = drain: no new connections, existing ones continue
+
+
+@dataclass
+class HealthConfig:
+    type: str = "none"
+    interval_s: float = 1.0
+    timeout_s: float = 0.5
+    rise: int = 2                       # consecutive successes to come up
+    fall: int = 2                       # consecutive failures to go down
+    http_path: str = "/"
+    http_expect: int = 200
+    on_down: str = "keep"               # existing connections of a dead backend: "reset" or "keep"
+
+
+@dataclass
+class VipConfig:
+    name: str
+    address: ipaddress.IPv4Address
+    port: int
+    protocol: str = "tcp"
+    mode: str = "nat"
+    scheduler: str = "rr"
+    persistence_s: float = 0.0          # > 0: a client IP keeps its backend this long (IPVS -p)
+    encap: str = "ipip"                 # tunnel mode: "ipip" (RFC 2003) or "gre"
+    backends: list[BackendConfig] = field(default_factory=list)
+    health: HealthConfig = field(default_factory=HealthConfig)
+
+
 @dataclass
 class Config:
     switch: SwitchSettings
     ports: list[PortConfig] = field(default_factory=list)
     vlans: list[VlanInterface] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
+    vips: list[VipConfig] = field(default_factory=list)
     source: str = "<dict>"
 
 
@@ -104,7 +144,7 @@ def load(path: str | Path) -> Config:
 
 
 def from_dict(data: dict) -> Config:
-    _only_keys(data, "", {"switch", "port", "vlan", "route"})
+    _only_keys(data, "", {"switch", "port", "vlan", "route", "vip"})
     switch = _switch(_table(data, "switch", "switch"))
     ports = [_port(p, f"port[{i}]") for i, p in enumerate(_array(data, "port"))]
     if len(ports) > consts.MAX_PORTS:
@@ -114,7 +154,117 @@ def from_dict(data: dict) -> Config:
     vlans = [_vlan_interface(v, f"vlan[{i}]") for i, v in enumerate(_array(data, "vlan"))]
     _check_vlan_interfaces(vlans)
     routes = [_route(r, f"route[{i}]", vlans) for i, r in enumerate(_array(data, "route"))]
-    return Config(switch=switch, ports=ports, vlans=vlans, routes=routes)
+    vips = [_vip(v, f"vip[{i}]", vlans) for i, v in enumerate(_array(data, "vip"))]
+    _check_vips(vips)
+    return Config(switch=switch, ports=ports, vlans=vlans, routes=routes, vips=vips)
+
+
+def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:
+    from .lb.schedulers import SCHEDULERS
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _only_keys(raw, where, {"name", "address", "port", "protocol", "mode", "scheduler", "persistence_s",
+                            "encap", "backend", "health"})
+    for key in ("name", "address", "port"):
+        if key not in raw:
+            raise ConfigError(f"{where}.{key}: missing")
+    name = _string(raw, "name", f"{where}.name")
+    if not NAME_RE.match(name):
+        raise ConfigError(f"{where}.name: use letters, digits, '.', '_' or '-' (1-32), got {name!r}")
+    address = _ipv4(raw, "address", f"{where}.address")
+    if any(address == v.address.ip for v in vlans):
+        raise ConfigError(f"{where}.address: {address} is one of the switch's own VLAN addresses")
+    vip = VipConfig(name=name, address=address, port=_integer(raw, "port", f"{where}.port", 1, 65535))
+    for key, choices in (("protocol", VIP_PROTOCOLS), ("mode", VIP_MODES), ("scheduler", tuple(SCHEDULERS)),
+                         ("encap", TUNNEL_ENCAPS)):
+        if key in raw:
+            value = _string(raw, key, f"{where}.{key}")
+            if value not in choices:
+                raise ConfigError(f"{where}.{key}: must be one of {', '.join(choices)}, got {value!r}")
+            setattr(vip, key, value)
+    if "persistence_s" in raw:
+        vip.persistence_s = _number(raw, "persistence_s", f"{where}.persistence_s", minimum=0)
+    backends = raw.get("backend", [])
+    if not isinstance(backends, list):
+        raise ConfigError(f"{where}.backend: must be an array of tables ([[vip.backend]])")
+    for j, b in enumerate(backends):
+        vip.backends.append(_backend(b, f"{where}.backend[{j}]", vip))
+    seen = {}
+    for j, b in enumerate(vip.backends):
+        if (b.address, b.port) in seen:
+            raise ConfigError(f"{where}.backend[{j}]: {b.address}:{b.port} is already backend[{seen[b.address, b.port]}]")
+        seen[(b.address, b.port)] = j
+    if "health" in raw:
+        vip.health = _health(raw["health"], f"{where}.health")
+    return vip
+
+
+def _backend(raw, where: str, vip: VipConfig) -> BackendConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _only_keys(raw, where, {"address", "port", "weight"})
+    if "address" not in raw:
+        raise ConfigError(f"{where}.address: missing")
+    backend = BackendConfig(address=_ipv4(raw, "address", f"{where}.address"), port=vip.port)
+    if "port" in raw:
+        backend.port = _integer(raw, "port", f"{where}.port", 1, 65535)
+        if vip.mode in ("dsr", "tunnel") and backend.port != vip.port:
+            raise ConfigError(f"{where}.port: in {vip.mode} mode the backend serves the VIP's own port "
+                              f"{vip.port} (only nat and fullnat can change it)")
+    if "weight" in raw:
+        backend.weight = _integer(raw, "weight", f"{where}.weight", 0, 65535)
+    return backend
+
+
+def _health(raw, where: str) -> HealthConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _only_keys(raw, where, set(HealthConfig.__dataclass_fields__))
+    health = HealthConfig()
+    if "type" in raw:
+        health.type = _string(raw, "type", f"{where}.type")
+        if health.type not in HEALTH_TYPES:
+            raise ConfigError(f"{where}.type: must be one of {', '.join(HEALTH_TYPES)}, got {health.type!r}")
+    for key in ("interval_s", "timeout_s"):
+        if key in raw:
+            setattr(health, key, _number(raw, key, f"{where}.{key}", minimum=0.01))
+    for key in ("rise", "fall"):
+        if key in raw:
+            setattr(health, key, _integer(raw, key, f"{where}.{key}", 1, 100))
+    if "http_path" in raw:
+        health.http_path = _string(raw, "http_path", f"{where}.http_path")
+        if not health.http_path.startswith("/"):
+            raise ConfigError(f"{where}.http_path: must start with '/', got {health.http_path!r}")
+    if "http_expect" in raw:
+        health.http_expect = _integer(raw, "http_expect", f"{where}.http_expect", 100, 599)
+    if "on_down" in raw:
+        health.on_down = _string(raw, "on_down", f"{where}.on_down")
+        if health.on_down not in ("reset", "keep"):
+            raise ConfigError(f"{where}.on_down: must be reset or keep, got {health.on_down!r}")
+    if health.timeout_s > health.interval_s:
+        raise ConfigError(f"{where}.timeout_s: {health.timeout_s} is longer than interval_s {health.interval_s}")
+    return health
+
+
+def _check_vips(vips: list[VipConfig]) -> None:
+    names, services = {}, {}
+    for i, vip in enumerate(vips):
+        if vip.name in names:
+            raise ConfigError(f"vip[{i}].name: {vip.name!r} is already vip[{names[vip.name]}]")
+        names[vip.name] = i
+        service = (vip.address, vip.port, vip.protocol)
+        if service in services:
+            raise ConfigError(f"vip[{i}]: {vip.address}:{vip.port}/{vip.protocol} is already vip[{services[service]}]")
+        services[service] = i
+
+
+def _ipv4(raw: dict, key: str, where: str) -> ipaddress.IPv4Address:
+    text = _string(raw, key, where)
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ConfigError(f"{where}: not an IPv4 address: {text!r}") from None
 
 
 def _array(data: dict, key: str) -> list:

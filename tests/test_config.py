@@ -123,3 +123,53 @@ def test_routing_errors_name_the_key(change, key):
     with pytest.raises(ConfigError) as info:
         from_dict(data)
     assert str(info.value).startswith(key + ":"), str(info.value)
+
+
+VIP = {"name": "web", "address": "203.0.113.10", "port": 80, "protocol": "tcp", "mode": "nat",
+       "scheduler": "rr", "persistence_s": 0,
+       "backend": [{"address": "192.0.2.11", "port": 8080, "weight": 3}, {"address": "192.0.2.12"}],
+       "health": {"type": "http", "interval_s": 1.0, "timeout_s": 0.5, "rise": 2, "fall": 2,
+                  "http_path": "/", "http_expect": 200}}
+
+
+def test_vip_as_the_issue_writes_it():
+    vip = from_dict({"vip": [VIP]}).vips[0]
+    assert (vip.name, str(vip.address), vip.port, vip.mode, vip.scheduler) == ("web", "203.0.113.10", 80, "nat", "rr")
+    assert [(str(b.address), b.port, b.weight) for b in vip.backends] == [("192.0.2.11", 8080, 3),
+                                                                        ("192.0.2.12", 80, 1)]
+    assert vip.health.type == "http" and vip.health.on_down == "keep"
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"mode": "magic"}, "vip[0].mode"),
+    ({"scheduler": "random"}, "vip[0].scheduler"),
+    ({"protocol": "sctp"}, "vip[0].protocol"),
+    ({"port": 0}, "vip[0].port"),
+    ({"address": "203.0.113.300"}, "vip[0].address"),
+    ({"address": "198.51.100.1"}, "vip[0].address"),
+    ({"persistence_s": -1}, "vip[0].persistence_s"),
+    ({"mode": "dsr"}, "vip[0].backend[0].port"),
+    ({"backend": [{"address": "192.0.2.11", "weight": -1}]}, "vip[0].backend[0].weight"),
+    ({"backend": [{"address": "192.0.2.11"}, {"address": "192.0.2.11"}]}, "vip[0].backend[1]"),
+    ({"backend": [{"port": 80}]}, "vip[0].backend[0].address"),
+    ({"health": {"type": "ftp"}}, "vip[0].health.type"),
+    ({"health": {"interval_s": 1, "timeout_s": 2}}, "vip[0].health.timeout_s"),
+    ({"health": {"http_path": "health"}}, "vip[0].health.http_path"),
+    ({"health": {"on_down": "panic"}}, "vip[0].health.on_down"),
+    ({"wieght": 1}, "vip[0].wieght"),
+])
+def test_vip_errors_name_the_key(change, key):
+    vip = dict(VIP)
+    vip.update(change)
+    data = {"vlan": [{"id": 10, "address": "198.51.100.1/24"}], "vip": [vip]}
+    with pytest.raises(ConfigError) as info:
+        from_dict(data)
+    assert str(info.value).startswith(key + ":") or str(info.value).startswith(key + " "), str(info.value)
+
+
+def test_duplicate_vips():
+    other = dict(VIP, name="web2")
+    with pytest.raises(ConfigError, match=r"^vip\[1\]: 203.0.113.10:80/tcp is already vip\[0\]"):
+        from_dict({"vip": [VIP, other]})
+    with pytest.raises(ConfigError, match=r"^vip\[1\].name"):
+        from_dict({"vip": [VIP, dict(VIP, port=81)]})
