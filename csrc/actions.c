@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "actions.h"
+#include "nat.h"
 #include "ps_consts.h"
 #include "ps_hdrs.h"
 #include "pyswitch.h"
@@ -43,7 +44,7 @@ ps_actions_validate(const struct ps_action *actions, uint32_t n_actions)
     for (uint32_t i = 0; i < n_actions; i++) {
         const struct ps_action *a = &actions[i];
 
-        if (a->type < PS_ACT_OUTPUT || a->type > PS_ACT_ROUTE) {
+        if (a->type < PS_ACT_OUTPUT || a->type > PS_ACT_SET_TP_DST) {
             return -EINVAL;
         }
         if (a->type == PS_ACT_OUTPUT && a->arg >= PS_MAX_PORTS) {
@@ -57,7 +58,8 @@ static inline int
 action_mutates(uint16_t type)
 {
     return type == PS_ACT_SET_ETH_SRC || type == PS_ACT_SET_ETH_DST || type == PS_ACT_PUSH_VLAN
-           || type == PS_ACT_POP_VLAN || type == PS_ACT_ROUTE;
+           || type == PS_ACT_POP_VLAN || type == PS_ACT_ROUTE || type == PS_ACT_SET_IPV4_SRC
+           || type == PS_ACT_SET_IPV4_DST || type == PS_ACT_SET_TP_SRC || type == PS_ACT_SET_TP_DST;
 }
 
 /* Adds 'delta' (+4 or -4) to the vnet header offsets that lie past the
@@ -171,6 +173,18 @@ ps_actions_execute(struct ps_frame *frame, uint16_t in_port, const struct ps_act
             break;
         case PS_ACT_POP_VLAN:
             ps_frame_pop_tag(frame);
+            break;
+        case PS_ACT_SET_IPV4_SRC:
+            ps_ipv4_set_addr(frame, PS_NAT_IPV4_SRC, a->data);
+            break;
+        case PS_ACT_SET_IPV4_DST:
+            ps_ipv4_set_addr(frame, PS_NAT_IPV4_DST, a->data);
+            break;
+        case PS_ACT_SET_TP_SRC:
+            ps_l4_set_port(frame, PS_NAT_TP_SRC, a->arg);
+            break;
+        case PS_ACT_SET_TP_DST:
+            ps_l4_set_port(frame, PS_NAT_TP_DST, a->arg);
             break;
         case PS_ACT_UPCALL:
             sink->upcall(sink->ctx, PS_UPCALL_ACTION, a->arg32, frame);

@@ -51,6 +51,10 @@
 #define PS_ACT_POP_VLAN 6        /* remove the outermost 802.1Q/802.1ad tag, if any */
 #define PS_ACT_UPCALL 7          /* queue a copy for the slow path with reason PS_UPCALL_ACTION, userdata := arg32 */
 #define PS_ACT_ROUTE 8           /* route an IPv4 packet through the LPM, next-hop and neighbor tables (DATAPATH.md) */
+#define PS_ACT_SET_IPV4_SRC 9    /* IPv4 source := data[0..3]; IP, L4 checksums updated (DATAPATH.md "NAT rewrites") */
+#define PS_ACT_SET_IPV4_DST 10   /* IPv4 destination := data[0..3]; checksums updated likewise */
+#define PS_ACT_SET_TP_SRC 11     /* TCP/UDP source port := arg; L4 checksum updated unless the kernel completes it */
+#define PS_ACT_SET_TP_DST 12     /* TCP/UDP destination port := arg; likewise */
 
 /* Why a packet came up to the slow path (struct ps_upcall.reason). */
 #define PS_UPCALL_MISS 0         /* no flow matched */
@@ -118,9 +122,9 @@ struct ps_vnet_hdr {
 /* One action.  32 bytes. */
 struct ps_action {
     uint16_t type;               /* PS_ACT_* */
-    uint16_t arg;                /* OUTPUT: port; PUSH_VLAN: TCI */
+    uint16_t arg;                /* OUTPUT: port; PUSH_VLAN: TCI; SET_TP_SRC/DST: the port */
     uint32_t arg32;              /* UPCALL: userdata */
-    uint8_t data[16];            /* SET_ETH_SRC/DST: the address in data[0..5] */
+    uint8_t data[16];            /* SET_ETH_SRC/DST: the address in data[0..5]; SET_IPV4_SRC/DST: data[0..3] */
     uint64_t ports;              /* FLOOD: bitmap of port numbers */
 };
 

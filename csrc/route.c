@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "actions.h"
+#include "nat.h"
 #include "ps_hdrs.h"
 #include "pyswitch.h"
 #include "route.h"
@@ -25,7 +26,6 @@
 #define NEIGH_BUCKETS PS_MAX_NEIGHS    /* a power of two: one bucket per possible neighbor */
 #define ADDR_LEN 16                    /* bytes of a neighbor or gateway address */
 #define MAX_VID 4095                   /* largest VLAN id */
-#define MAX_ROUTE_TAGS 2               /* VLAN tags ROUTE skips to find IPv4, as the parser does */
 
 /* One neighbor and its place in the hash table. */
 struct neigh_node {
@@ -256,36 +256,6 @@ is_vlan_tpid(uint16_t type)
     return type == PS_ETH_TYPE_VLAN || type == PS_ETH_TYPE_QINQ;
 }
 
-/* Returns the offset of the IPv4 header of the 'size' bytes at 'data' behind
- * at most MAX_ROUTE_TAGS tags, or 0 if there is no whole one (step 1). */
-static uint32_t
-ipv4_offset(const uint8_t *data, uint32_t size)
-{
-    uint32_t type_ofs = 2 * PS_ETH_ADDR_LEN;
-    uint32_t l3;
-    uint16_t type;
-
-    if (size < sizeof(struct ps_eth_hdr)) {
-        return 0;
-    }
-    type = be16_load(data + type_ofs);
-    for (int n = 0; n < MAX_ROUTE_TAGS && is_vlan_tpid(type); n++) {
-        type_ofs += sizeof(struct ps_vlan_hdr);
-        if (type_ofs + 2 > size) {
-            return 0;
-        }
-        type = be16_load(data + type_ofs);
-    }
-    l3 = type_ofs + 2;
-    if (type != PS_ETH_TYPE_IP || size < l3 + sizeof(struct ps_ip_hdr)) {
-        return 0;
-    }
-    if (data[l3] >> 4 != 4 || (data[l3] & 0xf) < 5 || l3 + (data[l3] & 0xf) * 4u > size) {
-        return 0;
-    }
-    return l3;
-}
-
 /* 0/8, 127/8, 224/4 and 240/4 (which holds 255.255.255.255): sources no
  * router forwards from (RFC 1812 section 5.3.7). */
 static inline bool
@@ -335,7 +305,7 @@ ps_route_frame(const struct ps_routes *routes, struct ps_frame *frame, struct ps
     const struct ps_neigh *neigh;
     uint8_t key_addr[ADDR_LEN] = { 0 };
     struct ps_ip_hdr *ip;
-    uint32_t l3 = ipv4_offset(frame->data, frame->size);
+    uint32_t l3 = ps_ipv4_offset(frame->data, frame->size);
     uint32_t nh_id;
 
     if (!l3) {

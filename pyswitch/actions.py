@@ -1,6 +1,7 @@
 """Flow actions as the slow path writes them: `struct ps_action` in Python form."""
 from __future__ import annotations
 
+import ipaddress
 from typing import NamedTuple
 
 from . import consts
@@ -9,9 +10,9 @@ from .flowkey import mac_str
 
 class Action(NamedTuple):
     type: int
-    arg: int = 0            # OUTPUT: port; PUSH_VLAN: TCI
+    arg: int = 0            # OUTPUT: port; PUSH_VLAN: TCI; SET_TP_*: the port
     arg32: int = 0          # UPCALL: userdata
-    data: bytes = b""       # SET_ETH_*: the address
+    data: bytes = b""       # SET_ETH_*: the address; SET_IPV4_*: the 4-byte address
     ports: int = 0          # FLOOD: bitmap of port numbers
 
     def describe(self) -> str:
@@ -32,6 +33,14 @@ class Action(NamedTuple):
             return f"upcall:{self.arg32}"
         if t == consts.ACT_ROUTE:
             return "route"
+        if t == consts.ACT_SET_IPV4_SRC:
+            return f"set_ipv4_src:{_ipv4_str(self.data)}"
+        if t == consts.ACT_SET_IPV4_DST:
+            return f"set_ipv4_dst:{_ipv4_str(self.data)}"
+        if t == consts.ACT_SET_TP_SRC:
+            return f"set_tp_src:{self.arg}"
+        if t == consts.ACT_SET_TP_DST:
+            return f"set_tp_dst:{self.arg}"
         return f"unknown:{t}"
 
 
@@ -68,6 +77,46 @@ def upcall(userdata: int = 0) -> Action:
 
 def route() -> Action:
     return Action(consts.ACT_ROUTE)
+
+
+def _ipv4_str(data) -> str:
+    """The address in an action's data, zero-padded like C's data[16]."""
+    return str(ipaddress.IPv4Address(bytes(data[:4]).ljust(4, b"\0")))
+
+
+def _ipv4(addr) -> bytes:
+    """4 bytes from 4 bytes, an ipaddress.IPv4Address or dotted text."""
+    if isinstance(addr, (bytes, bytearray, memoryview)):
+        if len(addr) != 4:
+            raise ValueError(f"an IPv4 address is 4 bytes, not {len(addr)}")
+        return bytes(addr)
+    return ipaddress.IPv4Address(addr).packed
+
+
+def _port(port: int) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 0xFFFF:
+        raise ValueError(f"a TCP/UDP port is 0..65535, not {port!r}")
+    return port
+
+
+def set_ipv4_src(addr) -> Action:
+    """NAT: rewrite the IPv4 source, updating the IP and TCP/UDP checksums (docs/DATAPATH.md "NAT rewrites")."""
+    return Action(consts.ACT_SET_IPV4_SRC, data=_ipv4(addr))
+
+
+def set_ipv4_dst(addr) -> Action:
+    """NAT: rewrite the IPv4 destination, updating the IP and TCP/UDP checksums."""
+    return Action(consts.ACT_SET_IPV4_DST, data=_ipv4(addr))
+
+
+def set_tp_src(port: int) -> Action:
+    """NAT: rewrite the TCP/UDP source port, updating the L4 checksum unless the kernel completes it."""
+    return Action(consts.ACT_SET_TP_SRC, arg=_port(port))
+
+
+def set_tp_dst(port: int) -> Action:
+    """NAT: rewrite the TCP/UDP destination port, updating the L4 checksum unless the kernel completes it."""
+    return Action(consts.ACT_SET_TP_DST, arg=_port(port))
 
 
 def ports_of(bitmap: int) -> list[int]:

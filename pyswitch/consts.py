@@ -39,6 +39,10 @@ ACT_PUSH_VLAN = 5           # insert an 802.1Q tag, TCI := arg
 ACT_POP_VLAN = 6            # remove the outermost tag, if any
 ACT_UPCALL = 7              # queue a copy for the slow path, userdata := arg32
 ACT_ROUTE = 8               # route an IPv4 packet through the LPM, next-hop and neighbor tables
+ACT_SET_IPV4_SRC = 9        # IPv4 source := data[0:4]; IP and TCP/UDP checksums updated
+ACT_SET_IPV4_DST = 10       # IPv4 destination := data[0:4]; checksums updated likewise
+ACT_SET_TP_SRC = 11         # TCP/UDP source port := arg; L4 checksum updated unless the kernel completes it
+ACT_SET_TP_DST = 12         # TCP/UDP destination port := arg; likewise
 
 # Why a packet came up to the slow path.
 UPCALL_MISS = 0             # no flow matched

@@ -33,7 +33,8 @@ _DP_STAT_NAMES = ("rx_packets", "tx_packets", "upcalls", "upcall_dropped", "bad_
                   "martian")
 _PORT_STAT_NAMES = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "rx_errors", "tx_dropped")
 _DUMP_CHUNK = 256            # flows copied out per ps_ft_dump() call
-_ETH_SET_TYPES = (consts.ACT_SET_ETH_SRC, consts.ACT_SET_ETH_DST)
+_DATA_SIZES = {consts.ACT_SET_ETH_SRC: 6, consts.ACT_SET_ETH_DST: 6,     # action type: bytes of data it carries
+               consts.ACT_SET_IPV4_SRC: 4, consts.ACT_SET_IPV4_DST: 4}
 
 
 def _key_bytes(key, what="key") -> bytes:
@@ -74,11 +75,11 @@ class _ActionBuffer:
 
 
 def _actions_from_c(array, n) -> tuple[Action, ...]:
-    """Action tuples from C: data is the 6-byte address for SET_ETH_*, empty otherwise."""
+    """Action tuples from C: data is the 6-byte address for SET_ETH_*, the 4-byte one for SET_IPV4_*, else empty."""
     out = []
     for i in range(n):
         c = array[i]
-        data = bytes(ffi.buffer(c.data, 6)) if c.type in _ETH_SET_TYPES else b""
+        data = bytes(ffi.buffer(c.data, _DATA_SIZES.get(c.type, 0)))
         out.append(Action(c.type, c.arg, c.arg32, data, c.ports))
     return tuple(out)
 

@@ -14,6 +14,7 @@ import struct
 from .. import consts
 from ..actions import Action
 from ..datapath_types import FlowTableError, Output
+from . import nat
 
 VNET = struct.Struct("<BBHHHH")     # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset (little-endian)
 GSO_TYPE_MASK = 0x7F                # gso_type without the ECN flag: non-zero means a GSO frame
@@ -23,7 +24,9 @@ VLAN_TAG_LEN = 4
 VLAN_TAGGED_HDR_LEN = 18            # POP_VLAN needs a whole tagged Ethernet header
 _VLAN_TPIDS = (consts.ETH_TYPE_VLAN, consts.ETH_TYPE_QINQ)
 _KNOWN_ACTIONS = frozenset((consts.ACT_OUTPUT, consts.ACT_FLOOD, consts.ACT_SET_ETH_SRC, consts.ACT_SET_ETH_DST,
-                            consts.ACT_PUSH_VLAN, consts.ACT_POP_VLAN, consts.ACT_UPCALL, consts.ACT_ROUTE))
+                            consts.ACT_PUSH_VLAN, consts.ACT_POP_VLAN, consts.ACT_UPCALL, consts.ACT_ROUTE,
+                            consts.ACT_SET_IPV4_SRC, consts.ACT_SET_IPV4_DST, consts.ACT_SET_TP_SRC,
+                            consts.ACT_SET_TP_DST))
 
 
 def validate_actions(actions) -> tuple[Action, ...]:
@@ -84,7 +87,7 @@ def execute(frame, vnet: bytes, in_port: int, actions, emit, upcall, route) -> N
     - SET_ETH_SRC/DST and PUSH_VLAN act only on a frame holding a whole Ethernet header (14 bytes), as POP_VLAN
       needs a whole tagged one (18); on a shorter frame they do nothing.
     - Unknown action types do nothing here (ps_ft_put and actions_apply refuse them first).
-    - SET_ETH_* data shorter than 6 bytes is zero-padded, as C's data[16] is.
+    - SET_ETH_* data shorter than 6 bytes is zero-padded, as C's data[16] is; SET_IPV4_* data shorter than 4 too.
     """
     work = bytearray(frame)
     v = Vnet(vnet)
@@ -108,6 +111,14 @@ def execute(frame, vnet: bytes, in_port: int, actions, emit, upcall, route) -> N
         elif t == consts.ACT_SET_ETH_SRC:
             if len(work) >= ETH_HDR_LEN:
                 work[6:12] = (bytes(act.data[:ETH_ALEN]) + bytes(ETH_ALEN))[:ETH_ALEN]
+        elif t == consts.ACT_SET_IPV4_SRC:
+            nat.ipv4_set_addr(work, v, nat.IPV4_SRC_OFS, (bytes(act.data[:4]) + bytes(4))[:4])
+        elif t == consts.ACT_SET_IPV4_DST:
+            nat.ipv4_set_addr(work, v, nat.IPV4_DST_OFS, (bytes(act.data[:4]) + bytes(4))[:4])
+        elif t == consts.ACT_SET_TP_SRC:
+            nat.l4_set_port(work, v, nat.TP_SRC_OFS, act.arg & 0xFFFF)
+        elif t == consts.ACT_SET_TP_DST:
+            nat.l4_set_port(work, v, nat.TP_DST_OFS, act.arg & 0xFFFF)
         elif t == consts.ACT_PUSH_VLAN:
             if len(work) >= ETH_HDR_LEN:
                 push_vlan(work, v, act.arg)

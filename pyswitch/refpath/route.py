@@ -14,12 +14,11 @@ from ..datapath_args import addr16, mac6
 from .actions import ETH_HDR_LEN, Vnet, pop_vlan, push_vlan
 from .csum import csum_update16
 from .lpm import Lpm
+from .nat import ipv4_offset
 
 MAX_ROUTES = 65536          # the datapath's LPM bounds, as csrc/route.h sets them
 MAX_TBL8 = 4096
 MAX_VID = 4095              # largest VLAN id
-MAX_ROUTE_TAGS = 2          # tags ROUTE skips to find IPv4, as the parser does
-IP4_MIN_HDR_LEN = 20
 _VLAN_TPIDS = (consts.ETH_TYPE_VLAN, consts.ETH_TYPE_QINQ)
 
 FORWARD, DROP, UPCALL = "forward", "drop", "upcall"     # verdicts of RouteTables.route
@@ -42,31 +41,6 @@ def _uint(value, limit: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
         raise ValueError(f"{what} {value!r} is not 0..{limit - 1}")
     return value
-
-
-
-
-def _ipv4_offset(frame) -> int:
-    """Step 1: the offset of a whole IPv4 header behind at most two tags, or 0."""
-    size = len(frame)
-    if size < ETH_HDR_LEN:
-        return 0
-    type_ofs = 12
-    eth_type = frame[12] << 8 | frame[13]
-    for _ in range(MAX_ROUTE_TAGS):
-        if eth_type not in _VLAN_TPIDS:
-            break
-        type_ofs += 4
-        if type_ofs + 2 > size:
-            return 0
-        eth_type = frame[type_ofs] << 8 | frame[type_ofs + 1]
-    l3 = type_ofs + 2
-    if eth_type != consts.ETH_TYPE_IPV4 or size < l3 + IP4_MIN_HDR_LEN:
-        return 0
-    version, ihl = frame[l3] >> 4, frame[l3] & 0xF
-    if version != 4 or ihl < 5 or l3 + ihl * 4 > size:
-        return 0
-    return l3
 
 
 def _martian_source(src) -> bool:
@@ -129,7 +103,7 @@ class RouteTables:
 
         Returns (FORWARD, port, 0), (UPCALL, reason, userdata) or (DROP, 0, 0).
         """
-        l3 = _ipv4_offset(frame)
+        l3 = ipv4_offset(frame)
         if not l3:
             stats["route_dropped"] += 1
             return DROP, 0, 0
