@@ -162,16 +162,9 @@ def from_dict(data: dict) -> Config:
 def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:
     from .lb.schedulers import SCHEDULERS
 
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a table")
-    _only_keys(raw, where, {"name", "address", "port", "protocol", "mode", "scheduler", "persistence_s",
-                            "encap", "backend", "health"})
-    for key in ("name", "address", "port"):
-        if key not in raw:
-            raise ConfigError(f"{where}.{key}: missing")
-    name = _string(raw, "name", f"{where}.name")
-    if not NAME_RE.match(name):
-        raise ConfigError(f"{where}.name: use letters, digits, '.', '_' or '-' (1-32), got {name!r}")
+    _entry(raw, where, {"name", "address", "port", "protocol", "mode", "scheduler", "persistence_s",
+                            "encap", "backend", "health"}, ("name", "address", "port"))
+    name = _name(raw, "name", f"{where}.name")
     address = _ipv4(raw, "address", f"{where}.address")
     if any(address == v.address.ip for v in vlans):
         raise ConfigError(f"{where}.address: {address} is one of the switch's own VLAN addresses")
@@ -201,11 +194,7 @@ def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:
 
 
 def _backend(raw, where: str, vip: VipConfig) -> BackendConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a table")
-    _only_keys(raw, where, {"address", "port", "weight"})
-    if "address" not in raw:
-        raise ConfigError(f"{where}.address: missing")
+    _entry(raw, where, {"address", "port", "weight"}, ("address",))
     backend = BackendConfig(address=_ipv4(raw, "address", f"{where}.address"), port=vip.port)
     if "port" in raw:
         backend.port = _integer(raw, "port", f"{where}.port", 1, 65535)
@@ -218,9 +207,7 @@ def _backend(raw, where: str, vip: VipConfig) -> BackendConfig:
 
 
 def _health(raw, where: str) -> HealthConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a table")
-    _only_keys(raw, where, set(HealthConfig.__dataclass_fields__))
+    _entry(raw, where, set(HealthConfig.__dataclass_fields__), ())
     health = HealthConfig()
     if "type" in raw:
         health.type = _string(raw, "type", f"{where}.type")
@@ -275,12 +262,7 @@ def _array(data: dict, key: str) -> list:
 
 
 def _vlan_interface(raw, where: str) -> VlanInterface:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a table")
-    _only_keys(raw, where, {"id", "address", "mac"})
-    for key in ("id", "address"):
-        if key not in raw:
-            raise ConfigError(f"{where}.{key}: missing")
+    _entry(raw, where, {"id", "address", "mac"}, ("id", "address"))
     vid = _vlan_id(raw["id"], f"{where}.id")
     text = _string(raw, "address", f"{where}.address")
     try:
@@ -311,12 +293,7 @@ def _check_vlan_interfaces(vlans: list[VlanInterface]) -> None:
 
 
 def _route(raw, where: str, vlans: list[VlanInterface]) -> Route:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a table")
-    _only_keys(raw, where, {"prefix", "via"})
-    for key in ("prefix", "via"):
-        if key not in raw:
-            raise ConfigError(f"{where}.{key}: missing")
+    _entry(raw, where, {"prefix", "via"}, ("prefix", "via"))
     text = _string(raw, "prefix", f"{where}.prefix")
     try:
         prefix = ipaddress.IPv4Network(text)
@@ -338,9 +315,7 @@ def _switch(raw: dict) -> SwitchSettings:
     _only_keys(raw, "switch", set(SwitchSettings.__dataclass_fields__))
     s = SwitchSettings()
     if "name" in raw:
-        s.name = _string(raw, "name", "switch.name")
-        if not NAME_RE.match(s.name):
-            raise ConfigError(f"switch.name: use letters, digits, '.', '_' or '-' (1-32), got {s.name!r}")
+        s.name = _name(raw, "name", "switch.name")
     if "datapath" in raw:
         s.datapath = _string(raw, "datapath", "switch.datapath")
         if s.datapath not in DATAPATHS:
@@ -358,15 +333,9 @@ def _switch(raw: dict) -> SwitchSettings:
 
 
 def _port(raw, where: str) -> PortConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a table")
-    _only_keys(raw, where, {"name", "type", "device", "vlan", "trunk", "native_vlan", "netns", "address", "mac"})
-    for key in ("name", "type", "device"):
-        if key not in raw:
-            raise ConfigError(f"{where}.{key}: missing")
-    name = _string(raw, "name", f"{where}.name")
-    if not NAME_RE.match(name):
-        raise ConfigError(f"{where}.name: use letters, digits, '.', '_' or '-' (1-32), got {name!r}")
+    _entry(raw, where, {"name", "type", "device", "vlan", "trunk", "native_vlan", "netns", "address", "mac"},
+           ("name", "type", "device"))
+    name = _name(raw, "name", f"{where}.name")
     kind = _string(raw, "type", f"{where}.type")
     if kind not in PORT_TYPES:
         raise ConfigError(f"{where}.type: must be one of {', '.join(PORT_TYPES)}, got {kind!r}")
@@ -413,6 +382,24 @@ def _port(raw, where: str) -> PortConfig:
             if not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", port.mac):
                 raise ConfigError(f"{where}.mac: not a MAC address: {port.mac!r}")
     return port
+
+
+def _entry(raw, where: str, allowed: set[str], required: tuple[str, ...]) -> dict:
+    """An array entry such as [[port]]: a table with only `allowed` keys and all `required` ones."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _only_keys(raw, where, allowed)
+    for key in required:
+        if key not in raw:
+            raise ConfigError(f"{where}.{key}: missing")
+    return raw
+
+
+def _name(raw: dict, key: str, where: str) -> str:
+    name = _string(raw, key, where)
+    if not NAME_RE.match(name):
+        raise ConfigError(f"{where}: use letters, digits, '.', '_' or '-' (1-32), got {name!r}")
+    return name
 
 
 def _table(data: dict, key: str, where: str) -> dict:
