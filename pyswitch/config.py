@@ -163,7 +163,7 @@ def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:
     from .lb.schedulers import SCHEDULERS
 
     _entry(raw, where, {"name", "address", "port", "protocol", "mode", "scheduler", "persistence_s",
-                            "encap", "backend", "health"}, ("name", "address", "port"))
+                       "encap", "backend", "health"}, ("name", "address", "port"))
     name = _name(raw, "name", f"{where}.name")
     address = _ipv4(raw, "address", f"{where}.address")
     if any(address == v.address.ip for v in vlans):
