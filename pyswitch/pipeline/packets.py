@@ -19,7 +19,13 @@ ICMP_ECHO_REQUEST = 8
 ICMP_TIME_EXCEEDED = 11         # code 0: TTL exceeded in transit
 ICMP_QUOTE_MAX = 576 - 20 - 8   # RFC 1812 4.3.2.3: quote as much as fits in 576 bytes
 IP_PROTO_ICMP = 1
+IP_PROTO_TCP = 6
 IP_PROTO_UDP = 17
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_PSH = 0x08
+TCP_ACK = 0x10
 DEFAULT_TTL = 64
 
 
@@ -64,3 +70,57 @@ def strip_ethernet(frame: bytes) -> tuple[int, bytes]:
         offset += 4
         eth_type = struct.unpack_from("!H", frame, offset)[0]
     return eth_type, frame[offset + 2:]
+
+
+def ipv4_parts(ip_packet: bytes) -> tuple[int, bytes, bytes, bytes]:
+    """(protocol, source, destination, payload) of a whole IPv4 packet, trimmed to its total length.
+
+    ValueError if it is not one: truncated, lying about its lengths, or a fragment (the slow path
+    reassembles nothing).
+    """
+    if len(ip_packet) < 20 or ip_packet[0] >> 4 != 4:
+        raise ValueError("not an IPv4 packet")
+    ihl = (ip_packet[0] & 0x0F) * 4
+    total, fragment = struct.unpack_from("!H2xH", ip_packet, 2)
+    if ihl < 20 or not ihl <= total <= len(ip_packet):
+        raise ValueError("IPv4 lengths do not fit the packet")
+    if fragment & 0x3FFF:
+        raise ValueError("IPv4 fragment")
+    return ip_packet[9], ip_packet[12:16], ip_packet[16:20], ip_packet[ihl:total]
+
+
+def tcp(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int, payload: bytes = b"",
+        window: int = 65535, options: bytes = b"") -> bytes:
+    """A TCP segment (no IP header), checksummed over the IPv4 pseudo-header; `options` come padded to 4 bytes."""
+    if len(options) % 4:
+        raise ValueError(f"TCP options are {len(options)} bytes, not a multiple of 4")
+    offset = (5 + len(options) // 4) << 4
+    segment = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, offset, flags, window, 0, 0) + options + payload
+    pseudo_header = struct.pack("!4s4sxBH", src, dst, IP_PROTO_TCP, len(segment))
+    return segment[:16] + struct.pack("!H", csum(pseudo_header + segment)) + segment[18:]
+
+
+def tcp_fields(segment: bytes) -> tuple[int, int, int, int, int, int, bytes]:
+    """(source port, destination port, seq, ack, flags, window, payload) of a TCP segment.
+
+    ValueError if the segment is shorter than its header says.
+    """
+    if len(segment) < 20:
+        raise ValueError("TCP segment shorter than 20 bytes")
+    sport, dport, seq, ack, offset, flags, window = struct.unpack_from("!HHIIBBH", segment)
+    header_len = (offset >> 4) * 4
+    if not 20 <= header_len <= len(segment):
+        raise ValueError("TCP data offset does not fit the segment")
+    return sport, dport, seq, ack, flags, window, segment[header_len:]
+
+
+def icmp_error_quote(message: bytes) -> tuple[int, bytes, bytes, bytes]:
+    """(protocol, source, destination, first 8 payload bytes) of the packet an ICMP error quotes.
+
+    ValueError if the quote is shorter than its IP header plus the 8 bytes RFC 792 requires.
+    """
+    quote = message[8:]
+    ihl = (quote[0] & 0x0F) * 4 if quote else 0
+    if ihl < 20 or len(quote) < ihl + 8:
+        raise ValueError("ICMP error quotes less than an IP header and 8 bytes")
+    return quote[9], quote[12:16], quote[16:20], quote[ihl:ihl + 8]
