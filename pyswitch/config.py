@@ -38,6 +38,12 @@ class SwitchSettings:
     arp_max_entries: int = 65536        # ARP table bound
     arp_queue: int = 16                 # packets held per unresolved neighbor (more are dropped, counted)
     control_dir: str = "/run/pyswitch"  # where NAME.sock lives
+    max_conns: int = 1048576            # load-balanced connections the datapath tracks (LRU evicted beyond)
+    conn_syn_s: float = 60.0            # connection timeouts by TCP state, close to IPVS's defaults
+    conn_established_s: float = 900.0
+    conn_fin_wait_s: float = 120.0
+    conn_close_s: float = 10.0
+    conn_udp_s: float = 300.0           # a UDP "connection": the last datagram either way
 
 
 @dataclass
@@ -320,11 +326,13 @@ def _switch(raw: dict) -> SwitchSettings:
         s.datapath = _string(raw, "datapath", "switch.datapath")
         if s.datapath not in DATAPATHS:
             raise ConfigError(f"switch.datapath: must be one of {', '.join(DATAPATHS)}, got {s.datapath!r}")
-    for key in ("mac_aging_s", "flow_idle_s", "arp_reachable_s"):
+    for key in ("mac_aging_s", "flow_idle_s", "arp_reachable_s", "conn_syn_s", "conn_established_s",
+                "conn_fin_wait_s", "conn_close_s", "conn_udp_s"):
         if key in raw:
             setattr(s, key, _number(raw, key, f"switch.{key}", minimum=0.1))
     for key, low, high in (("max_macs", 1, 1 << 24), ("max_flows", 16, 1 << 24), ("ring_frames", 8, 1 << 16),
-                           ("arp_retries", 1, 10), ("arp_max_entries", 1, 65536), ("arp_queue", 1, 1024)):
+                           ("arp_retries", 1, 10), ("arp_max_entries", 1, 65536), ("arp_queue", 1, 1024),
+                           ("max_conns", 16, 1 << 24)):
         if key in raw:
             setattr(s, key, _integer(raw, key, f"switch.{key}", low, high))
     if "control_dir" in raw:

@@ -1,0 +1,83 @@
+"""A virtual service: one VIP, its backends, its scheduler and its client affinity.
+
+It answers one question for the slow path, "which backend gets this new connection?", and keeps what
+that answer depends on: the backends' states and weights (changed by health checks and the operator),
+the scheduler, and with persistence_s > 0 the client -> backend affinity (IPVS -p).  Affinity outlives
+scheduler and weight changes for its lifetime, but never sends a connection to a backend that takes no
+new ones (down, draining, weight 0): the client is then scheduled afresh.
+"""
+from __future__ import annotations
+
+import ipaddress
+
+from .backend import Backend
+from .schedulers import make_scheduler
+
+MAX_AFFINITY = 1 << 20          # client entries one service remembers; the oldest is dropped beyond
+
+
+class VirtualService:
+    def __init__(self, vip_id: int, config):
+        self.id = vip_id
+        self.config = config
+        self.name = config.name
+        self.address = config.address.packed
+        self.port = config.port
+        self.proto = 6 if config.protocol == "tcp" else 17
+        self.backends = [Backend(str(b.address), b.port, b.weight) for b in config.backends]
+        self.scheduler = make_scheduler(config.scheduler)
+        self.scheduler.on_backends_changed(self.backends)
+        self._affinity: dict[bytes, tuple[Backend, float]] = {}    # client IP -> (backend, expires)
+        self.counters = {"connections": 0, "no_backend": 0, "affinity_hits": 0, "affinity_dropped": 0}
+
+    def backend(self, address: str, port: int) -> Backend | None:
+        for b in self.backends:
+            if b.address == address and b.port == port:
+                return b
+        return None
+
+    def changed(self) -> None:
+        """A backend's state or weight changed: stateful schedulers rebuild their tables."""
+        self.scheduler.on_backends_changed(self.backends)
+
+    def choose(self, client_ip: bytes, now: float) -> Backend | None:
+        """The backend for a new connection from client_ip, or None if no backend takes new connections."""
+        persistence = self.config.persistence_s
+        if persistence > 0:
+            held = self._affinity.get(client_ip)
+            if held is not None and held[1] > now and held[0].accepts_new:
+                self._remember(client_ip, held[0], now + persistence)
+                self.counters["affinity_hits"] += 1
+                return held[0]
+        backend = self.scheduler.pick(self.backends, client_ip)
+        if backend is None:
+            self.counters["no_backend"] += 1
+            return None
+        if persistence > 0:
+            self._remember(client_ip, backend, now + persistence)
+        return backend
+
+    def _remember(self, client_ip: bytes, backend: Backend, expires: float) -> None:
+        self._affinity.pop(client_ip, None)
+        if len(self._affinity) >= MAX_AFFINITY:
+            del self._affinity[next(iter(self._affinity))]      # dicts keep insertion order: the oldest
+            self.counters["affinity_dropped"] += 1
+        self._affinity[client_ip] = (backend, expires)
+
+    def expire_affinity(self, now: float) -> None:
+        for client in [c for c, (_b, expires) in self._affinity.items() if expires <= now]:
+            del self._affinity[client]
+
+    def forget_backend(self, backend: Backend) -> None:
+        for client in [c for c, (b, _e) in self._affinity.items() if b is backend]:
+            del self._affinity[client]
+
+    def show(self) -> dict:
+        return {"name": self.name, "address": str(ipaddress.IPv4Address(self.address)), "port": self.port,
+                "protocol": self.config.protocol, "mode": self.config.mode, "scheduler": self.config.scheduler,
+                "persistence_s": self.config.persistence_s,
+                "backends": [{"address": b.address, "port": b.port, "weight": b.weight, "state": b.state,
+                              "active_conns": b.active_conns, "total_conns": b.total_conns,
+                              "rtt_ms": None if b.rtt_ewma_ms is None else round(b.rtt_ewma_ms, 3)}
+                             for b in self.backends],
+                "counters": dict(self.counters)}
