@@ -15,6 +15,7 @@
 #include "ps_consts.h"
 #include "ps_hdrs.h"
 #include "pyswitch.h"
+#include "tunnel.h"
 
 uint8_t *
 ps_frame_clone(struct ps_frame *work, const uint8_t *frame, uint32_t size, const struct ps_vnet_hdr *vnet)
@@ -44,7 +45,7 @@ ps_actions_validate(const struct ps_action *actions, uint32_t n_actions)
     for (uint32_t i = 0; i < n_actions; i++) {
         const struct ps_action *a = &actions[i];
 
-        if (a->type < PS_ACT_OUTPUT || a->type > PS_ACT_SET_TP_DST) {
+        if (a->type < PS_ACT_OUTPUT || a->type > PS_ACT_DECAP) {
             return -EINVAL;
         }
         if (a->type == PS_ACT_OUTPUT && a->arg >= PS_MAX_PORTS) {
@@ -59,14 +60,12 @@ action_mutates(uint16_t type)
 {
     return type == PS_ACT_SET_ETH_SRC || type == PS_ACT_SET_ETH_DST || type == PS_ACT_PUSH_VLAN
            || type == PS_ACT_POP_VLAN || type == PS_ACT_ROUTE || type == PS_ACT_SET_IPV4_SRC
-           || type == PS_ACT_SET_IPV4_DST || type == PS_ACT_SET_TP_SRC || type == PS_ACT_SET_TP_DST;
+           || type == PS_ACT_SET_IPV4_DST || type == PS_ACT_SET_TP_SRC || type == PS_ACT_SET_TP_DST
+           || type == PS_ACT_LB || type == PS_ACT_LB_REPLY || type == PS_ACT_DECAP;
 }
 
-/* Adds 'delta' (+4 or -4) to the vnet header offsets that lie past the
- * Ethernet header, as a tag inserted or removed at offset 12 moves them.
- * Shrinking stops at 0. */
-static void
-vnet_shift(struct ps_vnet_hdr *vnet, int delta)
+void
+ps_vnet_shift(struct ps_vnet_hdr *vnet, int delta)
 {
     if (vnet->flags & PS_VNET_F_NEEDS_CSUM) {
         int start = le16toh(vnet->csum_start) + delta;
@@ -103,7 +102,7 @@ ps_frame_push_tag(struct ps_frame *frame, uint16_t tpid, uint16_t tci)
     data[15] = tci & 0xff;
     frame->data = data;
     frame->size += sizeof(struct ps_vlan_hdr);
-    vnet_shift(&frame->vnet, sizeof(struct ps_vlan_hdr));
+    ps_vnet_shift(&frame->vnet, sizeof(struct ps_vlan_hdr));
 }
 
 void
@@ -122,7 +121,7 @@ ps_frame_pop_tag(struct ps_frame *frame)
     memmove(data + sizeof(struct ps_vlan_hdr), data, 2 * PS_ETH_ADDR_LEN);
     frame->data = data + sizeof(struct ps_vlan_hdr);
     frame->size -= sizeof(struct ps_vlan_hdr);
-    vnet_shift(&frame->vnet, -(int) sizeof(struct ps_vlan_hdr));
+    ps_vnet_shift(&frame->vnet, -(int) sizeof(struct ps_vlan_hdr));
 }
 
 static void
@@ -134,11 +133,26 @@ set_eth_addr(struct ps_frame *frame, size_t offset, const uint8_t *addr)
     }
 }
 
+/* Strips the tunnel header of 'frame'; when 'outer_dst' is not NULL, first
+ * copies the outer destination there.  Returns false if it is no tunnel. */
+static bool
+decap(struct ps_frame *frame, uint8_t *outer_dst)
+{
+    uint32_t l3 = ps_ipv4_offset(frame->data, frame->size);
+
+    if (outer_dst != NULL && l3 != 0 && frame->size >= l3 + 20) {
+        memcpy(outer_dst, frame->data + l3 + 16, 4);
+    }
+    return ps_tunnel_decap(frame) == 0;
+}
+
 void
 ps_actions_execute(struct ps_frame *frame, uint16_t in_port, const struct ps_action *actions,
                    uint32_t n_actions, const struct ps_sink *sink)
 {
     int last_mutation = -1;
+    uint8_t via_buf[4];
+    const uint8_t *via = NULL;          /* set by DECAP with PS_DECAP_DELIVER for a later ROUTE */
 
     /* Outputs after the last rewrite see final bytes and need no copy. */
     for (uint32_t i = 0; i < n_actions; i++) {
@@ -192,8 +206,24 @@ ps_actions_execute(struct ps_frame *frame, uint16_t in_port, const struct ps_act
         case PS_ACT_ROUTE:
             /* The routed frame's output comes after ROUTE's own rewrite, so
              * it is final unless a later action rewrites it again. */
-            if (!sink->route(sink->ctx, frame, (int) i >= last_mutation)) {
+            if (!sink->route(sink->ctx, frame, via, (int) i >= last_mutation)) {
                 return;
+            }
+            break;
+        case PS_ACT_LB:
+        case PS_ACT_LB_REPLY:
+            /* Like ROUTE: the output comes after the action's own rewrite. */
+            if (!sink->lb(sink->ctx, frame, a, (int) i >= last_mutation)) {
+                return;
+            }
+            break;
+        case PS_ACT_DECAP:
+            if (!decap(frame, a->arg & PS_DECAP_DELIVER ? via_buf : NULL)) {
+                sink->drop(sink->ctx, PS_DROP_DECAP);
+                return;
+            }
+            if (a->arg & PS_DECAP_DELIVER) {
+                via = via_buf;
             }
             break;
         default:
@@ -250,10 +280,26 @@ apply_upcall(void *ctx, uint16_t reason, uint32_t userdata, const struct ps_fram
  * output with userdata 0, after which the list ends as after any ROUTE that
  * upcalls. */
 static bool
-apply_route(void *ctx, struct ps_frame *frame, bool stable)
+apply_route(void *ctx, struct ps_frame *frame, const uint8_t *via, bool stable)
 {
     apply_emit(ctx, PS_UPCALL_PORT, 0, frame);
     return false;
+}
+
+/* Without a connection table LB can only ask the slow path, as a missed
+ * lookup does: an UPCALL-style output with the VIP id as userdata.  LB_REPLY
+ * routes, so it asks as ROUTE does here (userdata 0).  Either ends the list. */
+static bool
+apply_lb(void *ctx, struct ps_frame *frame, const struct ps_action *action, bool stable)
+{
+    apply_emit(ctx, PS_UPCALL_PORT, action->type == PS_ACT_LB ? action->arg32 : 0, frame);
+    return false;
+}
+
+/* ps_actions_apply() keeps no counters: a refused frame just has no output. */
+static void
+apply_drop(void *ctx, enum ps_drop_reason reason)
+{
 }
 
 /* Runs 'actions' on a copy of the 'size' bytes at 'frame' (with 'vnet',
@@ -270,7 +316,10 @@ ps_actions_apply(const uint8_t *frame, uint32_t size, const struct ps_vnet_hdr *
         .out_buf = out_buf, .out_buf_left = out_buf_size, .out_ports = out_ports, .out_sizes = out_sizes,
         .out_vnets = out_vnets, .out_userdata = out_userdata, .max_outputs = max_outputs,
     };
-    struct ps_sink sink = { .output = apply_output, .upcall = apply_upcall, .route = apply_route, .ctx = &ctx };
+    struct ps_sink sink = {
+        .output = apply_output, .upcall = apply_upcall, .route = apply_route, .lb = apply_lb, .drop = apply_drop,
+        .ctx = &ctx,
+    };
     struct ps_frame work;
     uint8_t *buf;
 

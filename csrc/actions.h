@@ -20,6 +20,11 @@ struct ps_frame {
     struct ps_vnet_hdr vnet;        /* the frame's virtio_net_hdr, adjusted along with it */
 };
 
+/* Why an action dropped a frame (struct ps_sink.drop). */
+enum ps_drop_reason {
+    PS_DROP_DECAP,                  /* DECAP on a packet that is not a tunnel it can strip */
+};
+
 /* Where the executor's results go. */
 struct ps_sink {
     /* Emits 'frame' to 'port'.  'stable' is true when no later action of the
@@ -32,8 +37,17 @@ struct ps_sink {
     /* Runs PS_ACT_ROUTE on 'frame': routes it in place and emits it (with
      * 'stable' as for output()), or upcalls or drops it unchanged.  Returns
      * true if the frame was routed, and only then do the actions after the
-     * ROUTE run.  The executor owns no tables; the sink brings them. */
-    bool (*route)(void *ctx, struct ps_frame *frame, bool stable);
+     * ROUTE run.  'via' (4 bytes) is NULL, or the address to route toward
+     * instead of the destination (after a DECAP with PS_DECAP_DELIVER: the
+     * tunnel's outer destination).  The executor owns no tables; the sink
+     * brings them. */
+    bool (*route)(void *ctx, struct ps_frame *frame, const uint8_t *via, bool stable);
+    /* Runs PS_ACT_LB or PS_ACT_LB_REPLY ('action') on 'frame' like route():
+     * rewrites it by its connection and routes it, or upcalls or drops it
+     * unchanged.  Returns true only if the frame was routed. */
+    bool (*lb)(void *ctx, struct ps_frame *frame, const struct ps_action *action, bool stable);
+    /* Counts a frame an action refused; the list ends after it. */
+    void (*drop)(void *ctx, enum ps_drop_reason reason);
     void *ctx;                      /* passed to every callback */
 };
 
@@ -45,6 +59,12 @@ void ps_frame_push_tag(struct ps_frame *frame, uint16_t tpid, uint16_t tci);
 /* Removes the outermost 802.1Q/802.1ad tag of 'frame', if it has a whole
  * tagged Ethernet header, and moves the vnet offsets back (POP_VLAN). */
 void ps_frame_pop_tag(struct ps_frame *frame);
+
+/* Adds 'delta' to the vnet header offsets that lie past the bytes inserted
+ * (delta > 0) or removed (delta < 0) in front of L3: csum_start when
+ * NEEDS_CSUM is set, hdr_len of a GSO frame when it is not 0.  Shrinking
+ * stops at 0. */
+void ps_vnet_shift(struct ps_vnet_hdr *vnet, int delta);
 
 /* Copies the 'size' bytes at 'frame' and its 'vnet' header (NULL: all zero)
  * into a new buffer with PS_HEADROOM bytes in front, and points 'work' at the
@@ -60,7 +80,8 @@ int ps_actions_validate(const struct ps_action *actions, uint32_t n_actions);
 
 /* Runs the 'n_actions' (validated) actions at 'actions' on 'frame', which
  * arrived on 'in_port', emitting through 'sink'.  Changes 'frame' in place.
- * A ROUTE that does not route the frame ends the list. */
+ * A ROUTE, LB or LB_REPLY that does not route the frame, and a DECAP that
+ * fails, end the list. */
 void ps_actions_execute(struct ps_frame *frame, uint16_t in_port, const struct ps_action *actions,
                         uint32_t n_actions, const struct ps_sink *sink);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "actions.h"
+#include "conntrack.h"
 #include "flowtable.h"
 #include "io.h"
 #include "ps_consts.h"
@@ -23,6 +24,7 @@ struct ps_dp {
     struct ps_port *ports[PS_MAX_PORTS];   /* attached ports by number, NULL if none */
     struct ps_flowtable *ft;               /* the flows */
     struct ps_routes *routes;              /* what PS_ACT_ROUTE consults (route.c) */
+    struct ps_conntrack *ct;               /* what PS_ACT_LB and LB_REPLY consult (conntrack.c) */
     int wake_fds[PS_MAX_WAKE_FDS];         /* extra fds ps_dp_poll() wakes up for */
     uint32_t n_wake_fds;                   /* entries used in 'wake_fds' */
     struct ps_upcall *upcalls;             /* max_upcalls slots; 'data' fixed up in ps_dp_upcalls() */
@@ -41,6 +43,7 @@ struct exec_ctx {
     struct ps_dp *dp;                      /* where outputs and upcalls go */
     uint16_t in_port;                      /* the frame's input port */
     const struct ps_flow_key *key;         /* its key, for upcalls from UPCALL and ROUTE */
+    int64_t now_ms;                        /* the run's (or execute's) clock, for connections */
 };
 
 struct ps_dp *
@@ -53,9 +56,10 @@ ps_dp_new(uint32_t max_flows, uint32_t emc_entries, uint32_t max_upcalls)
     }
     dp->ft = ps_ft_new(max_flows, emc_entries);
     dp->routes = ps_routes_new();
+    dp->ct = ps_conntrack_new();
     dp->upcalls = calloc(max_upcalls ? max_upcalls : 1, sizeof *dp->upcalls);
     dp->upcall_ofs = calloc(max_upcalls ? max_upcalls : 1, sizeof *dp->upcall_ofs);
-    if (!dp->ft || !dp->routes || !dp->upcalls || !dp->upcall_ofs) {
+    if (!dp->ft || !dp->routes || !dp->ct || !dp->upcalls || !dp->upcall_ofs) {
         ps_dp_free(dp);
         return NULL;
     }
@@ -74,6 +78,7 @@ ps_dp_free(struct ps_dp *dp)
     }
     ps_ft_free(dp->ft);
     ps_routes_free(dp->routes);
+    ps_conntrack_free(dp->ct);
     free(dp->upcalls);
     free(dp->upcall_ofs);
     free(dp->arena);
@@ -96,6 +101,12 @@ struct ps_routes *
 ps_dp_routes(struct ps_dp *dp)
 {
     return dp->routes;
+}
+
+struct ps_conntrack *
+ps_dp_conntrack(const struct ps_dp *dp)
+{
+    return dp->ct;
 }
 
 void
@@ -266,25 +277,57 @@ dp_upcall(void *ctx_, uint16_t reason, uint32_t userdata, const struct ps_frame 
     upcall_queue(ctx->dp, ctx->in_port, reason, userdata, ctx->key, frame);
 }
 
-/* PS_ACT_ROUTE with the datapath's tables.  An upcall carries the frame
- * unchanged (ps_route_frame() writes only when it forwards) and the key of
- * the frame as it arrived. */
+/* Carries out a verdict of ps_route_frame() or ps_lb_frame() on 'frame'.  An
+ * upcall carries the frame unchanged (both write only when they forward) and
+ * the key of the frame as it arrived.  Returns true if the frame was routed. */
 static bool
-dp_route(void *ctx_, struct ps_frame *frame, bool stable)
+dp_deliver(struct exec_ctx *ctx, enum ps_route_verdict verdict, const struct ps_route_result *result,
+           struct ps_frame *frame, bool stable)
 {
-    struct exec_ctx *ctx = ctx_;
-    struct ps_route_result result;
-
-    switch (ps_route_frame(ctx->dp->routes, frame, &ctx->dp->stats, &result)) {
+    switch (verdict) {
     case PS_ROUTE_FORWARD:
-        dp_output(ctx, result.port, frame, stable);
+        dp_output(ctx, result->port, frame, stable);
         return true;
     case PS_ROUTE_UPCALL:
-        dp_upcall(ctx, result.reason, result.userdata, frame);
+        dp_upcall(ctx, result->reason, result->userdata, frame);
         return false;
     case PS_ROUTE_DROP:
     default:
         return false;
+    }
+}
+
+/* PS_ACT_ROUTE with the datapath's tables. */
+static bool
+dp_route(void *ctx_, struct ps_frame *frame, const uint8_t *via, bool stable)
+{
+    struct exec_ctx *ctx = ctx_;
+    struct ps_route_result result;
+    enum ps_route_verdict verdict = ps_route_frame(ctx->dp->routes, frame, via, &ctx->dp->stats, &result);
+
+    return dp_deliver(ctx, verdict, &result, frame, stable);
+}
+
+/* PS_ACT_LB and PS_ACT_LB_REPLY with the datapath's connections and routes. */
+static bool
+dp_lb(void *ctx_, struct ps_frame *frame, const struct ps_action *action, bool stable)
+{
+    struct exec_ctx *ctx = ctx_;
+    struct ps_dp *dp = ctx->dp;
+    struct ps_route_result result;
+    enum ps_route_verdict verdict = ps_lb_frame(dp->ct, dp->routes, frame, action, ctx->now_ms, &dp->stats,
+                                                &result);
+
+    return dp_deliver(ctx, verdict, &result, frame, stable);
+}
+
+static void
+dp_drop(void *ctx_, enum ps_drop_reason reason)
+{
+    struct exec_ctx *ctx = ctx_;
+
+    if (reason == PS_DROP_DECAP) {
+        ctx->dp->stats.decap_errors++;
     }
 }
 
@@ -302,8 +345,10 @@ flush_all(struct ps_dp *dp)
 static void
 process_batch(struct ps_dp *dp, struct ps_port *port, uint32_t n, int64_t now_ms)
 {
-    struct exec_ctx ctx = { .dp = dp, .in_port = port->port_no };
-    struct ps_sink sink = { .output = dp_output, .upcall = dp_upcall, .route = dp_route, .ctx = &ctx };
+    struct exec_ctx ctx = { .dp = dp, .in_port = port->port_no, .now_ms = now_ms };
+    struct ps_sink sink = {
+        .output = dp_output, .upcall = dp_upcall, .route = dp_route, .lb = dp_lb, .drop = dp_drop, .ctx = &ctx,
+    };
     struct ps_flow_key key;
     struct ps_parse_result result;
 
@@ -398,19 +443,23 @@ ps_dp_poll(struct ps_dp *dp, int timeout_ms, int64_t now_ms)
 }
 
 /* Runs 'actions' on a copy of the 'size' bytes at 'frame' (virtio header
- * 'vnet', zero if NULL) as if received on 'in_port', and sends the outputs
+ * 'vnet', zero if NULL) as if received on 'in_port' at 'now_ms' (-1: the
+ * monotonic clock; LB accounts connections with it), and sends the outputs
  * at once.  An UPCALL action queues with the key ps_parse() gives the frame
  * with no max_frame and is_gso false (partial if parsing fails), the simplest
  * reading of a contract that does not say which key.  Returns 0, -EINVAL for
  * more than PS_MAX_ACTIONS actions, -ENOMEM. */
 int
 ps_dp_execute(struct ps_dp *dp, uint16_t in_port, const uint8_t *frame, uint32_t size,
-              const struct ps_vnet_hdr *vnet, const struct ps_action *actions, uint32_t n_actions)
+              const struct ps_vnet_hdr *vnet, const struct ps_action *actions, uint32_t n_actions,
+              int64_t now_ms)
 {
     struct ps_flow_key key;
     struct ps_parse_result result;
-    struct exec_ctx ctx = { .dp = dp, .in_port = in_port, .key = &key };
-    struct ps_sink sink = { .output = dp_output, .upcall = dp_upcall, .route = dp_route, .ctx = &ctx };
+    struct exec_ctx ctx = { .dp = dp, .in_port = in_port, .key = &key, .now_ms = ps_resolve_now(now_ms) };
+    struct ps_sink sink = {
+        .output = dp_output, .upcall = dp_upcall, .route = dp_route, .lb = dp_lb, .drop = dp_drop, .ctx = &ctx,
+    };
     struct ps_frame work;
     uint8_t *buf;
 

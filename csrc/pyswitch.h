@@ -55,6 +55,10 @@
 #define PS_ACT_SET_IPV4_DST 10   /* IPv4 destination := data[0..3]; checksums updated likewise */
 #define PS_ACT_SET_TP_SRC 11     /* TCP/UDP source port := arg; L4 checksum updated unless the kernel completes it */
 #define PS_ACT_SET_TP_DST 12     /* TCP/UDP destination port := arg; likewise */
+#define PS_ACT_LB 13             /* a client's packet to virtual IP arg32: rewrite it by its connection, route it */
+#define PS_ACT_LB_REPLY 14       /* a backend's packet toward the client: undo its connection's NAT, route it */
+#define PS_DECAP_DELIVER 1       /* PS_ACT_DECAP arg: a later ROUTE delivers the inner packet to the outer destination */
+#define PS_ACT_DECAP 15          /* strip the outer IPv4 (+GRE) header of an IPIP or GRE packet */
 
 /* Why a packet came up to the slow path (struct ps_upcall.reason). */
 #define PS_UPCALL_MISS 0         /* no flow matched */
@@ -63,6 +67,37 @@
 #define PS_UPCALL_NO_NEIGH 3     /* ROUTE: the next hop's MAC is unknown; userdata := next-hop id */
 #define PS_UPCALL_TTL 4          /* ROUTE: TTL <= 1, the sender gets Time Exceeded */
 #define PS_UPCALL_LOCAL 5        /* ROUTE: addressed to the switch itself */
+#define PS_UPCALL_CONN_MISS 6    /* LB: no connection for the packet; userdata := the VIP id (arg32) */
+
+/* Connection modes (struct ps_conn.mode): how LB rewrites a client's packet. */
+#define PS_CONN_NAT 1            /* destination := the backend (reply.src, reply.sport) */
+#define PS_CONN_FULLNAT 2        /* ...and source := the switch's address (reply.dst, reply.dport) */
+#define PS_CONN_DSR 3            /* unchanged, routed toward 'backend' (the VIP stays the destination) */
+#define PS_CONN_IPIP 4           /* encapsulated in IPv4 (protocol 4), tunnel_src -> backend */
+#define PS_CONN_GRE 5            /* encapsulated in IPv4 + GRE (protocol 47), tunnel_src -> backend */
+
+/* Connection states (struct ps_conn.state); each has its own idle timeout. */
+#define PS_CS_SYN 1              /* TCP: opened by a SYN, not yet acknowledged */
+#define PS_CS_ESTABLISHED 2      /* TCP: an ACK without SYN was seen */
+#define PS_CS_FIN_WAIT 3         /* TCP: a FIN was seen */
+#define PS_CS_CLOSE 4            /* TCP: a RST was seen */
+#define PS_CS_UDP 5              /* every UDP connection */
+#define PS_CS_COUNT 6            /* states + 1: index 0 is unused */
+
+/* Connection events (struct ps_conn_event.kind). */
+#define PS_CE_GONE 1             /* the connection expired or was evicted (not ps_dp_conn_del) */
+#define PS_CE_RTT 2              /* the backend's first SYN+ACK: rtt_us since the connection was added */
+#define PS_CE_STATE 3            /* the connection began closing (FIN_WAIT, CLOSE) or opened again (SYN): state := the new one */
+
+/* Connection table bounds and default idle timeouts (ps_dp_conn_config). */
+#define PS_CT_MAX_CONNS_DEFAULT 1048576   /* max_conns of a new datapath */
+#define PS_CT_MAX_CONNS 16777216          /* the largest max_conns accepted */
+#define PS_CT_MAX_EVENTS 65536            /* events queued until drained; more are counted in events_dropped */
+#define PS_CT_SYN_TIMEOUT_MS 60000
+#define PS_CT_ESTABLISHED_TIMEOUT_MS 900000
+#define PS_CT_FIN_WAIT_TIMEOUT_MS 120000
+#define PS_CT_CLOSE_TIMEOUT_MS 10000
+#define PS_CT_UDP_TIMEOUT_MS 300000
 
 /* Next-hop kinds (struct ps_nexthop.kind). */
 #define PS_NH_CONNECTED 1        /* the destination is on the next hop's VLAN: resolve the destination itself */
@@ -191,6 +226,7 @@ struct ps_dp_stats {
     uint64_t routed;             /* packets the ROUTE action forwarded */
     uint64_t route_dropped;      /* ROUTE: not IPv4, martian source, broadcast/multicast destination, blackhole */
     uint64_t martian;            /* ...of which martian sources (0/8, 127/8, 224/4, 240/4, 255.255.255.255) */
+    uint64_t decap_errors;       /* DECAP on a packet that is not IPIP/GRE over IPv4, or truncated: dropped */
 };
 
 /* Where a route leads. */
@@ -209,6 +245,64 @@ struct ps_neigh {
     uint16_t port;               /* the port it was learned on */
     uint16_t out_tci;            /* 0: send untagged; else push an 802.1Q tag with this TCI */
     uint16_t pad;                /* zero */
+};
+
+/* One direction of a connection: what a TCP/UDP packet's headers hold.
+ * 16 bytes; addresses and ports big-endian, like struct ps_flow_key. */
+struct ps_conn_tuple {
+    uint8_t proto;               /* 6 TCP, 17 UDP */
+    uint8_t pad[3];              /* zero */
+    uint8_t src[4];
+    uint8_t dst[4];
+    uint8_t sport[2];
+    uint8_t dport[2];
+};
+
+/* A connection, as ps_dp_conn_add() takes it and ps_dp_conn_get/dump() return it. */
+struct ps_conn {
+    struct ps_conn_tuple client; /* as the client sends it: client -> VIP */
+    struct ps_conn_tuple reply;  /* nat/fullnat: as the backend's reply arrives; all zero for dsr/ipip/gre */
+    uint8_t backend[4];          /* dsr: the address routed toward; ipip/gre: the outer destination */
+    uint8_t tunnel_src[4];       /* ipip/gre: the outer source */
+    uint8_t mode;                /* PS_CONN_* */
+    uint8_t state;               /* PS_CS_*; in ps_dp_conn_add(): the initial state */
+    uint16_t flags;              /* internal (RTT reported); zero on add */
+    uint32_t vip_id;
+    uint32_t backend_id;         /* the slow path's tag, returned in events */
+    uint32_t pad;
+    uint64_t packets;            /* both directions */
+    uint64_t bytes;
+    int64_t created_ms;
+    int64_t used_ms;
+};
+
+/* Something the slow path should know about a connection (ps_dp_conn_events). */
+struct ps_conn_event {
+    uint32_t vip_id;
+    uint32_t backend_id;
+    uint8_t kind;                /* PS_CE_* */
+    uint8_t state;               /* the connection's state then */
+    uint16_t pad;
+    uint32_t rtt_us;             /* PS_CE_RTT: microseconds from the add to the backend's SYN+ACK */
+    struct ps_conn_tuple client;
+};
+
+/* Counters of a datapath's connection table. */
+struct ps_ct_stats {
+    uint64_t conns;              /* stored now */
+    uint64_t max_conns;          /* the bound */
+    uint64_t by_state[6];        /* conns by PS_CS_*; [0] unused */
+    uint64_t inserts;
+    uint64_t deletes;            /* ps_dp_conn_del() */
+    uint64_t expired;            /* ps_dp_conn_expire() */
+    uint64_t evictions;          /* removed to make room for an add */
+    uint64_t refused;            /* adds refused: full and nothing evictable (-ENOSPC) */
+    uint64_t hits;               /* LB and LB_REPLY lookups that found a connection */
+    uint64_t misses;             /* LB lookups that did not (CONN_MISS upcalls) */
+    uint64_t reply_misses;       /* LB_REPLY lookups that did not (routed unchanged) */
+    uint64_t events_dropped;     /* events lost because the queue was full */
+    uint64_t bytes_used;         /* memory the table holds now: entry chunks and hash buckets */
+    uint64_t bytes_per_conn;     /* one entry plus its share of the two hash indexes */
 };
 
 struct ps_flowtable;
@@ -262,7 +356,8 @@ int ps_dp_poll(struct ps_dp *dp, int timeout_ms, int64_t now_ms);
 int ps_dp_run(struct ps_dp *dp, int64_t now_ms);
 uint32_t ps_dp_upcalls(struct ps_dp *dp, struct ps_upcall **out);
 int ps_dp_execute(struct ps_dp *dp, uint16_t in_port, const uint8_t *frame, uint32_t size,
-                  const struct ps_vnet_hdr *vnet, const struct ps_action *actions, uint32_t n_actions);
+                  const struct ps_vnet_hdr *vnet, const struct ps_action *actions, uint32_t n_actions,
+                  int64_t now_ms);
 struct ps_flowtable *ps_dp_flowtable(struct ps_dp *dp);
 void ps_dp_get_stats(const struct ps_dp *dp, struct ps_dp_stats *out);
 int ps_dp_mem_inject(struct ps_dp *dp, uint16_t port_no, const uint8_t *frame, uint32_t size,
@@ -305,6 +400,28 @@ int ps_dp_nexthop_del(struct ps_dp *dp, uint32_t nh_id);
 int ps_dp_neigh_set(struct ps_dp *dp, uint16_t vlan, const uint8_t *addr, const struct ps_neigh *neigh);
 int ps_dp_neigh_del(struct ps_dp *dp, uint16_t vlan, const uint8_t *addr);
 int ps_dp_neigh_get(struct ps_dp *dp, uint16_t vlan, const uint8_t *addr, struct ps_neigh *out);
+
+/* The datapath's connection table (conntrack.c; docs/DATAPATH.md "Connection
+ * table").  ps_dp_conn_config(): 'max_conns' 1..PS_CT_MAX_CONNS (-EINVAL),
+ * changed only while the table is empty (-EBUSY); 'timeouts_ms' NULL keeps
+ * the timeouts, else [state] for each PS_CS_* ([0] ignored).
+ * ps_dp_conn_add(): 0, -EEXIST (the client tuple, or the non-zero reply
+ * tuple, is already present), -EINVAL (bad mode, state or protocol, or a
+ * reply tuple that does not fit the mode), -ENOSPC (full and nothing
+ * evictable), -ENOMEM.  ps_dp_conn_del() returns 1 if the connection existed
+ * (no event), 0 if not; ps_dp_conn_get() 1 and fills '*out' if found (by the
+ * reply tuple when 'by_reply'), 0 if not.  ps_dp_conn_dump() pages like
+ * ps_ft_dump().  ps_dp_conn_expire() removes idle connections with a GONE
+ * event each and returns how many; ps_dp_conn_events() drains up to
+ * 'max_out' queued events, oldest first.  now_ms -1: the monotonic clock. */
+int ps_dp_conn_config(struct ps_dp *dp, uint32_t max_conns, const uint32_t *timeouts_ms);
+int ps_dp_conn_add(struct ps_dp *dp, const struct ps_conn *conn, int64_t now_ms);
+int ps_dp_conn_del(struct ps_dp *dp, const struct ps_conn_tuple *client);
+int ps_dp_conn_get(struct ps_dp *dp, const struct ps_conn_tuple *tuple, int by_reply, struct ps_conn *out);
+uint32_t ps_dp_conn_dump(struct ps_dp *dp, uint32_t start, struct ps_conn *out, uint32_t max_out, uint32_t *next);
+uint32_t ps_dp_conn_expire(struct ps_dp *dp, int64_t now_ms);
+uint32_t ps_dp_conn_events(struct ps_dp *dp, struct ps_conn_event *out, uint32_t max_out);
+void ps_dp_conn_get_stats(const struct ps_dp *dp, struct ps_ct_stats *out);
 
 /* cdef end */
 

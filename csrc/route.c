@@ -10,6 +10,9 @@
  *
  * ps_route_frame() checks everything before it writes anything, so a frame
  * that goes up to the slow path or is dropped is exactly the frame ROUTE got.
+ * The checks are ps_route_decide() and the writing ps_route_rewrite(): LB
+ * (conntrack.c) decides on the addresses a packet will have, and rewrites it
+ * only once the route is known to forward it.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -298,32 +301,28 @@ ttl_decrement(uint8_t *l3)
 }
 
 enum ps_route_verdict
-ps_route_frame(const struct ps_routes *routes, struct ps_frame *frame, struct ps_dp_stats *stats,
-               struct ps_route_result *result)
+ps_route_decide(const struct ps_routes *routes, const uint8_t *src, const uint8_t *dst, const uint8_t *via,
+                uint8_t ttl, struct ps_dp_stats *stats, struct ps_route_result *result)
 {
     const struct ps_nexthop *nh;
     const struct ps_neigh *neigh;
     uint8_t key_addr[ADDR_LEN] = { 0 };
-    struct ps_ip_hdr *ip;
-    uint32_t l3 = ps_ipv4_offset(frame->data, frame->size);
     uint32_t nh_id;
 
-    if (!l3) {
-        stats->route_dropped++;
-        return PS_ROUTE_DROP;
-    }
-    ip = (struct ps_ip_hdr *) (frame->data + l3);
-    if (is_martian_source(ip->ip_src)) {
+    if (is_martian_source(src)) {
         stats->martian++;
         stats->route_dropped++;
         return PS_ROUTE_DROP;
     }
-    if (is_group_destination(ip->ip_dst)) {
+    if (is_group_destination(dst)) {
         stats->route_dropped++;
         return PS_ROUTE_DROP;
     }
+    if (!via) {
+        via = dst;
+    }
 
-    nh_id = ps_lpm_lookup(routes->lpm, ip->ip_dst);
+    nh_id = ps_lpm_lookup(routes->lpm, via);
     nh = &routes->nexthops[nh_id];
     if (!nh_id || !nh->kind) {
         return route_upcall(result, PS_UPCALL_NO_ROUTE, 0);
@@ -335,30 +334,56 @@ ps_route_frame(const struct ps_routes *routes, struct ps_frame *frame, struct ps
         stats->route_dropped++;
         return PS_ROUTE_DROP;
     }
-    if (ip->ip_ttl <= 1) {
+    if (ttl <= 1) {
         return route_upcall(result, PS_UPCALL_TTL, 0);
     }
     if (nh->kind == PS_NH_GATEWAY) {
         memcpy(key_addr, nh->gateway, ADDR_LEN);
     } else {
-        memcpy(key_addr, ip->ip_dst, 4);
+        memcpy(key_addr, via, 4);
     }
     neigh = neigh_find(routes, nh->vlan, key_addr);
     if (!neigh) {
         return route_upcall(result, PS_UPCALL_NO_NEIGH, nh_id);
     }
+    result->port = neigh->port;
+    result->nh = nh;
+    result->neigh = neigh;
+    return PS_ROUTE_FORWARD;
+}
 
-    /* Step 6: nothing above wrote to the frame; from here on it is routed. */
+void
+ps_route_rewrite(struct ps_frame *frame, const struct ps_route_result *result, struct ps_dp_stats *stats)
+{
     while (is_vlan_tpid(be16_load(frame->data + 2 * PS_ETH_ADDR_LEN))) {
         ps_frame_pop_tag(frame);
     }
     ttl_decrement(frame->data + sizeof(struct ps_eth_hdr));
-    memcpy(frame->data, neigh->mac, PS_ETH_ADDR_LEN);
-    memcpy(frame->data + PS_ETH_ADDR_LEN, nh->src_mac, PS_ETH_ADDR_LEN);
-    if (neigh->out_tci) {
-        ps_frame_push_tag(frame, PS_ETH_TYPE_VLAN, neigh->out_tci);
+    memcpy(frame->data, result->neigh->mac, PS_ETH_ADDR_LEN);
+    memcpy(frame->data + PS_ETH_ADDR_LEN, result->nh->src_mac, PS_ETH_ADDR_LEN);
+    if (result->neigh->out_tci) {
+        ps_frame_push_tag(frame, PS_ETH_TYPE_VLAN, result->neigh->out_tci);
     }
-    result->port = neigh->port;
     stats->routed++;
-    return PS_ROUTE_FORWARD;
+}
+
+enum ps_route_verdict
+ps_route_frame(const struct ps_routes *routes, struct ps_frame *frame, const uint8_t *via,
+               struct ps_dp_stats *stats, struct ps_route_result *result)
+{
+    const struct ps_ip_hdr *ip;
+    uint32_t l3 = ps_ipv4_offset(frame->data, frame->size);
+    enum ps_route_verdict verdict;
+
+    if (!l3) {
+        stats->route_dropped++;
+        return PS_ROUTE_DROP;
+    }
+    ip = (const struct ps_ip_hdr *) (frame->data + l3);
+    verdict = ps_route_decide(routes, ip->ip_src, ip->ip_dst, via, ip->ip_ttl, stats, result);
+    if (verdict == PS_ROUTE_FORWARD) {
+        /* Nothing above wrote to the frame; from here on it is routed. */
+        ps_route_rewrite(frame, result, stats);
+    }
+    return verdict;
 }

@@ -11,7 +11,7 @@ from .flowkey import mac_str
 class Action(NamedTuple):
     type: int
     arg: int = 0            # OUTPUT: port; PUSH_VLAN: TCI; SET_TP_*: the port
-    arg32: int = 0          # UPCALL: userdata
+    arg32: int = 0          # UPCALL: userdata; LB: the VIP id
     data: bytes = b""       # SET_ETH_*: the address; SET_IPV4_*: the 4-byte address
     ports: int = 0          # FLOOD: bitmap of port numbers
 
@@ -41,6 +41,12 @@ class Action(NamedTuple):
             return f"set_tp_src:{self.arg}"
         if t == consts.ACT_SET_TP_DST:
             return f"set_tp_dst:{self.arg}"
+        if t == consts.ACT_LB:
+            return f"lb:{self.arg32}"
+        if t == consts.ACT_LB_REPLY:
+            return "lb_reply"
+        if t == consts.ACT_DECAP:
+            return "decap:deliver" if self.arg & consts.DECAP_DELIVER else "decap"
         return f"unknown:{t}"
 
 
@@ -117,6 +123,26 @@ def set_tp_src(port: int) -> Action:
 def set_tp_dst(port: int) -> Action:
     """NAT: rewrite the TCP/UDP destination port, updating the L4 checksum unless the kernel completes it."""
     return Action(consts.ACT_SET_TP_DST, arg=_port(port))
+
+
+def lb(vip_id: int) -> Action:
+    """A client's packet to VIP `vip_id`: rewrite it by its connection and route it; no connection: a CONN_MISS
+    upcall with the VIP id (docs/DATAPATH.md "Connection table")."""
+    if isinstance(vip_id, bool) or not isinstance(vip_id, int) or not 0 <= vip_id <= 0xFFFFFFFF:
+        raise ValueError(f"a VIP id is 0..{0xFFFFFFFF}, not {vip_id!r}")
+    return Action(consts.ACT_LB, arg32=vip_id)
+
+
+def lb_reply() -> Action:
+    """A backend's packet toward a client: undo its connection's NAT and route it; no connection: route it as is."""
+    return Action(consts.ACT_LB_REPLY)
+
+
+def decap(deliver: bool = False) -> Action:
+    """Strip the outer IPv4 (+GRE) header of an IPIP or GRE packet; anything else is dropped (decap_errors).
+    deliver: a later ROUTE takes the inner packet to the tunnel's outer destination (a tunnel endpoint in
+    front of hosts that cannot decapsulate), not to the inner destination."""
+    return Action(consts.ACT_DECAP, arg=consts.DECAP_DELIVER if deliver else 0)
 
 
 def ports_of(bitmap: int) -> list[int]:

@@ -43,6 +43,9 @@ ACT_SET_IPV4_SRC = 9        # IPv4 source := data[0:4]; IP and TCP/UDP checksums
 ACT_SET_IPV4_DST = 10       # IPv4 destination := data[0:4]; checksums updated likewise
 ACT_SET_TP_SRC = 11         # TCP/UDP source port := arg; L4 checksum updated unless the kernel completes it
 ACT_SET_TP_DST = 12         # TCP/UDP destination port := arg; likewise
+ACT_LB = 13                 # a client's packet to VIP arg32: rewrite it by its connection, route it
+ACT_LB_REPLY = 14           # a backend's packet toward the client: undo its connection's NAT, route it
+ACT_DECAP = 15              # strip the outer IPv4 (+GRE) header of an IPIP or GRE packet
 
 # Why a packet came up to the slow path.
 UPCALL_MISS = 0             # no flow matched
@@ -51,6 +54,42 @@ UPCALL_NO_ROUTE = 2         # ROUTE: no route to the destination
 UPCALL_NO_NEIGH = 3         # ROUTE: the next hop's MAC is unknown; userdata := next-hop id
 UPCALL_TTL = 4              # ROUTE: TTL <= 1
 UPCALL_LOCAL = 5            # ROUTE: addressed to the switch itself
+UPCALL_CONN_MISS = 6        # LB: no connection for the packet; userdata := the VIP id
+
+# Connection modes: how LB rewrites a client's packet.
+DECAP_DELIVER = 1           # ACT_DECAP arg: a later ROUTE delivers the inner packet to the outer destination
+CONN_NAT = 1                # destination := the backend (reply.src, reply.sport)
+CONN_FULLNAT = 2            # ...and source := the switch's address (reply.dst, reply.dport)
+CONN_DSR = 3                # unchanged, routed toward the backend (the VIP stays the destination)
+CONN_IPIP = 4               # encapsulated in IPv4 (protocol 4), tunnel_src -> backend
+CONN_GRE = 5                # encapsulated in IPv4 + GRE (protocol 47), tunnel_src -> backend
+CONN_MODES = {"nat": CONN_NAT, "fullnat": CONN_FULLNAT, "dsr": CONN_DSR, "ipip": CONN_IPIP, "gre": CONN_GRE}
+
+# Connection states; each has its own idle timeout.
+CS_SYN = 1                  # TCP: opened by a SYN, not yet acknowledged
+CS_ESTABLISHED = 2          # TCP: an ACK without SYN was seen
+CS_FIN_WAIT = 3             # TCP: a FIN was seen
+CS_CLOSE = 4                # TCP: a RST was seen
+CS_UDP = 5                  # every UDP connection
+CS_COUNT = 6                # states + 1: index 0 is unused
+CONN_STATE_NAMES = ("none", "syn", "established", "fin_wait", "close", "udp")
+
+# Connection events.
+CE_GONE = 1                 # the connection expired or was evicted (not conn_del)
+CE_RTT = 2                  # the backend's first SYN+ACK: rtt_us since the connection was added
+CE_STATE = 3                # began closing (FIN_WAIT, CLOSE) or opened again (SYN): state is the new one
+
+# Connection table bounds and default idle timeouts.
+CT_MAX_CONNS_DEFAULT = 1048576  # max_conns of a new datapath
+CT_MAX_CONNS = 16777216         # the largest max_conns accepted
+CT_MAX_EVENTS = 65536           # events queued until drained; more are counted in events_dropped
+CT_SYN_TIMEOUT_MS = 60000
+CT_ESTABLISHED_TIMEOUT_MS = 900000
+CT_FIN_WAIT_TIMEOUT_MS = 120000
+CT_CLOSE_TIMEOUT_MS = 10000
+CT_UDP_TIMEOUT_MS = 300000
+CT_TIMEOUTS_MS = {CS_SYN: CT_SYN_TIMEOUT_MS, CS_ESTABLISHED: CT_ESTABLISHED_TIMEOUT_MS,
+                  CS_FIN_WAIT: CT_FIN_WAIT_TIMEOUT_MS, CS_CLOSE: CT_CLOSE_TIMEOUT_MS, CS_UDP: CT_UDP_TIMEOUT_MS}
 
 # Next-hop kinds.
 NH_CONNECTED = 1            # the destination is on the next hop's VLAN

@@ -1,9 +1,14 @@
 """Result types shared by both datapaths (docs/DATAPATH.md), so that their answers compare equal."""
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
+from . import consts
 from .actions import Action
+
+_TUPLE = struct.Struct("!B3x4s4sHH")     # struct ps_conn_tuple: proto, pad, src, dst, sport, dport
+CONN_TUPLE_SIZE = _TUPLE.size
 
 
 class ParseResult(NamedTuple):
@@ -39,6 +44,91 @@ class Upcall(NamedTuple):
     key: bytes
     vnet: bytes
     data: bytes
+
+
+class ConnTuple(NamedTuple):
+    """One direction of a connection (`struct ps_conn_tuple`): what a TCP/UDP packet's headers hold."""
+    proto: int          # 6 TCP, 17 UDP
+    src: bytes          # 4 bytes
+    dst: bytes          # 4 bytes
+    sport: int
+    dport: int
+
+    def pack(self) -> bytes:
+        """The 16 bytes of `struct ps_conn_tuple`; ValueError for a field that does not fit."""
+        return _TUPLE.pack(_uint(self.proto, 8, "protocol"), _addr4(self.src, "source"),
+                           _addr4(self.dst, "destination"), _uint(self.sport, 16, "source port"),
+                           _uint(self.dport, 16, "destination port"))
+
+    @classmethod
+    def unpack(cls, raw) -> ConnTuple:
+        proto, src, dst, sport, dport = _TUPLE.unpack(bytes(raw))
+        return cls(proto, src, dst, sport, dport)
+
+
+class Conn(NamedTuple):
+    """A connection (`struct ps_conn`), as conn_add takes it and conn_get / conn_dump return it."""
+    client: ConnTuple           # as the client sends it: client -> VIP
+    reply: ConnTuple | None     # nat/fullnat: as the backend's reply arrives; None for dsr/ipip/gre
+    backend: bytes              # dsr: routed toward; ipip/gre: the outer destination (4 bytes)
+    tunnel_src: bytes           # ipip/gre: the outer source (4 bytes)
+    mode: int                   # consts.CONN_*
+    state: int                  # consts.CS_*; in conn_add the initial state
+    vip_id: int
+    backend_id: int             # the slow path's tag, returned in events
+    packets: int = 0            # both directions
+    bytes: int = 0
+    created_ms: int = 0
+    used_ms: int = 0
+
+
+class ConnEvent(NamedTuple):
+    """Something the slow path should know about a connection (`struct ps_conn_event`)."""
+    kind: int           # consts.CE_*
+    vip_id: int
+    backend_id: int
+    state: int          # the connection's state then
+    rtt_us: int         # CE_RTT: microseconds from conn_add to the backend's SYN+ACK
+    client: ConnTuple
+
+
+def conn_wire(conn: Conn) -> tuple[bytes, bytes, bytes, bytes, int, int, int, int]:
+    """The fields of `conn` as both datapaths store them: (client, reply, backend, tunnel_src, mode, state, vip_id,
+    backend_id), tuples packed to 16 bytes (reply None: zeros), addresses 4 bytes (empty: zeros), a mode name
+    (consts.CONN_MODES) as its number. ValueError for what does not fit the C struct; what fits but the table
+    refuses (an unknown mode or state) is the table's EINVAL."""
+    reply = bytes(CONN_TUPLE_SIZE) if conn.reply is None else ConnTuple(*conn.reply).pack()
+    return (ConnTuple(*conn.client).pack(), reply, _addr4(conn.backend or bytes(4), "backend"),
+            _addr4(conn.tunnel_src or bytes(4), "tunnel source"),
+            _uint(consts.CONN_MODES.get(conn.mode, conn.mode), 8, "mode"), _uint(conn.state, 8, "state"),
+            _uint(conn.vip_id, 32, "VIP id"), _uint(conn.backend_id, 32, "backend id"))
+
+
+def conn_max(max_conns) -> int:
+    """conn_config's bound as C takes it (a uint32); its range is the table's EINVAL."""
+    return _uint(max_conns, 32, "max_conns")
+
+
+def conn_timeouts(timeouts_ms) -> dict[int, int]:
+    """conn_config's {state: ms}, checked: states CS_SYN..CS_UDP, 32-bit values."""
+    out = {}
+    for state, ms in dict(timeouts_ms).items():
+        if state not in consts.CT_TIMEOUTS_MS:
+            raise ValueError(f"no connection state {state!r} (1..{consts.CS_COUNT - 1})")
+        out[state] = _uint(ms, 32, f"timeout of state {state}")
+    return out
+
+
+def _uint(value, bits: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
+        raise ValueError(f"{what} {value!r} is not a {bits}-bit unsigned integer")
+    return value
+
+
+def _addr4(addr, what: str) -> bytes:
+    if not isinstance(addr, (bytes, bytearray, memoryview)) or len(addr) != 4:
+        raise ValueError(f"the {what} address must be 4 bytes, not {addr!r}")
+    return bytes(addr)
 
 
 class FlowTableError(OSError):

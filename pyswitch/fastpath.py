@@ -12,7 +12,8 @@ import os
 from . import __version__, consts
 from .actions import Action
 from .datapath_args import addr16, mac6
-from .datapath_types import FlowInfo, FlowTableError, Output, ParseResult, Upcall
+from .datapath_types import (CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, FlowInfo, FlowTableError, Output,
+                             ParseResult, Upcall, conn_max, conn_timeouts, conn_wire)
 
 try:
     from ._fastpath import ffi, lib
@@ -30,9 +31,11 @@ _VNET_ZERO = bytes(consts.VNET_HDR_SIZE)
 _FT_STAT_NAMES = ("flows", "max_flows", "subtables", "inserts", "modifies", "deletes", "expired",
                   "evictions", "refused", "emc_hits", "masked_hits", "misses")
 _DP_STAT_NAMES = ("rx_packets", "tx_packets", "upcalls", "upcall_dropped", "bad_port", "routed", "route_dropped",
-                  "martian")
+                  "martian", "decap_errors")
+_CT_STAT_NAMES = ("conns", "max_conns", "inserts", "deletes", "expired", "evictions", "refused", "hits", "misses",
+                  "reply_misses", "events_dropped", "bytes_used", "bytes_per_conn")
 _PORT_STAT_NAMES = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "rx_errors", "tx_dropped")
-_DUMP_CHUNK = 256            # flows copied out per ps_ft_dump() call
+_DUMP_CHUNK = 256            # flows (connections, events) copied out per ps_ft_dump() (ps_dp_conn_*) call
 _DATA_SIZES = {consts.ACT_SET_ETH_SRC: 6, consts.ACT_SET_ETH_DST: 6,     # action type: bytes of data it carries
                consts.ACT_SET_IPV4_SRC: 4, consts.ACT_SET_IPV4_DST: 4}
 
@@ -127,7 +130,7 @@ def actions_apply(frame, vnet, in_port, actions) -> list[Output]:
     n_out = 0
     n_push = 0
     for a in actions:
-        if a.type in (consts.ACT_OUTPUT, consts.ACT_UPCALL, consts.ACT_ROUTE):
+        if a.type in (consts.ACT_OUTPUT, consts.ACT_UPCALL, consts.ACT_ROUTE, consts.ACT_LB, consts.ACT_LB_REPLY):
             n_out += 1
         elif a.type == consts.ACT_FLOOD:
             n_out += bin(a.ports).count("1")
@@ -157,6 +160,26 @@ def actions_apply(frame, vnet, in_port, actions) -> list[Output]:
                               vnets[i * consts.VNET_HDR_SIZE:(i + 1) * consts.VNET_HDR_SIZE], out_userdata[i]))
         ofs += size
     return outputs
+
+
+def _tuple_into(ptr, field, raw: bytes) -> None:
+    ffi.memmove(ffi.addressof(ptr, field), raw, CONN_TUPLE_SIZE)
+
+
+def _tuple_from(ptr, field) -> ConnTuple:
+    return ConnTuple.unpack(ffi.buffer(ffi.addressof(ptr, field), CONN_TUPLE_SIZE))
+
+
+def _conn_from_c(c) -> Conn:
+    reply = bytes(ffi.buffer(ffi.addressof(c, "reply"), CONN_TUPLE_SIZE))
+    return Conn(_tuple_from(c, "client"), None if reply == bytes(CONN_TUPLE_SIZE) else ConnTuple.unpack(reply),
+                bytes(ffi.buffer(c.backend, 4)), bytes(ffi.buffer(c.tunnel_src, 4)), c.mode, c.state, c.vip_id,
+                c.backend_id, c.packets, c.bytes, c.created_ms, c.used_ms)
+
+
+def _now_arg(now_ms) -> int:
+    """None and -1 both mean "read the monotonic clock" (C's -1)."""
+    return -1 if now_ms is None else now_ms
 
 
 def _uint(value, bits, what) -> int:
@@ -323,6 +346,13 @@ class Datapath(_FlowTableOps):
         self._inject_vnet_buf = ffi.buffer(self._inject_vnet)
         self._nexthop = ffi.new("struct ps_nexthop *")
         self._neigh = ffi.new("struct ps_neigh *")
+        self._conn = ffi.new("struct ps_conn *")
+        self._conn_tuple = ffi.new("struct ps_conn_tuple *")
+        self._conn_dump = ffi.new("struct ps_conn[]", _DUMP_CHUNK)
+        self._conn_events = ffi.new("struct ps_conn_event[]", _DUMP_CHUNK)
+        self._conn_timeouts = ffi.new("uint32_t[]", consts.CS_COUNT)
+        self._ct_stats = ffi.new("struct ps_ct_stats *")
+        self._timeouts_set = dict(consts.CT_TIMEOUTS_MS)     # what C holds: ps_dp_conn_config() takes all of them
 
     def close(self):
         if self._dp != ffi.NULL:
@@ -397,10 +427,11 @@ class Datapath(_FlowTableOps):
             ))
         return out
 
-    def execute(self, in_port, frame, vnet, actions):
+    def execute(self, in_port, frame, vnet, actions, now_ms=-1):
         n = self._actions.fill(actions)
         self._inject_vnet_buf[:] = _vnet_bytes(vnet)
-        r = lib.ps_dp_execute(self._dp, in_port, frame, len(frame), self._inject_vnet, self._actions.array, n)
+        r = lib.ps_dp_execute(self._dp, in_port, frame, len(frame), self._inject_vnet, self._actions.array, n,
+                              now_ms)
         if r < 0:
             raise OSError(-r, f"execute: {os.strerror(-r)} ({len(actions)} actions, at most {consts.MAX_ACTIONS})")
 
@@ -468,6 +499,78 @@ class Datapath(_FlowTableOps):
             return None
         ng = self._neigh
         return bytes(ffi.buffer(ng.mac, 6)), ng.port, ng.out_tci
+
+    # Connections (docs/DATAPATH.md "Connection table").
+
+    def conn_config(self, max_conns, timeouts_ms=None):
+        """The table's bound (None: keep it) and idle timeouts ({state: ms}; states left out keep theirs)."""
+        if max_conns is None:
+            max_conns = self.conn_stats()["max_conns"]
+        timeouts = None
+        if timeouts_ms is not None:
+            timeouts = dict(self._timeouts_set)
+            timeouts.update(conn_timeouts(timeouts_ms))
+            for state, ms in timeouts.items():
+                self._conn_timeouts[state] = ms
+        r = lib.ps_dp_conn_config(self._dp, conn_max(max_conns), self._conn_timeouts if timeouts else ffi.NULL)
+        if r < 0:
+            raise OSError(-r, f"connection table: max_conns {max_conns}: {os.strerror(-r)}")
+        if timeouts:
+            self._timeouts_set = timeouts
+
+    def conn_add(self, conn: Conn, now_ms=None):
+        client, reply, backend, tunnel_src, mode, state, vip_id, backend_id = conn_wire(conn)
+        c = self._conn
+        _tuple_into(c, "client", client)
+        _tuple_into(c, "reply", reply)
+        c.backend = backend
+        c.tunnel_src = tunnel_src
+        c.mode, c.state, c.flags, c.vip_id, c.backend_id, c.pad = mode, state, 0, vip_id, backend_id, 0
+        r = lib.ps_dp_conn_add(self._dp, c, _now_arg(now_ms))
+        if r < 0:
+            raise OSError(-r, f"cannot add connection {ConnTuple.unpack(client)}: {os.strerror(-r)}")
+
+    def conn_del(self, client: ConnTuple) -> bool:
+        ffi.memmove(self._conn_tuple, ConnTuple(*client).pack(), CONN_TUPLE_SIZE)
+        return lib.ps_dp_conn_del(self._dp, self._conn_tuple) == 1
+
+    def conn_get(self, tuple_: ConnTuple, by_reply=False):
+        """The connection whose client (or, by_reply, reply) tuple is `tuple_`, or None."""
+        ffi.memmove(self._conn_tuple, ConnTuple(*tuple_).pack(), CONN_TUPLE_SIZE)
+        if lib.ps_dp_conn_get(self._dp, self._conn_tuple, 1 if by_reply else 0, self._conn) != 1:
+            return None
+        return _conn_from_c(self._conn)
+
+    def conn_dump(self) -> list[Conn]:
+        conns = []
+        cursor = 0
+        while True:
+            n = lib.ps_dp_conn_dump(self._dp, cursor, self._conn_dump, _DUMP_CHUNK, self._next)
+            conns.extend(_conn_from_c(self._conn_dump[i]) for i in range(n))
+            cursor = self._next[0]
+            if cursor == 0:
+                return conns
+
+    def conn_expire(self, now_ms=None) -> int:
+        return lib.ps_dp_conn_expire(self._dp, _now_arg(now_ms))
+
+    def conn_events(self) -> list[ConnEvent]:
+        events = []
+        while True:
+            n = lib.ps_dp_conn_events(self._dp, self._conn_events, _DUMP_CHUNK)
+            for i in range(n):
+                e = self._conn_events[i]
+                events.append(ConnEvent(e.kind, e.vip_id, e.backend_id, e.state, e.rtt_us,
+                                        _tuple_from(e, "client")))
+            if n < _DUMP_CHUNK:
+                return events
+
+    def conn_stats(self) -> dict:
+        lib.ps_dp_conn_get_stats(self._dp, self._ct_stats)
+        s = self._ct_stats
+        out = {name: getattr(s, name) for name in _CT_STAT_NAMES}
+        out["by_state"] = {consts.CONN_STATE_NAMES[i]: s.by_state[i] for i in range(1, consts.CS_COUNT)}
+        return out
 
     # Memory ports.
 

@@ -24,6 +24,21 @@ def test_sizes():
     assert len(consts.PARSE_ERROR_NAMES) == lib.PS_PE_COUNT
 
 
+def test_connection_tables():
+    assert ffi.sizeof("struct ps_conn_tuple") == 16
+    assert ffi.sizeof("struct ps_conn") == 88
+    assert ffi.sizeof("struct ps_conn_event") == 32
+    assert ffi.sizeof("struct ps_ct_stats") == 8 * (2 + lib.PS_CS_COUNT + 11)
+    assert len(consts.CONN_STATE_NAMES) == lib.PS_CS_COUNT
+    assert consts.CONN_MODES == {"nat": lib.PS_CONN_NAT, "fullnat": lib.PS_CONN_FULLNAT, "dsr": lib.PS_CONN_DSR,
+                                 "ipip": lib.PS_CONN_IPIP, "gre": lib.PS_CONN_GRE}
+    assert consts.CT_TIMEOUTS_MS == {lib.PS_CS_SYN: lib.PS_CT_SYN_TIMEOUT_MS,
+                                     lib.PS_CS_ESTABLISHED: lib.PS_CT_ESTABLISHED_TIMEOUT_MS,
+                                     lib.PS_CS_FIN_WAIT: lib.PS_CT_FIN_WAIT_TIMEOUT_MS,
+                                     lib.PS_CS_CLOSE: lib.PS_CT_CLOSE_TIMEOUT_MS,
+                                     lib.PS_CS_UDP: lib.PS_CT_UDP_TIMEOUT_MS}
+
+
 def test_port_kinds():
     assert consts.PORT_KINDS == {"afpacket": lib.PS_PORT_AFPACKET, "tap": lib.PS_PORT_TAP,
                                  "memory": lib.PS_PORT_MEMORY}

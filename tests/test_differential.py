@@ -203,8 +203,16 @@ nat_actions = st.one_of(
     st.builds(lambda p: Action(consts.ACT_SET_TP_DST, arg=p), st.sampled_from([0, 53, 80, 0xFFFF]) | ports16),
 )
 valid_actions = valid_actions | nat_actions
+# The connection and tunnel actions (docs/DATAPATH.md "Connection table", "Tunnels"): without connections LB
+# upcalls (CONN_MISS) and LB_REPLY routes; DECAP strips what it can and counts the rest.
+lb_actions = st.one_of(
+    st.builds(lambda v: Action(consts.ACT_LB, arg32=v), st.integers(0, 2**32 - 1)),
+    st.just(Action(consts.ACT_LB_REPLY)),
+    st.just(Action(consts.ACT_DECAP)),
+)
+valid_actions = valid_actions | lb_actions
 bad_actions = st.one_of(st.builds(lambda p: Action(consts.ACT_OUTPUT, arg=p), st.integers(64, 0xFFFF)),
-                        st.builds(lambda t: Action(t), st.sampled_from([0, 13, 99, 0xFFFF])))
+                        st.builds(lambda t: Action(t), st.sampled_from([0, 16, 99, 0xFFFF])))
 action_lists = st.lists(valid_actions, max_size=16)
 
 

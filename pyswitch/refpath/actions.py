@@ -4,7 +4,8 @@ One executor serves both `actions_apply` (no ports: outputs are returned) and th
 transmit queues, UPCALLs to the upcall queue): it runs the list on a working copy of the frame and its virtio
 header and calls `emit(port, frame, vnet)` / `upcall(frame, vnet, userdata)` for what leaves. The executor owns no
 routing tables: a ROUTE calls `route(frame, vnet)`, which routes and emits the bytearray in place (and returns True:
-the list goes on) or upcalls or drops it (False: the list ends).
+the list goes on) or upcalls or drops it (False: the list ends); LB and LB_REPLY call `lb(frame, vnet, action)` the
+same way, and a DECAP that fails calls `drop(reason)` and ends the list.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import struct
 from .. import consts
 from ..actions import Action
 from ..datapath_types import FlowTableError, Output
-from . import nat
+from . import nat, tunnel
 
 VNET = struct.Struct("<BBHHHH")     # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset (little-endian)
 GSO_TYPE_MASK = 0x7F                # gso_type without the ECN flag: non-zero means a GSO frame
@@ -26,7 +27,8 @@ _VLAN_TPIDS = (consts.ETH_TYPE_VLAN, consts.ETH_TYPE_QINQ)
 _KNOWN_ACTIONS = frozenset((consts.ACT_OUTPUT, consts.ACT_FLOOD, consts.ACT_SET_ETH_SRC, consts.ACT_SET_ETH_DST,
                             consts.ACT_PUSH_VLAN, consts.ACT_POP_VLAN, consts.ACT_UPCALL, consts.ACT_ROUTE,
                             consts.ACT_SET_IPV4_SRC, consts.ACT_SET_IPV4_DST, consts.ACT_SET_TP_SRC,
-                            consts.ACT_SET_TP_DST))
+                            consts.ACT_SET_TP_DST, consts.ACT_LB, consts.ACT_LB_REPLY, consts.ACT_DECAP))
+DROP_DECAP = "decap"                # drop(reason): DECAP refused the packet
 
 
 def validate_actions(actions) -> tuple[Action, ...]:
@@ -79,9 +81,9 @@ def pop_vlan(frame: bytearray, vnet: Vnet) -> None:
         vnet.grow(-VLAN_TAG_LEN)
 
 
-def execute(frame, vnet: bytes, in_port: int, actions, emit, upcall, route) -> None:
-    """Run `actions` on a copy of `frame`; call emit(port, frame, vnet), upcall(frame, vnet, userdata) and
-    route(work: bytearray, vnet: Vnet) -> bool.
+def execute(frame, vnet: bytes, in_port: int, actions, emit, upcall, route, lb, drop) -> None:
+    """Run `actions` on a copy of `frame`; call emit(port, frame, vnet), upcall(frame, vnet, userdata),
+    route(work: bytearray, vnet: Vnet, via: bytes | None) -> bool, lb(work, vnet, action) -> bool and drop(reason).
 
     Ambiguities, each resolved the simplest way and listed in the report:
     - SET_ETH_SRC/DST and PUSH_VLAN act only on a frame holding a whole Ethernet header (14 bytes), as POP_VLAN
@@ -91,6 +93,7 @@ def execute(frame, vnet: bytes, in_port: int, actions, emit, upcall, route) -> N
     """
     work = bytearray(frame)
     v = Vnet(vnet)
+    via = None              # set by DECAP with DECAP_DELIVER for a later ROUTE
     for act in actions:
         t = act.type
         if t == consts.ACT_OUTPUT:
@@ -127,8 +130,18 @@ def execute(frame, vnet: bytes, in_port: int, actions, emit, upcall, route) -> N
         elif t == consts.ACT_UPCALL:
             upcall(bytes(work), v.pack(), act.arg32 & 0xFFFFFFFF)
         elif t == consts.ACT_ROUTE:
-            if not route(work, v):
+            if not route(work, v, via):
                 return
+        elif t in (consts.ACT_LB, consts.ACT_LB_REPLY):
+            if not lb(work, v, act):
+                return
+        elif t == consts.ACT_DECAP:
+            outer_dst = tunnel.outer_destination(work)
+            if not tunnel.decap(work, v):
+                drop(DROP_DECAP)
+                return
+            if act.arg & consts.DECAP_DELIVER:
+                via = outer_dst
 
 
 def actions_apply(frame, vnet: bytes, in_port: int, actions) -> list[Output]:
@@ -136,17 +149,23 @@ def actions_apply(frame, vnet: bytes, in_port: int, actions) -> list[Output]:
 
     Like C, it refuses (FlowTableError EINVAL) an action list that ps_ft_put would refuse. Without routing tables
     a ROUTE can only ask the slow path: an UPCALL-style output with userdata 0, after which the list ends as after
-    any ROUTE that upcalls.
+    any ROUTE that upcalls. Without a connection table LB asks as a missed lookup does (userdata: the VIP id) and
+    LB_REPLY as ROUTE does; a failed DECAP just ends the list (there are no counters).
     """
     actions = validate_actions(actions)
     outputs: list[Output] = []
 
-    def route(work, v):
+    def route(work, v, via):
         outputs.append(Output(consts.UPCALL_PORT, bytes(work), v.pack(), 0))
+        return False
+
+    def lb(work, v, act):
+        userdata = act.arg32 & 0xFFFFFFFF if act.type == consts.ACT_LB else 0
+        outputs.append(Output(consts.UPCALL_PORT, bytes(work), v.pack(), userdata))
         return False
 
     execute(frame, vnet, in_port, actions,
             lambda port, out, out_vnet: outputs.append(Output(port, out, out_vnet, 0)),
             lambda out, out_vnet, userdata: outputs.append(Output(consts.UPCALL_PORT, out, out_vnet, userdata)),
-            route)
+            route, lb, lambda reason: None)
     return outputs

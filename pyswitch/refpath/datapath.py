@@ -10,8 +10,9 @@ import errno
 import select
 
 from .. import consts
-from ..datapath_types import Upcall
-from .actions import GSO_TYPE_MASK, execute as execute_actions
+from ..datapath_types import Conn, ConnEvent, ConnTuple, Upcall, conn_max, conn_timeouts
+from .actions import DROP_DECAP, GSO_TYPE_MASK, execute as execute_actions
+from .conntrack import ConnTable
 from .flowtable import FlowTable, now_ms as _now
 from .io import AfPacketIO, MemoryIO, PortIO, TapIO
 from .parse import parse
@@ -19,7 +20,7 @@ from .route import DROP, FORWARD, RouteTables
 
 _PORT_STAT_KEYS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "rx_errors", "tx_dropped")
 _DP_STAT_KEYS = ("rx_packets", "tx_packets", "upcalls", "upcall_dropped", "bad_port", "routed", "route_dropped",
-                 "martian")
+                 "martian", "decap_errors")
 _PE_NAMES = consts.PARSE_ERROR_NAMES
 
 
@@ -45,6 +46,7 @@ class Datapath:
     def __init__(self, max_flows: int = 65536, emc_entries: int = 8192, max_upcalls: int = 256):
         self.flow_table = FlowTable(max_flows, emc_entries)
         self.routes = RouteTables()
+        self.conns = ConnTable()
         self.max_upcalls = max_upcalls
         self._ports: dict[int, Port] = {}
         self._port_order: list[Port] = []
@@ -159,7 +161,7 @@ class Datapath:
                 if flow is None:
                     self._upcall(in_port, consts.UPCALL_MISS, 0, key, vnet, frame)
                 else:
-                    self._execute(in_port, key, frame, vnet, flow.actions)
+                    self._execute(in_port, key, frame, vnet, flow.actions, now_ms)
         stats["rx_packets"] += n
         for port in self._port_order:
             if port.tx_queue:
@@ -170,8 +172,9 @@ class Datapath:
         """This run's upcalls (and those of execute() since); reading does not consume them."""
         return list(self._upcalls)
 
-    def execute(self, in_port: int, frame, vnet, actions) -> None:
-        """Apply actions to one frame from the slow path and transmit at once.
+    def execute(self, in_port: int, frame, vnet, actions, now_ms: int = -1) -> None:
+        """Apply actions to one frame from the slow path at `now_ms` (-1: the monotonic clock; connections see it)
+        and transmit at once.
 
         Ambiguity: an UPCALL action here needs a key; it is the frame's parse key (even if parsing failed:
         then the partial key), as a run would have given it. Only a list longer than MAX_ACTIONS is refused
@@ -182,7 +185,7 @@ class Datapath:
         frame = bytes(frame)
         vnet = bytes(vnet)
         key = parse(frame, in_port).key
-        self._execute(in_port, key, frame, vnet, actions)
+        self._execute(in_port, key, frame, vnet, actions, _now() if now_ms == -1 else now_ms)
         for port in self._port_order:
             if port.tx_queue:
                 self._flush(port)
@@ -237,6 +240,38 @@ class Datapath:
         """(mac, port, out_tci), or None if the neighbor is unknown."""
         return self.routes.neigh_get(vlan, addr)
 
+    # -- connections (docs/DATAPATH.md "Connection table") -------------------------------------------------------
+
+    def conn_config(self, max_conns, timeouts_ms=None) -> None:
+        """The table's bound (None: keep it) and idle timeouts ({state: ms}; states left out keep theirs)."""
+        max_conns = self.conns.max_conns if max_conns is None else conn_max(max_conns)
+        timeouts = None
+        if timeouts_ms is not None:
+            timeouts = dict(self.conns.timeouts_ms)
+            timeouts.update(conn_timeouts(timeouts_ms))
+        self.conns.config(max_conns, timeouts)
+
+    def conn_add(self, conn: Conn, now_ms=None) -> None:
+        self.conns.add(conn, _now() if now_ms in (None, -1) else now_ms)
+
+    def conn_del(self, client: ConnTuple) -> bool:
+        return self.conns.delete(client)
+
+    def conn_get(self, tuple_: ConnTuple, by_reply=False) -> Conn | None:
+        return self.conns.get(tuple_, by_reply)
+
+    def conn_dump(self) -> list[Conn]:
+        return self.conns.dump()
+
+    def conn_expire(self, now_ms=None) -> int:
+        return self.conns.expire(_now() if now_ms in (None, -1) else now_ms)
+
+    def conn_events(self) -> list[ConnEvent]:
+        return self.conns.events()
+
+    def conn_stats(self) -> dict:
+        return self.conns.stats()
+
     def stats(self) -> dict:
         stats = dict(self._stats)
         stats["parse_errors"] = dict(zip(_PE_NAMES[1:], self._parse_errors[1:]))
@@ -269,7 +304,7 @@ class Datapath:
             raise OSError(errno.EINVAL, f"port {port_no} is not a memory port")
         return io
 
-    def _execute(self, in_port, key, frame, vnet, actions) -> None:
+    def _execute(self, in_port, key, frame, vnet, actions, now_ms) -> None:
         ports = self._ports
         stats = self._stats
 
@@ -284,9 +319,9 @@ class Datapath:
         def upcall(out, out_vnet, userdata):
             self._upcall(in_port, consts.UPCALL_ACTION, userdata, key, out_vnet, out)
 
-        def route(work, v):
-            # An upcall carries the frame unchanged (route() writes only when it forwards) and the original key.
-            verdict, what, userdata = self.routes.route(work, v, stats)
+        def deliver(work, v, verdict, what, userdata):
+            # An upcall carries the frame unchanged (route() and lb() write only when they forward) and the
+            # original key.
             if verdict == FORWARD:
                 emit(what, bytes(work), v.pack())
                 return True
@@ -294,7 +329,17 @@ class Datapath:
                 self._upcall(in_port, what, userdata, key, v.pack(), bytes(work))
             return False
 
-        execute_actions(frame, vnet, in_port, actions, emit, upcall, route)
+        def route(work, v, via):
+            return deliver(work, v, *self.routes.route(work, v, stats, via))
+
+        def lb(work, v, act):
+            return deliver(work, v, *self.conns.lb(work, v, act, self.routes, stats, now_ms))
+
+        def drop(reason):
+            if reason == DROP_DECAP:
+                stats["decap_errors"] += 1
+
+        execute_actions(frame, vnet, in_port, actions, emit, upcall, route, lb, drop)
 
     def _upcall(self, in_port, reason, userdata, key, vnet, data) -> None:
         if len(self._upcalls) >= self.max_upcalls:

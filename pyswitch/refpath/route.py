@@ -2,7 +2,8 @@
 
 The slow path fills the tables; `RouteTables.route` does the per-packet work of steps 1-6 on a working frame and
 says what became of it. It checks everything before it writes anything, so a frame that goes up to the slow path
-or is dropped is exactly the frame ROUTE was given.
+or is dropped is exactly the frame ROUTE was given. The checks are `decide` and the writing `rewrite`: LB
+(conntrack.py) decides on the addresses a packet will have and rewrites it only once it is known to be forwarded.
 """
 from __future__ import annotations
 
@@ -98,8 +99,9 @@ class RouteTables:
 
     # -- the ROUTE action ----------------------------------------------------------------------------------------
 
-    def route(self, frame: bytearray, vnet: Vnet, stats: dict):
-        """Steps 1-6 on `frame` (changed in place only when forwarded), counting in `stats`.
+    def route(self, frame: bytearray, vnet: Vnet, stats: dict, via: bytes | None = None):
+        """Steps 1-6 on `frame` (changed in place only when forwarded), counting in `stats`. `via` (4 bytes), if
+        given, is looked up, and resolved by a CONNECTED next hop, instead of the destination.
 
         Returns (FORWARD, port, 0), (UPCALL, reason, userdata) or (DROP, 0, 0).
         """
@@ -109,35 +111,50 @@ class RouteTables:
             return DROP, 0, 0
         src = bytes(frame[l3 + 12:l3 + 16])
         dst = bytes(frame[l3 + 16:l3 + 20])
+        verdict, what, userdata, hop = self.decide(src, dst, via, frame[l3 + 8], stats)
+        if verdict == FORWARD:
+            self.rewrite(frame, vnet, hop, stats)
+        return verdict, what, userdata
+
+    def decide(self, src: bytes, dst: bytes, via: bytes | None, ttl: int, stats: dict):
+        """Steps 2-5 alone, for a packet that will have `src`, `dst` and `ttl` once its caller has rewritten it
+        (`ps_route_decide`): no frame is touched. Returns route()'s triple plus, when forwarding, the (next hop,
+        neighbor) pair rewrite() needs."""
         if _martian_source(src):
             stats["martian"] += 1
             stats["route_dropped"] += 1
-            return DROP, 0, 0
+            return DROP, 0, 0, None
         if _group_destination(dst):
             stats["route_dropped"] += 1
-            return DROP, 0, 0
+            return DROP, 0, 0, None
+        via = dst if via is None else bytes(via)
 
-        nh_id = self.lpm.lookup(dst)
+        nh_id = self.lpm.lookup(via)
         nh = self.nexthops.get(nh_id)
         if nh is None:
-            return UPCALL, consts.UPCALL_NO_ROUTE, 0
+            return UPCALL, consts.UPCALL_NO_ROUTE, 0, None
         if nh.kind == consts.NH_LOCAL:
-            return UPCALL, consts.UPCALL_LOCAL, 0
+            return UPCALL, consts.UPCALL_LOCAL, 0, None
         if nh.kind == consts.NH_BLACKHOLE:
             stats["route_dropped"] += 1
-            return DROP, 0, 0
-        ttl = frame[l3 + 8]
+            return DROP, 0, 0, None
         if ttl <= 1:
-            return UPCALL, consts.UPCALL_TTL, 0
-        target = nh.gateway if nh.kind == consts.NH_GATEWAY else dst.ljust(16, b"\0")
+            return UPCALL, consts.UPCALL_TTL, 0, None
+        target = nh.gateway if nh.kind == consts.NH_GATEWAY else via.ljust(16, b"\0")
         neigh = self.neighbors.get((nh.vlan, target))
         if neigh is None:
-            return UPCALL, consts.UPCALL_NO_NEIGH, nh_id
+            return UPCALL, consts.UPCALL_NO_NEIGH, nh_id, None
+        return FORWARD, neigh.port, 0, (nh, neigh)
 
-        # Step 6: the frame is routed.
+    @staticmethod
+    def rewrite(frame: bytearray, vnet: Vnet, hop, stats: dict) -> None:
+        """Step 6 with the (next hop, neighbor) decide() found (`ps_route_rewrite`): tags removed, TTL - 1 with the
+        checksum updated, MACs set, the egress tag pushed."""
+        nh, neigh = hop
         while (frame[12] << 8 | frame[13]) in _VLAN_TPIDS:
             pop_vlan(frame, vnet)
         l3 = ETH_HDR_LEN
+        ttl = frame[l3 + 8]
         old_word = ttl << 8 | frame[l3 + 9]
         check = frame[l3 + 10] << 8 | frame[l3 + 11]
         check = csum_update16(check, old_word, old_word - 0x100)
@@ -148,4 +165,3 @@ class RouteTables:
         if neigh.out_tci:
             push_vlan(frame, vnet, neigh.out_tci)
         stats["routed"] += 1
-        return FORWARD, neigh.port, 0

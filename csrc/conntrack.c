@@ -1,0 +1,947 @@
+/* conntrack.c: the connection table and the LB actions (docs/DATAPATH.md, "Connection table").
+ *
+ * The slow path picks a backend for a new connection and adds it here; from
+ * then on every packet of the connection is rewritten and routed in C:
+ *
+ *   client index   client tuple -> entry (LB: a client's packet to a VIP)
+ *   reply index    reply tuple -> entry (LB_REPLY: the backend's answer;
+ *                  only nat and fullnat connections have one)
+ *   state lists    one LRU list per TCP/UDP state, least recent first
+ *
+ * Entries live in chunks of CHUNK_CONNS, allocated as the table grows, and
+ * are named by a uint32_t index; the bound is a count, not a preallocation.
+ * Index 0 is never handed out and means "none" in every chain and list, so
+ * that buckets fresh from calloc() are empty without being written.
+ *
+ * Each state has one idle timeout, so a list ordered by recency is ordered by
+ * expiry time too: expiry and eviction look only at list heads.  A hit moves
+ * its entry to the tail at most once per PS_LRU_GRANULE_MS (as flows do) and
+ * on every state change; see ps_dp_conn_expire() for what that costs.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conntrack.h"
+#include "flowtable.h"
+#include "nat.h"
+#include "ps_consts.h"
+#include "ps_hdrs.h"
+#include "pyswitch.h"
+#include "route.h"
+#include "tunnel.h"
+
+#define CT_NIL 0                        /* "no entry" */
+#define CHUNK_SHIFT 12
+#define CHUNK_CONNS (1u << CHUNK_SHIFT) /* entries per allocation: 416 KiB */
+#define CHUNK_MASK (CHUNK_CONNS - 1)
+#define EVENTS_MIN 64                   /* the event ring's first size; it doubles up to PS_CT_MAX_EVENTS */
+#define CT_HASH_SEED 0x27d4eb2f165667c5ULL
+
+#define CONN_F_RTT_REPORTED 1           /* struct conn.flags: the RTT event was queued */
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+/* One connection.  Tuples are compared and hashed whole, pads zero. */
+struct conn {
+    struct ps_conn_tuple client;        /* the client index's key */
+    struct ps_conn_tuple reply;         /* the reply index's key; all zero: not in that index */
+    uint8_t backend[4];                 /* dsr: routed toward; ipip/gre: outer destination */
+    uint8_t tunnel_src[4];              /* ipip/gre: outer source */
+    uint8_t mode;                       /* PS_CONN_* */
+    uint8_t state;                      /* PS_CS_*, and the list it is on; 0 while the entry is free */
+    uint16_t flags;                     /* CONN_F_* */
+    uint32_t vip_id;
+    uint32_t backend_id;
+    uint32_t client_next;               /* next entry in its client bucket, or in the free list */
+    uint32_t reply_next;                /* next entry in its reply bucket */
+    uint32_t lru_prev, lru_next;        /* neighbours in its state's list; prev is less recent */
+    uint64_t packets;                   /* both directions */
+    uint64_t bytes;
+    int64_t created_ms;
+    int64_t used_ms;
+};
+_Static_assert(sizeof(struct conn) <= 104, "a connection entry stays within 104 bytes");
+
+/* A state's LRU list. */
+struct conn_list {
+    uint32_t head;                      /* least recently used: expires and is evicted first */
+    uint32_t tail;                      /* most recently used */
+};
+
+struct ps_conntrack {
+    struct conn **chunks;               /* chunk pointers for max_conns + 1 entries; NULL until the first add */
+    uint32_t n_chunks;                  /* chunks allocated */
+    uint32_t n_used;                    /* entries ever handed out, plus entry 0: those above are untouched */
+    uint32_t free_head;                 /* freed entries, chained through client_next */
+    uint32_t *client_buckets;           /* n_buckets chain heads (CT_NIL: empty); NULL until the first add */
+    uint32_t *reply_buckets;            /* likewise for the reply index */
+    uint32_t n_buckets;                 /* a power of two >= max_conns */
+    uint32_t max_conns;                 /* the bound */
+    uint32_t timeouts_ms[PS_CS_COUNT];  /* idle timeout by state; [0] unused */
+    struct conn_list lists[PS_CS_COUNT];/* by state; [0] unused */
+    struct ps_conn_event *events;       /* a ring of events_cap (a power of two) */
+    uint32_t events_cap;                /* slots at 'events' */
+    uint32_t events_head;               /* the oldest event's slot */
+    uint32_t n_events;                  /* events queued */
+    struct ps_ct_stats stats;           /* counters; conns and by_state kept current */
+};
+
+/* What LB needs of a packet's headers. */
+struct lb_packet {
+    struct ps_conn_tuple tuple;         /* as its headers hold it */
+    const struct ps_ip_hdr *ip;         /* its IPv4 header */
+    uint16_t tcp_flags;                 /* TCP: the flag bits; UDP: 0 */
+};
+
+static const uint32_t default_timeouts_ms[PS_CS_COUNT] = {
+    [PS_CS_SYN] = PS_CT_SYN_TIMEOUT_MS,
+    [PS_CS_ESTABLISHED] = PS_CT_ESTABLISHED_TIMEOUT_MS,
+    [PS_CS_FIN_WAIT] = PS_CT_FIN_WAIT_TIMEOUT_MS,
+    [PS_CS_CLOSE] = PS_CT_CLOSE_TIMEOUT_MS,
+    [PS_CS_UDP] = PS_CT_UDP_TIMEOUT_MS,
+};
+
+static inline uint16_t
+be16_load(const uint8_t *p)
+{
+    return p[0] << 8 | p[1];
+}
+
+/* Floor division, as Python's '//', so that negative fake clocks behave like
+ * the twin's (flowtable.c has the same). */
+static inline int64_t
+granule_of(int64_t ms)
+{
+    int64_t q = ms / PS_LRU_GRANULE_MS;
+
+    return (ms % PS_LRU_GRANULE_MS < 0) ? q - 1 : q;
+}
+
+static uint32_t
+round_up_pow2(uint32_t n)
+{
+    uint32_t p = 1;
+
+    while (p < n) {
+        p <<= 1;
+    }
+    return p;
+}
+
+static inline struct conn *
+conn_at(const struct ps_conntrack *ct, uint32_t i)
+{
+    return &ct->chunks[i >> CHUNK_SHIFT][i & CHUNK_MASK];
+}
+
+/* Tuples. */
+
+static inline uint32_t
+tuple_hash(const struct ps_conn_tuple *t)
+{
+    uint64_t w[2];
+    uint64_t h;
+
+    memcpy(w, t, sizeof w);
+    h = (CT_HASH_SEED ^ w[0]) * 0xff51afd7ed558ccdULL;
+    h ^= h >> 32;
+    h = (h ^ w[1]) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 29;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 32;
+    return (uint32_t) h;
+}
+
+static inline bool
+tuple_eq(const struct ps_conn_tuple *a, const struct ps_conn_tuple *b)
+{
+    return !memcmp(a, b, sizeof *a);
+}
+
+static inline bool
+tuple_is_zero(const struct ps_conn_tuple *t)
+{
+    static const struct ps_conn_tuple zero;
+
+    return tuple_eq(t, &zero);
+}
+
+/* Copies 't' with its pad zeroed: a caller's pad must not hide a match. */
+static inline struct ps_conn_tuple
+tuple_norm(const struct ps_conn_tuple *t)
+{
+    struct ps_conn_tuple n = *t;
+
+    memset(n.pad, 0, sizeof n.pad);
+    return n;
+}
+
+/* Table memory. */
+
+struct ps_conntrack *
+ps_conntrack_new(void)
+{
+    struct ps_conntrack *ct = calloc(1, sizeof *ct);
+
+    if (!ct) {
+        return NULL;
+    }
+    ct->max_conns = PS_CT_MAX_CONNS_DEFAULT;
+    ct->n_buckets = round_up_pow2(ct->max_conns);
+    memcpy(ct->timeouts_ms, default_timeouts_ms, sizeof ct->timeouts_ms);
+    ct->stats.max_conns = ct->max_conns;
+    return ct;
+}
+
+/* Frees the entries and buckets of an empty table; the next add allocates
+ * them again for the bound then in force. */
+static void
+ct_release(struct ps_conntrack *ct)
+{
+    for (uint32_t i = 0; i < ct->n_chunks; i++) {
+        free(ct->chunks[i]);
+    }
+    free(ct->chunks);
+    free(ct->client_buckets);
+    free(ct->reply_buckets);
+    ct->chunks = NULL;
+    ct->client_buckets = ct->reply_buckets = NULL;
+    ct->n_chunks = 0;
+    ct->n_used = 0;
+    ct->free_head = CT_NIL;
+}
+
+void
+ps_conntrack_free(struct ps_conntrack *ct)
+{
+    if (!ct) {
+        return;
+    }
+    ct_release(ct);
+    free(ct->events);
+    free(ct);
+}
+
+/* Allocates the chunk pointers and both bucket arrays for the bound in
+ * force.  calloc() maps zero pages lazily: a bucket costs memory only once
+ * a chain reaches it.  Returns 0 or -ENOMEM. */
+static int
+ct_reserve(struct ps_conntrack *ct)
+{
+    uint32_t max_chunks = (ct->max_conns >> CHUNK_SHIFT) + 1;
+
+    ct->chunks = calloc(max_chunks, sizeof *ct->chunks);
+    ct->client_buckets = calloc(ct->n_buckets, sizeof *ct->client_buckets);
+    ct->reply_buckets = calloc(ct->n_buckets, sizeof *ct->reply_buckets);
+    if (!ct->chunks || !ct->client_buckets || !ct->reply_buckets) {
+        ct_release(ct);
+        return -ENOMEM;
+    }
+    ct->n_used = 1;                     /* entry 0 is CT_NIL */
+    return 0;
+}
+
+/* Returns a free entry's index, or CT_NIL if a new chunk cannot be had. */
+static uint32_t
+entry_alloc(struct ps_conntrack *ct)
+{
+    uint32_t i = ct->free_head;
+
+    if (i != CT_NIL) {
+        ct->free_head = conn_at(ct, i)->client_next;
+        return i;
+    }
+    i = ct->n_used;
+    if (i >> CHUNK_SHIFT == ct->n_chunks) {
+        struct conn *chunk = malloc(CHUNK_CONNS * sizeof *chunk);
+
+        if (!chunk) {
+            return CT_NIL;
+        }
+        ct->chunks[ct->n_chunks++] = chunk;
+    }
+    ct->n_used++;
+    return i;
+}
+
+/* Hash indexes. */
+
+/* Returns the link that points at the entry whose client (or, 'by_reply',
+ * reply) tuple is 't', or at the CT_NIL ending its chain if there is none, so
+ * callers can insert or unlink.  The table must have its buckets. */
+static uint32_t *
+index_link(const struct ps_conntrack *ct, bool by_reply, const struct ps_conn_tuple *t)
+{
+    uint32_t *buckets = by_reply ? ct->reply_buckets : ct->client_buckets;
+    uint32_t *link = &buckets[tuple_hash(t) & (ct->n_buckets - 1)];
+
+    while (*link != CT_NIL) {
+        struct conn *c = conn_at(ct, *link);
+
+        if (tuple_eq(by_reply ? &c->reply : &c->client, t)) {
+            break;
+        }
+        link = by_reply ? &c->reply_next : &c->client_next;
+    }
+    return link;
+}
+
+/* Returns the index of the entry with client (or reply) tuple 't', or CT_NIL. */
+static uint32_t
+index_find(const struct ps_conntrack *ct, bool by_reply, const struct ps_conn_tuple *t)
+{
+    if (!ct->client_buckets || (by_reply && tuple_is_zero(t))) {
+        return CT_NIL;
+    }
+    return *index_link(ct, by_reply, t);
+}
+
+/* State lists. */
+
+static void
+list_unlink(struct ps_conntrack *ct, uint32_t i)
+{
+    struct conn *c = conn_at(ct, i);
+    struct conn_list *list = &ct->lists[c->state];
+
+    if (c->lru_prev != CT_NIL) {
+        conn_at(ct, c->lru_prev)->lru_next = c->lru_next;
+    } else {
+        list->head = c->lru_next;
+    }
+    if (c->lru_next != CT_NIL) {
+        conn_at(ct, c->lru_next)->lru_prev = c->lru_prev;
+    } else {
+        list->tail = c->lru_prev;
+    }
+    ct->stats.by_state[c->state]--;
+}
+
+/* Appends entry 'i' to the tail of the list of its state. */
+static void
+list_push_tail(struct ps_conntrack *ct, uint32_t i)
+{
+    struct conn *c = conn_at(ct, i);
+    struct conn_list *list = &ct->lists[c->state];
+
+    c->lru_next = CT_NIL;
+    c->lru_prev = list->tail;
+    if (list->tail != CT_NIL) {
+        conn_at(ct, list->tail)->lru_next = i;
+    } else {
+        list->head = i;
+    }
+    list->tail = i;
+    ct->stats.by_state[c->state]++;
+}
+
+/* Moves entry 'i' to the tail of the list of 'state' (its own or a new one). */
+static void
+list_move(struct ps_conntrack *ct, uint32_t i, uint8_t state)
+{
+    list_unlink(ct, i);
+    conn_at(ct, i)->state = state;
+    list_push_tail(ct, i);
+}
+
+/* Events. */
+
+/* Doubles the event ring (from EVENTS_MIN), keeping the events in order.
+ * Returns false if out of memory. */
+static bool
+events_grow(struct ps_conntrack *ct)
+{
+    uint32_t cap = ct->events_cap ? ct->events_cap * 2 : EVENTS_MIN;
+    struct ps_conn_event *events = malloc((size_t) cap * sizeof *events);
+
+    if (!events) {
+        return false;
+    }
+    for (uint32_t k = 0; k < ct->n_events; k++) {
+        events[k] = ct->events[(ct->events_head + k) & (ct->events_cap - 1)];
+    }
+    free(ct->events);
+    ct->events = events;
+    ct->events_cap = cap;
+    ct->events_head = 0;
+    return true;
+}
+
+static void
+event_push(struct ps_conntrack *ct, uint8_t kind, const struct conn *c, uint32_t rtt_us)
+{
+    struct ps_conn_event *e;
+
+    if (ct->n_events >= PS_CT_MAX_EVENTS || (ct->n_events == ct->events_cap && !events_grow(ct))) {
+        ct->stats.events_dropped++;
+        return;
+    }
+    e = &ct->events[(ct->events_head + ct->n_events++) & (ct->events_cap - 1)];
+    memset(e, 0, sizeof *e);
+    e->vip_id = c->vip_id;
+    e->backend_id = c->backend_id;
+    e->kind = kind;
+    e->state = c->state;
+    e->rtt_us = rtt_us;
+    e->client = c->client;
+}
+
+uint32_t
+ps_dp_conn_events(struct ps_dp *dp, struct ps_conn_event *out, uint32_t max_out)
+{
+    struct ps_conntrack *ct = ps_dp_conntrack(dp);
+    uint32_t n = 0;
+
+    for (; n < max_out && ct->n_events; n++, ct->n_events--) {
+        out[n] = ct->events[ct->events_head];
+        ct->events_head = (ct->events_head + 1) & (ct->events_cap - 1);
+    }
+    return n;
+}
+
+/* Entries. */
+
+/* Removes entry 'i' from both indexes and its list and frees it.  Does not
+ * count the removal or report it. */
+static void
+conn_remove(struct ps_conntrack *ct, uint32_t i)
+{
+    struct conn *c = conn_at(ct, i);
+    uint32_t *link = index_link(ct, false, &c->client);
+
+    *link = c->client_next;
+    if (!tuple_is_zero(&c->reply)) {
+        link = index_link(ct, true, &c->reply);
+        *link = c->reply_next;
+    }
+    list_unlink(ct, i);
+    c->state = 0;
+    c->client_next = ct->free_head;
+    ct->free_head = i;
+    ct->stats.conns--;
+}
+
+/* Reports entry 'i' gone and removes it (expiry, eviction). */
+static void
+conn_gone(struct ps_conntrack *ct, uint32_t i)
+{
+    event_push(ct, PS_CE_GONE, conn_at(ct, i), 0);
+    conn_remove(ct, i);
+}
+
+static void
+conn_to_public(const struct conn *c, struct ps_conn *out)
+{
+    memset(out, 0, sizeof *out);
+    out->client = c->client;
+    out->reply = c->reply;
+    memcpy(out->backend, c->backend, sizeof out->backend);
+    memcpy(out->tunnel_src, c->tunnel_src, sizeof out->tunnel_src);
+    out->mode = c->mode;
+    out->state = c->state;
+    out->flags = c->flags;
+    out->vip_id = c->vip_id;
+    out->backend_id = c->backend_id;
+    out->packets = c->packets;
+    out->bytes = c->bytes;
+    out->created_ms = c->created_ms;
+    out->used_ms = c->used_ms;
+}
+
+/* Returns true if 'conn' (with tuples 'client' and 'reply', pads zeroed) is
+ * a connection the table takes: a known mode; TCP in a TCP state or UDP in
+ * PS_CS_UDP; a reply tuple of the same protocol for nat and fullnat, none
+ * for the modes no reply passes. */
+static bool
+conn_valid(const struct ps_conn *conn, const struct ps_conn_tuple *client, const struct ps_conn_tuple *reply)
+{
+    bool has_reply = !tuple_is_zero(reply);
+
+    if (conn->mode < PS_CONN_NAT || conn->mode > PS_CONN_GRE) {
+        return false;
+    }
+    if (client->proto == PS_IPPROTO_TCP) {
+        if (conn->state < PS_CS_SYN || conn->state > PS_CS_CLOSE) {
+            return false;
+        }
+    } else if (client->proto != PS_IPPROTO_UDP || conn->state != PS_CS_UDP) {
+        return false;
+    }
+    if (conn->mode == PS_CONN_NAT || conn->mode == PS_CONN_FULLNAT) {
+        return has_reply && reply->proto == client->proto;
+    }
+    return !has_reply;
+}
+
+/* The entry an add into a full table may evict for a connection starting in
+ * 'state', or CT_NIL: half-open and closing connections first (CLOSE, SYN,
+ * FIN_WAIT heads), then, unless the newcomer is a SYN, the older of the
+ * ESTABLISHED and UDP heads (ESTABLISHED on a tie).  So a SYN flood can only
+ * ever push out half-open and closing connections. */
+static uint32_t
+eviction_victim(const struct ps_conntrack *ct, uint8_t state)
+{
+    static const uint8_t first[] = { PS_CS_CLOSE, PS_CS_SYN, PS_CS_FIN_WAIT };
+    uint32_t est, udp;
+
+    for (size_t k = 0; k < sizeof first; k++) {
+        if (ct->lists[first[k]].head != CT_NIL) {
+            return ct->lists[first[k]].head;
+        }
+    }
+    if (state == PS_CS_SYN) {
+        return CT_NIL;
+    }
+    est = ct->lists[PS_CS_ESTABLISHED].head;
+    udp = ct->lists[PS_CS_UDP].head;
+    if (est == CT_NIL || udp == CT_NIL) {
+        return est != CT_NIL ? est : udp;
+    }
+    return conn_at(ct, udp)->used_ms < conn_at(ct, est)->used_ms ? udp : est;
+}
+
+/* The public table functions. */
+
+int
+ps_dp_conn_config(struct ps_dp *dp, uint32_t max_conns, const uint32_t *timeouts_ms)
+{
+    struct ps_conntrack *ct = ps_dp_conntrack(dp);
+
+    if (max_conns == 0 || max_conns > PS_CT_MAX_CONNS) {
+        return -EINVAL;
+    }
+    if (max_conns != ct->max_conns) {
+        if (ct->stats.conns) {
+            return -EBUSY;
+        }
+        ct_release(ct);
+        ct->max_conns = max_conns;
+        ct->n_buckets = round_up_pow2(max_conns);
+        ct->stats.max_conns = max_conns;
+    }
+    if (timeouts_ms) {
+        for (int s = PS_CS_SYN; s < PS_CS_COUNT; s++) {
+            ct->timeouts_ms[s] = timeouts_ms[s];
+        }
+    }
+    return 0;
+}
+
+int
+ps_dp_conn_add(struct ps_dp *dp, const struct ps_conn *conn, int64_t now_ms)
+{
+    struct ps_conntrack *ct = ps_dp_conntrack(dp);
+    struct ps_conn_tuple client = tuple_norm(&conn->client);
+    struct ps_conn_tuple reply = tuple_norm(&conn->reply);
+    bool has_reply = !tuple_is_zero(&reply);
+    struct conn *c;
+    uint32_t i;
+
+    if (!conn_valid(conn, &client, &reply)) {
+        return -EINVAL;
+    }
+    if (!ct->client_buckets && ct_reserve(ct)) {
+        return -ENOMEM;
+    }
+    if (*index_link(ct, false, &client) != CT_NIL || (has_reply && *index_link(ct, true, &reply) != CT_NIL)) {
+        return -EEXIST;
+    }
+    if (ct->stats.conns >= ct->max_conns) {
+        uint32_t victim = eviction_victim(ct, conn->state);
+
+        if (victim == CT_NIL) {
+            ct->stats.refused++;
+            return -ENOSPC;
+        }
+        conn_gone(ct, victim);
+        ct->stats.evictions++;
+    }
+    i = entry_alloc(ct);
+    if (i == CT_NIL) {
+        return -ENOMEM;
+    }
+
+    now_ms = ps_resolve_now(now_ms);
+    c = conn_at(ct, i);
+    memset(c, 0, sizeof *c);
+    c->client = client;
+    c->reply = reply;
+    memcpy(c->backend, conn->backend, sizeof c->backend);
+    memcpy(c->tunnel_src, conn->tunnel_src, sizeof c->tunnel_src);
+    c->mode = conn->mode;
+    c->state = conn->state;
+    c->vip_id = conn->vip_id;
+    c->backend_id = conn->backend_id;
+    c->created_ms = c->used_ms = now_ms;
+
+    *index_link(ct, false, &client) = i;
+    if (has_reply) {
+        *index_link(ct, true, &reply) = i;
+    }
+    list_push_tail(ct, i);
+    ct->stats.conns++;
+    ct->stats.inserts++;
+    return 0;
+}
+
+int
+ps_dp_conn_del(struct ps_dp *dp, const struct ps_conn_tuple *client)
+{
+    struct ps_conntrack *ct = ps_dp_conntrack(dp);
+    struct ps_conn_tuple key = tuple_norm(client);
+    uint32_t i = index_find(ct, false, &key);
+
+    if (i == CT_NIL) {
+        return 0;
+    }
+    conn_remove(ct, i);
+    ct->stats.deletes++;
+    return 1;
+}
+
+int
+ps_dp_conn_get(struct ps_dp *dp, const struct ps_conn_tuple *tuple, int by_reply, struct ps_conn *out)
+{
+    struct ps_conntrack *ct = ps_dp_conntrack(dp);
+    struct ps_conn_tuple key = tuple_norm(tuple);
+    uint32_t i = index_find(ct, by_reply != 0, &key);
+
+    if (i == CT_NIL) {
+        return 0;
+    }
+    conn_to_public(conn_at(ct, i), out);
+    return 1;
+}
+
+/* Returns the entry after 'i' in dump order: its list onward, then the lists
+ * of the later states, each least recent first. */
+static uint32_t
+dump_next(const struct ps_conntrack *ct, uint32_t i)
+{
+    const struct conn *c = conn_at(ct, i);
+
+    if (c->lru_next != CT_NIL) {
+        return c->lru_next;
+    }
+    for (int s = c->state + 1; s < PS_CS_COUNT; s++) {
+        if (ct->lists[s].head != CT_NIL) {
+            return ct->lists[s].head;
+        }
+    }
+    return CT_NIL;
+}
+
+/* Copies up to 'max_out' connections to 'out', by state (PS_CS_SYN first)
+ * and least recent first within a state, starting at cursor 'start' (0: the
+ * first).  Stores in '*next' the cursor to continue from, 0 when the dump is
+ * complete.  A cursor is valid only until the table changes. */
+uint32_t
+ps_dp_conn_dump(struct ps_dp *dp, uint32_t start, struct ps_conn *out, uint32_t max_out, uint32_t *next)
+{
+    struct ps_conntrack *ct = ps_dp_conntrack(dp);
+    uint32_t i = CT_NIL;
+    uint32_t n = 0;
+
+    if (start == 0) {
+        for (int s = PS_CS_SYN; s < PS_CS_COUNT && i == CT_NIL; s++) {
+            i = ct->lists[s].head;
+        }
+    } else if (start < ct->n_used && conn_at(ct, start)->state) {
+        i = start;
+    }
+    for (; i != CT_NIL && n < max_out; i = dump_next(ct, i)) {
+        conn_to_public(conn_at(ct, i), &out[n++]);
+    }
+    *next = i;
+    return n;
+}
+
+/* Removes every connection idle for its state's timeout at 'now_ms' (-1: the
+ * monotonic clock), with a GONE event each, by state and least recent first.
+ *
+ * An entry that was hit without moving (same granule) may sit in front of
+ * one that moved a little earlier than its last hit, so a list is sorted by
+ * the time of each entry's last move, not quite by used_ms.  That time lies
+ * in the granule of used_ms: once an entry's granule start plus the timeout
+ * is after 'now_ms', no entry behind it can be expired, and the walk stops.
+ * Before that it skips the few entries of the last granule that are not
+ * idle yet.  Exact as long as the clock never goes backwards. */
+uint32_t
+ps_dp_conn_expire(struct ps_dp *dp, int64_t now_ms)
+{
+    struct ps_conntrack *ct = ps_dp_conntrack(dp);
+    uint32_t n = 0;
+
+    now_ms = ps_resolve_now(now_ms);
+    for (int s = PS_CS_SYN; s < PS_CS_COUNT; s++) {
+        int64_t timeout = ct->timeouts_ms[s];
+        uint32_t i = ct->lists[s].head;
+
+        while (i != CT_NIL) {
+            struct conn *c = conn_at(ct, i);
+            uint32_t next = c->lru_next;
+
+            if (granule_of(c->used_ms) * PS_LRU_GRANULE_MS + timeout > now_ms) {
+                break;
+            }
+            if (c->used_ms + timeout <= now_ms) {
+                conn_gone(ct, i);
+                ct->stats.expired++;
+                n++;
+            }
+            i = next;
+        }
+    }
+    return n;
+}
+
+void
+ps_dp_conn_get_stats(const struct ps_dp *dp, struct ps_ct_stats *out)
+{
+    const struct ps_conntrack *ct = ps_dp_conntrack(dp);
+    uint64_t index_bytes = 2 * sizeof(uint32_t) * (uint64_t) ct->n_buckets;
+
+    *out = ct->stats;
+    out->bytes_used = (uint64_t) ct->n_chunks * CHUNK_CONNS * sizeof(struct conn)
+                      + (ct->client_buckets ? index_bytes : 0);
+    out->bytes_per_conn = sizeof(struct conn) + (index_bytes + ct->max_conns - 1) / ct->max_conns;
+}
+
+/* The LB actions. */
+
+/* Fills 'p' from 'frame' and returns true if it is a packet LB can look up:
+ * IPv4 (ps_ipv4_offset), not a later fragment, TCP or UDP with the whole
+ * header (20 or 8 bytes) in the frame, as the NAT rewrites need it. */
+static bool
+lb_packet_parse(const struct ps_frame *frame, struct lb_packet *p)
+{
+    uint32_t l3 = ps_ipv4_offset(frame->data, frame->size);
+    const uint8_t *l4;
+    uint32_t l4_ofs, l4_size;
+
+    if (!l3) {
+        return false;
+    }
+    p->ip = (const struct ps_ip_hdr *) (frame->data + l3);
+    if (be16_load(frame->data + l3 + offsetof(struct ps_ip_hdr, ip_frag_off)) & PS_IP_FRAG_OFF_MASK) {
+        return false;
+    }
+    if (p->ip->ip_proto == PS_IPPROTO_TCP) {
+        l4_size = sizeof(struct ps_tcp_hdr);
+    } else if (p->ip->ip_proto == PS_IPPROTO_UDP) {
+        l4_size = sizeof(struct ps_udp_hdr);
+    } else {
+        return false;
+    }
+    l4_ofs = l3 + (frame->data[l3] & 0xf) * 4u;
+    if (l4_ofs + l4_size > frame->size) {
+        return false;
+    }
+    l4 = frame->data + l4_ofs;
+    memset(&p->tuple, 0, sizeof p->tuple);
+    p->tuple.proto = p->ip->ip_proto;
+    memcpy(p->tuple.src, p->ip->ip_src, 4);
+    memcpy(p->tuple.dst, p->ip->ip_dst, 4);
+    memcpy(p->tuple.sport, l4, 2);
+    memcpy(p->tuple.dport, l4 + 2, 2);
+    p->tcp_flags = p->tuple.proto == PS_IPPROTO_TCP
+                   ? be16_load(l4 + offsetof(struct ps_tcp_hdr, tcp_ctl)) & PS_TCP_FLAGS_MASK : 0;
+    return true;
+}
+
+static enum ps_route_verdict
+lb_miss(struct ps_route_result *result, uint32_t vip_id)
+{
+    result->reason = PS_UPCALL_CONN_MISS;
+    result->userdata = vip_id;
+    return PS_ROUTE_UPCALL;
+}
+
+/* Decides the route of packet 'p' of connection 'c' as it will be once
+ * rewritten: from and to the addresses the rewrite writes (an outer header's
+ * for the tunnels, with its TTL), toward 'backend' for dsr. */
+static enum ps_route_verdict
+lb_decide(const struct conn *c, const struct lb_packet *p, bool reply, const struct ps_routes *routes,
+          struct ps_dp_stats *stats, struct ps_route_result *result)
+{
+    const uint8_t *src = p->ip->ip_src;
+    const uint8_t *dst = p->ip->ip_dst;
+
+    if (reply) {
+        return ps_route_decide(routes, c->client.dst, c->mode == PS_CONN_FULLNAT ? c->client.src : dst, NULL,
+                               p->ip->ip_ttl, stats, result);
+    }
+    switch (c->mode) {
+    case PS_CONN_NAT:
+        return ps_route_decide(routes, src, c->reply.src, NULL, p->ip->ip_ttl, stats, result);
+    case PS_CONN_FULLNAT:
+        return ps_route_decide(routes, c->reply.dst, c->reply.src, NULL, p->ip->ip_ttl, stats, result);
+    case PS_CONN_DSR:
+        return ps_route_decide(routes, src, dst, c->backend, p->ip->ip_ttl, stats, result);
+    default:
+        return ps_route_decide(routes, c->tunnel_src, c->backend, NULL, PS_TUNNEL_TTL, stats, result);
+    }
+}
+
+/* Rewrites a client's packet of connection 'c' for its backend. */
+static void
+lb_rewrite_client(struct ps_frame *frame, const struct conn *c)
+{
+    switch (c->mode) {
+    case PS_CONN_FULLNAT:
+        ps_ipv4_set_addr(frame, PS_NAT_IPV4_SRC, c->reply.dst);
+        ps_l4_set_port(frame, PS_NAT_TP_SRC, be16_load(c->reply.dport));
+        /* fall through */
+    case PS_CONN_NAT:
+        ps_ipv4_set_addr(frame, PS_NAT_IPV4_DST, c->reply.src);
+        ps_l4_set_port(frame, PS_NAT_TP_DST, be16_load(c->reply.sport));
+        break;
+    case PS_CONN_IPIP:
+        ps_tunnel_encap(frame, PS_IPPROTO_IPIP, c->tunnel_src, c->backend);
+        break;
+    case PS_CONN_GRE:
+        ps_tunnel_encap(frame, PS_IPPROTO_GRE, c->tunnel_src, c->backend);
+        break;
+    default:
+        break;                          /* dsr: only routed differently */
+    }
+}
+
+/* Rewrites a backend's reply of nat/fullnat connection 'c' for the client:
+ * it comes from the VIP again (and, fullnat, goes to the client). */
+static void
+lb_rewrite_reply(struct ps_frame *frame, const struct conn *c)
+{
+    ps_ipv4_set_addr(frame, PS_NAT_IPV4_SRC, c->client.dst);
+    ps_l4_set_port(frame, PS_NAT_TP_SRC, be16_load(c->client.dport));
+    if (c->mode == PS_CONN_FULLNAT) {
+        ps_ipv4_set_addr(frame, PS_NAT_IPV4_DST, c->client.src);
+        ps_l4_set_port(frame, PS_NAT_TP_DST, be16_load(c->client.sport));
+    }
+}
+
+/* FIN_WAIT and CLOSE: the slow path counts such connections as inactive,
+ * as IPVS does, so that least-connection schedulers see only open ones. */
+static bool
+state_is_closing(uint8_t state)
+{
+    return state == PS_CS_FIN_WAIT || state == PS_CS_CLOSE;
+}
+
+/* The TCP state a connection in 'state' moves to on a packet with 'flags'
+ * from the client, or from the backend when 'reply'. */
+static uint8_t
+tcp_next_state(uint8_t state, uint16_t flags, bool reply)
+{
+    uint16_t syn_ack = flags & (TCP_SYN | TCP_ACK);
+
+    if (flags & TCP_RST) {
+        return PS_CS_CLOSE;
+    }
+    if (flags & TCP_FIN) {
+        return state == PS_CS_CLOSE ? PS_CS_CLOSE : PS_CS_FIN_WAIT;
+    }
+    if (!reply && syn_ack == TCP_SYN && (state == PS_CS_FIN_WAIT || state == PS_CS_CLOSE)) {
+        return PS_CS_SYN;               /* the client reuses the port for a new connection */
+    }
+    if (syn_ack == TCP_ACK && state == PS_CS_SYN) {
+        return PS_CS_ESTABLISHED;
+    }
+    return state;
+}
+
+/* Microseconds from 'from_ms' to 'to_ms', within uint32_t. */
+static uint32_t
+rtt_us_between(int64_t from_ms, int64_t to_ms)
+{
+    int64_t ms = to_ms - from_ms;
+
+    if (ms <= 0) {
+        return 0;
+    }
+    return ms > UINT32_MAX / 1000 ? UINT32_MAX : (uint32_t) (ms * 1000);
+}
+
+/* Accounts packet 'p' of 'size' bytes, forwarded at 'now_ms', to entry 'i':
+ * counters, TCP state, the RTT event, recency. */
+static void
+conn_account(struct ps_conntrack *ct, uint32_t i, const struct lb_packet *p, uint32_t size, bool reply,
+             int64_t now_ms)
+{
+    struct conn *c = conn_at(ct, i);
+    uint8_t state = c->state;
+    bool was_closing = state_is_closing(state);
+
+    c->packets++;
+    c->bytes += size;
+    if (p->tuple.proto == PS_IPPROTO_TCP) {
+        state = tcp_next_state(c->state, p->tcp_flags, reply);
+        if (reply && c->state == PS_CS_SYN && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)
+            && !(c->flags & CONN_F_RTT_REPORTED)) {
+            event_push(ct, PS_CE_RTT, c, rtt_us_between(c->created_ms, now_ms));
+            c->flags |= CONN_F_RTT_REPORTED;
+        }
+        if (state == PS_CS_SYN && c->state != PS_CS_SYN) {
+            /* A new connection on the old tuple: its age and RTT start over. */
+            c->created_ms = now_ms;
+            c->flags &= ~CONN_F_RTT_REPORTED;
+        }
+    }
+    if (state != c->state || granule_of(now_ms) != granule_of(c->used_ms)) {
+        list_move(ct, i, state);
+    }
+    if (state_is_closing(c->state) != was_closing) {
+        event_push(ct, PS_CE_STATE, c, 0);
+    }
+    c->used_ms = now_ms;
+}
+
+enum ps_route_verdict
+ps_lb_frame(struct ps_conntrack *ct, const struct ps_routes *routes, struct ps_frame *frame,
+            const struct ps_action *action, int64_t now_ms, struct ps_dp_stats *stats,
+            struct ps_route_result *result)
+{
+    bool reply = action->type == PS_ACT_LB_REPLY;
+    enum ps_route_verdict verdict;
+    struct lb_packet p;
+    struct conn *c;
+    uint32_t i;
+
+    if (!lb_packet_parse(frame, &p)) {
+        /* Not a connection's packet: a reply is ordinary routed traffic. */
+        return reply ? ps_route_frame(routes, frame, NULL, stats, result) : lb_miss(result, action->arg32);
+    }
+    i = index_find(ct, reply, &p.tuple);
+    if (i == CT_NIL) {
+        if (reply) {
+            ct->stats.reply_misses++;
+            return ps_route_frame(routes, frame, NULL, stats, result);
+        }
+        ct->stats.misses++;
+        return lb_miss(result, action->arg32);
+    }
+    ct->stats.hits++;
+    c = conn_at(ct, i);
+
+    /* Route first, on the addresses the packet will have: an upcall or drop
+     * then carries the frame untouched, and the slow path can send it again
+     * with the same LB action.  Only a forwarded packet counts. */
+    verdict = lb_decide(c, &p, reply, routes, stats, result);
+    if (verdict != PS_ROUTE_FORWARD) {
+        return verdict;
+    }
+    conn_account(ct, i, &p, frame->size, reply, now_ms);
+    if (reply) {
+        lb_rewrite_reply(frame, c);
+    } else {
+        lb_rewrite_client(frame, c);
+    }
+    ps_route_rewrite(frame, result, stats);
+    return PS_ROUTE_FORWARD;
+}

@@ -1,0 +1,339 @@
+"""The connection table and the LB actions: the twin of csrc/conntrack.c (docs/DATAPATH.md "Connection table").
+
+Two dicts index the connections: by client tuple (LB: a client's packet to a VIP) and by reply tuple (LB_REPLY: a
+backend's answer; only nat and fullnat connections have one). Each state has an OrderedDict of its connections,
+least recent first, with one idle timeout, so expiry and eviction look only at the front. A hit moves its
+connection to the end when `now // LRU_GRANULE_MS` differs from that of its last use, and on every state change,
+as C does. Tuples are the 16 bytes of `struct ps_conn_tuple`.
+"""
+from __future__ import annotations
+
+import errno
+from collections import OrderedDict
+
+from .. import consts
+from ..datapath_types import CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, conn_wire
+from . import nat, tunnel
+from .nat import IP_FRAG_OFF_MASK, IP_FRAG_OFS, IP_PROTO_OFS, IPPROTO_TCP, IPPROTO_UDP, ipv4_offset
+from .route import FORWARD, UPCALL
+
+_STAT_KEYS = ("conns", "max_conns", "inserts", "deletes", "expired", "evictions", "refused", "hits", "misses",
+              "reply_misses", "events_dropped")
+_ZERO_TUPLE = bytes(CONN_TUPLE_SIZE)
+_L4_HDR_LEN = {IPPROTO_TCP: 20, IPPROTO_UDP: 8}
+_TCP_STATES = (consts.CS_SYN, consts.CS_ESTABLISHED, consts.CS_FIN_WAIT, consts.CS_CLOSE)
+_NAT_MODES = (consts.CONN_NAT, consts.CONN_FULLNAT)
+_EVICT_FIRST = (consts.CS_CLOSE, consts.CS_SYN, consts.CS_FIN_WAIT)   # half-open and closing: evicted first
+_ENCAP_PROTO = {consts.CONN_IPIP: tunnel.IPPROTO_IPIP, consts.CONN_GRE: tunnel.IPPROTO_GRE}
+_CLOSING = (consts.CS_FIN_WAIT, consts.CS_CLOSE)     # counted as inactive by the slow path (CE_STATE)
+_RTT_REPORTED = 1           # Entry.flags: the RTT event was queued
+_UINT32_MAX = 0xFFFFFFFF
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+TCP_FLAGS_MASK = 0x0FFF
+
+
+class Entry:
+    """One connection. `client` and `reply` are the packed tuples (the index keys)."""
+
+    __slots__ = ("client", "reply", "backend", "tunnel_src", "mode", "state", "flags", "vip_id", "backend_id",
+                 "packets", "bytes", "created_ms", "used_ms")
+
+    def conn(self) -> Conn:
+        reply = None if self.reply == _ZERO_TUPLE else ConnTuple.unpack(self.reply)
+        return Conn(ConnTuple.unpack(self.client), reply, self.backend, self.tunnel_src, self.mode, self.state,
+                    self.vip_id, self.backend_id, self.packets, self.bytes, self.created_ms, self.used_ms)
+
+    def event(self, kind: int, rtt_us: int = 0) -> ConnEvent:
+        return ConnEvent(kind, self.vip_id, self.backend_id, self.state, rtt_us, ConnTuple.unpack(self.client))
+
+
+def _valid(client: bytes, reply: bytes, mode: int, state: int) -> bool:
+    """A connection the table takes: a known mode; TCP in a TCP state or UDP in CS_UDP; a reply tuple of the same
+    protocol for nat and fullnat, none for the modes no reply passes."""
+    if mode not in consts.CONN_MODES.values():
+        return False
+    proto = client[0]
+    if not ((proto == IPPROTO_TCP and state in _TCP_STATES) or (proto == IPPROTO_UDP and state == consts.CS_UDP)):
+        return False
+    if mode in _NAT_MODES:
+        return reply != _ZERO_TUPLE and reply[0] == proto
+    return reply == _ZERO_TUPLE
+
+
+def _norm(tuple_or_bytes) -> bytes:
+    """A lookup key: a ConnTuple packed, or 16 bytes with the pad zeroed (as C ignores a caller's pad)."""
+    raw = ConnTuple(*tuple_or_bytes).pack() if isinstance(tuple_or_bytes, tuple) else bytes(tuple_or_bytes)
+    return raw[:1] + bytes(3) + raw[4:]
+
+
+def _tcp_next_state(state: int, flags: int, reply: bool) -> int:
+    syn_ack = flags & (TCP_SYN | TCP_ACK)
+    if flags & TCP_RST:
+        return consts.CS_CLOSE
+    if flags & TCP_FIN:
+        return consts.CS_CLOSE if state == consts.CS_CLOSE else consts.CS_FIN_WAIT
+    if not reply and syn_ack == TCP_SYN and state in (consts.CS_FIN_WAIT, consts.CS_CLOSE):
+        return consts.CS_SYN            # the client reuses the port for a new connection
+    if syn_ack == TCP_ACK and state == consts.CS_SYN:
+        return consts.CS_ESTABLISHED
+    return state
+
+
+def _rtt_us(from_ms: int, to_ms: int) -> int:
+    ms = to_ms - from_ms
+    return 0 if ms <= 0 else min(ms * 1000, _UINT32_MAX)
+
+
+def _granule(ms: int) -> int:
+    return ms // consts.LRU_GRANULE_MS
+
+
+class ConnTable:
+    def __init__(self):
+        self.max_conns = consts.CT_MAX_CONNS_DEFAULT
+        self.timeouts_ms = dict(consts.CT_TIMEOUTS_MS)
+        self._by_client: dict[bytes, Entry] = {}
+        self._by_reply: dict[bytes, Entry] = {}
+        self._lists: list[OrderedDict[bytes, Entry]] = [OrderedDict() for _ in range(consts.CS_COUNT)]
+        self._events: list[ConnEvent] = []
+        self._stats = dict.fromkeys(_STAT_KEYS, 0)
+        self._stats["max_conns"] = self.max_conns
+
+    # -- the slow path's side ------------------------------------------------------------------------------------
+
+    def config(self, max_conns: int, timeouts_ms: dict | None) -> None:
+        """`ps_dp_conn_config`: OSError EINVAL for a bound out of 1..CT_MAX_CONNS, EBUSY to change it while not
+        empty; `timeouts_ms` {state: ms} for every state (None keeps them)."""
+        if not 0 < max_conns <= consts.CT_MAX_CONNS:
+            raise OSError(errno.EINVAL, f"max_conns {max_conns} not in 1..{consts.CT_MAX_CONNS}")
+        if max_conns != self.max_conns:
+            if self._by_client:
+                raise OSError(errno.EBUSY, "max_conns changes only while the connection table is empty")
+            self.max_conns = self._stats["max_conns"] = max_conns
+        if timeouts_ms is not None:
+            self.timeouts_ms = {state: timeouts_ms[state] for state in consts.CT_TIMEOUTS_MS}
+
+    def add(self, conn: Conn, now_ms: int) -> None:
+        client, reply, backend, tunnel_src, mode, state, vip_id, backend_id = conn_wire(conn)
+        client, reply = _norm(client), _norm(reply)
+        if not _valid(client, reply, mode, state):
+            raise OSError(errno.EINVAL, f"connection refused: mode {mode}, state {state}, protocol {client[0]}")
+        if client in self._by_client or (reply != _ZERO_TUPLE and reply in self._by_reply):
+            raise OSError(errno.EEXIST, "a connection with this client or reply tuple exists")
+        if len(self._by_client) >= self.max_conns:
+            victim = self._eviction_victim(state)
+            if victim is None:
+                self._stats["refused"] += 1
+                raise OSError(errno.ENOSPC, f"connection table full ({self.max_conns}) and nothing evictable")
+            self._gone(victim)
+            self._stats["evictions"] += 1
+        e = Entry()
+        e.client, e.reply, e.backend, e.tunnel_src = client, reply, backend, tunnel_src
+        e.mode, e.state, e.flags, e.vip_id, e.backend_id = mode, state, 0, vip_id, backend_id
+        e.packets = e.bytes = 0
+        e.created_ms = e.used_ms = now_ms
+        self._by_client[client] = e
+        if reply != _ZERO_TUPLE:
+            self._by_reply[reply] = e
+        self._lists[state][client] = e
+        self._stats["inserts"] += 1
+
+    def delete(self, client) -> bool:
+        e = self._by_client.get(_norm(client))
+        if e is None:
+            return False
+        self._remove(e)
+        self._stats["deletes"] += 1
+        return True
+
+    def get(self, tuple_, by_reply: bool = False) -> Conn | None:
+        e = (self._by_reply if by_reply else self._by_client).get(_norm(tuple_))
+        return None if e is None else e.conn()
+
+    def dump(self) -> list[Conn]:
+        """By state (CS_SYN first), least recent first within a state, as C's cursor walks them."""
+        return [e.conn() for state in range(1, consts.CS_COUNT) for e in self._lists[state].values()]
+
+    def expire(self, now_ms: int) -> int:
+        """Remove every connection idle for its state's timeout, with a GONE event each. Walks each list from the
+        front and stops at the first entry whose granule start plus the timeout is after `now_ms` (see C's
+        ps_dp_conn_expire for why that is exact with a clock that never goes backwards)."""
+        n = 0
+        for state in range(1, consts.CS_COUNT):
+            timeout = self.timeouts_ms[state]
+            idle = []                   # removed after the walk: an OrderedDict must not change under it
+            for e in self._lists[state].values():
+                if _granule(e.used_ms) * consts.LRU_GRANULE_MS + timeout > now_ms:
+                    break
+                if e.used_ms + timeout <= now_ms:
+                    idle.append(e)
+            for e in idle:
+                self._gone(e)
+            self._stats["expired"] += len(idle)
+            n += len(idle)
+        return n
+
+    def events(self) -> list[ConnEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def stats(self) -> dict:
+        """The twin holds no C memory: bytes_used and bytes_per_conn are 0 (the C table's are its design)."""
+        stats = dict(self._stats)
+        stats["conns"] = len(self._by_client)
+        stats["by_state"] = {consts.CONN_STATE_NAMES[s]: len(self._lists[s]) for s in range(1, consts.CS_COUNT)}
+        stats["bytes_used"] = stats["bytes_per_conn"] = 0
+        return stats
+
+    # -- entries ---------------------------------------------------------------------------------------------------
+
+    def _remove(self, e: Entry) -> None:
+        del self._by_client[e.client]
+        if e.reply != _ZERO_TUPLE:
+            del self._by_reply[e.reply]
+        del self._lists[e.state][e.client]
+
+    def _gone(self, e: Entry) -> None:
+        self._event(e.event(consts.CE_GONE))
+        self._remove(e)
+
+    def _event(self, event: ConnEvent) -> None:
+        if len(self._events) >= consts.CT_MAX_EVENTS:
+            self._stats["events_dropped"] += 1
+        else:
+            self._events.append(event)
+
+    def _head(self, state: int) -> Entry | None:
+        return next(iter(self._lists[state].values()), None)
+
+    def _eviction_victim(self, state: int) -> Entry | None:
+        """Half-open and closing connections first; then, unless the newcomer is a SYN, the older of the
+        ESTABLISHED and UDP heads (ESTABLISHED on a tie): a SYN flood never evicts an established connection."""
+        for first in _EVICT_FIRST:
+            head = self._head(first)
+            if head is not None:
+                return head
+        if state == consts.CS_SYN:
+            return None
+        est, udp = self._head(consts.CS_ESTABLISHED), self._head(consts.CS_UDP)
+        if est is None or udp is None:
+            return est if est is not None else udp
+        return udp if udp.used_ms < est.used_ms else est
+
+    def _move(self, e: Entry, state: int) -> None:
+        del self._lists[e.state][e.client]
+        e.state = state
+        self._lists[state][e.client] = e
+
+    def _account(self, e: Entry, proto: int, tcp_flags: int, size: int, reply: bool, now_ms: int) -> None:
+        """A forwarded packet: counters, TCP state, the RTT event, recency (`conn_account`)."""
+        e.packets += 1
+        e.bytes += size
+        state = e.state
+        was_closing = state in _CLOSING
+        if proto == IPPROTO_TCP:
+            state = _tcp_next_state(e.state, tcp_flags, reply)
+            if (reply and e.state == consts.CS_SYN and tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
+                    and not e.flags & _RTT_REPORTED):
+                self._event(e.event(consts.CE_RTT, _rtt_us(e.created_ms, now_ms)))
+                e.flags |= _RTT_REPORTED
+            if state == consts.CS_SYN and e.state != consts.CS_SYN:
+                e.created_ms = now_ms       # a new connection on the old tuple: age and RTT start over
+                e.flags &= ~_RTT_REPORTED
+        if state != e.state or _granule(now_ms) != _granule(e.used_ms):
+            self._move(e, state)
+        if (e.state in _CLOSING) != was_closing:
+            self._event(e.event(consts.CE_STATE))
+        e.used_ms = now_ms
+
+    # -- the LB actions --------------------------------------------------------------------------------------------
+
+    def lb(self, frame: bytearray, vnet, action, routes, stats: dict, now_ms: int):
+        """`ps_lb_frame`: LB or LB_REPLY on `frame`, changed in place only when forwarded.
+
+        Returns route()'s triple: (FORWARD, port, 0), (UPCALL, reason, userdata) or (DROP, 0, 0). The route is
+        decided first, on the addresses the packet will have, so an upcall carries the frame untouched.
+        """
+        reply = action.type == consts.ACT_LB_REPLY
+        packet = _lb_packet(frame)
+        if packet is None:
+            if reply:
+                return routes.route(frame, vnet, stats)
+            return UPCALL, consts.UPCALL_CONN_MISS, action.arg32 & _UINT32_MAX
+        l3, key, tcp_flags = packet
+        e = (self._by_reply if reply else self._by_client).get(key)
+        if e is None:
+            if reply:
+                self._stats["reply_misses"] += 1
+                return routes.route(frame, vnet, stats)
+            self._stats["misses"] += 1
+            return UPCALL, consts.UPCALL_CONN_MISS, action.arg32 & _UINT32_MAX
+        self._stats["hits"] += 1
+
+        verdict, what, userdata, hop = _lb_decide(e, frame, l3, reply, routes, stats)
+        if verdict != FORWARD:
+            return verdict, what, userdata
+        self._account(e, key[0], tcp_flags, len(frame), reply, now_ms)
+        if reply:
+            _rewrite_reply(frame, vnet, e)
+        else:
+            _rewrite_client(frame, vnet, e)
+        routes.rewrite(frame, vnet, hop, stats)
+        return FORWARD, what, 0
+
+
+def _lb_packet(frame):
+    """(l3, packed tuple, TCP flags) of an IPv4 TCP/UDP packet that is not a later fragment and holds its whole
+    TCP (20 bytes) or UDP (8 bytes) header; None for anything else."""
+    l3 = ipv4_offset(frame)
+    if not l3 or (frame[l3 + IP_FRAG_OFS] << 8 | frame[l3 + IP_FRAG_OFS + 1]) & IP_FRAG_OFF_MASK:
+        return None
+    proto = frame[l3 + IP_PROTO_OFS]
+    size = _L4_HDR_LEN.get(proto)
+    l4 = l3 + (frame[l3] & 0xF) * 4
+    if size is None or l4 + size > len(frame):
+        return None
+    key = bytes([proto, 0, 0, 0]) + bytes(frame[l3 + 12:l3 + 20]) + bytes(frame[l4:l4 + 4])
+    tcp_flags = (frame[l4 + 12] << 8 | frame[l4 + 13]) & TCP_FLAGS_MASK if proto == IPPROTO_TCP else 0
+    return l3, key, tcp_flags
+
+
+def _lb_decide(e: Entry, frame, l3: int, reply: bool, routes, stats: dict):
+    """The route of connection `e`'s packet as it will be once rewritten (`lb_decide`)."""
+    src, dst, ttl = bytes(frame[l3 + 12:l3 + 16]), bytes(frame[l3 + 16:l3 + 20]), frame[l3 + 8]
+    if reply:
+        return routes.decide(e.client[8:12], e.client[4:8] if e.mode == consts.CONN_FULLNAT else dst, None, ttl,
+                             stats)
+    if e.mode == consts.CONN_NAT:
+        return routes.decide(src, e.reply[4:8], None, ttl, stats)
+    if e.mode == consts.CONN_FULLNAT:
+        return routes.decide(e.reply[8:12], e.reply[4:8], None, ttl, stats)
+    if e.mode == consts.CONN_DSR:
+        return routes.decide(src, dst, e.backend, ttl, stats)
+    return routes.decide(e.tunnel_src, e.backend, None, tunnel.TUNNEL_TTL, stats)
+
+
+def _port(raw: bytes) -> int:
+    return raw[0] << 8 | raw[1]
+
+
+def _rewrite_client(frame: bytearray, vnet, e: Entry) -> None:
+    """A client's packet of `e` made the backend's (`lb_rewrite_client`). Tuple bytes: 4:8 src, 8:12 dst, 12:14
+    sport, 14:16 dport."""
+    if e.mode == consts.CONN_FULLNAT:
+        nat.ipv4_set_addr(frame, vnet, nat.IPV4_SRC_OFS, e.reply[8:12])
+        nat.l4_set_port(frame, vnet, nat.TP_SRC_OFS, _port(e.reply[14:16]))
+    if e.mode in _NAT_MODES:
+        nat.ipv4_set_addr(frame, vnet, nat.IPV4_DST_OFS, e.reply[4:8])
+        nat.l4_set_port(frame, vnet, nat.TP_DST_OFS, _port(e.reply[12:14]))
+    elif e.mode in _ENCAP_PROTO:
+        tunnel.encap(frame, vnet, _ENCAP_PROTO[e.mode], e.tunnel_src, e.backend)
+
+
+def _rewrite_reply(frame: bytearray, vnet, e: Entry) -> None:
+    """A backend's reply of `e` made to come from the VIP again (and, fullnat, to go to the client)."""
+    nat.ipv4_set_addr(frame, vnet, nat.IPV4_SRC_OFS, e.client[8:12])
+    nat.l4_set_port(frame, vnet, nat.TP_SRC_OFS, _port(e.client[14:16]))
+    if e.mode == consts.CONN_FULLNAT:
+        nat.ipv4_set_addr(frame, vnet, nat.IPV4_DST_OFS, e.client[4:8])
+        nat.l4_set_port(frame, vnet, nat.TP_DST_OFS, _port(e.client[12:14]))
