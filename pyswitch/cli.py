@@ -1,8 +1,9 @@
 """The `pyswitch` command.
 
     pyswitch run CONFIG                      run a switch in the foreground
-    pyswitch show ports|fdb|flows|stats|upcalls|routes|arp   ask a running switch (--name, --json)
+    pyswitch show ports|fdb|flows|stats|upcalls|routes|arp|vips|conns   ask a running switch (--name, --json)
     pyswitch route add PREFIX via ADDRESS    add a static route to a running switch (del PREFIX removes it)
+    pyswitch backend VIP ADDRESS:PORT up|down|drain|weight=N   change a backend of a running switch
     pyswitch netns up|down FILE              build or remove a topology of namespaces
     pyswitch netns exec FILE HOST -- CMD...  run a command in one of its hosts
 
@@ -48,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     show = sub.add_parser("show", help="ask a running switch")
-    show.add_argument("what", choices=["ports", "fdb", "flows", "stats", "upcalls", "routes", "arp"])
+    show.add_argument("what", choices=["ports", "fdb", "flows", "stats", "upcalls", "routes", "arp", "vips",
+                                       "conns"])
     show.add_argument("--name", help="the switch's name (default: the only one running)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.set_defaults(func=cmd_show)
@@ -59,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("via", nargs="*", help="via ADDRESS (add only)")
     route.add_argument("--name", help="the switch's name (default: the only one running)")
     route.set_defaults(func=cmd_route)
+
+    backend = sub.add_parser("backend", help="change a backend of a VIP on a running switch")
+    backend.add_argument("vip", help="the VIP's name")
+    backend.add_argument("backend", help="ADDRESS:PORT")
+    backend.add_argument("change", help="up | down | drain | weight=N")
+    backend.add_argument("--name", help="the switch's name (default: the only one running)")
+    backend.set_defaults(func=cmd_backend)
 
     netns = sub.add_parser("netns", help="build and remove namespace topologies (netns/*.toml)")
     nsub = netns.add_subparsers(metavar="ACTION")
@@ -93,9 +102,9 @@ def cmd_run(args) -> int:
         return _fail(f"config error: {exc}", EXIT_CONFIG)
     if args.datapath:
         config.switch.datapath = args.datapath
-    if config.vips:
-        # Parsed and checked already, but the VIP stage is still being built: refusing beats ignoring.
-        return _fail("config error: vip[0]: virtual IPs are not served by this version yet", EXIT_CONFIG)
+    if config.vips and not config.vlans:
+        return _fail("config error: vip[0]: a virtual IP is routed: give the switch [[vlan]] interfaces",
+                     EXIT_CONFIG)
     try:
         from .switch import Switch
         switch = Switch(config)
@@ -152,15 +161,37 @@ def cmd_route(args) -> int:
     return 0
 
 
+def cmd_backend(args) -> int:
+    result = _ask(args.name, {"cmd": "backend", "vip": args.vip, "backend": args.backend, "change": args.change})
+    if isinstance(result, int):
+        return result
+    print(format_table(vip_rows([result])))
+    return 0
+
+
 def cmd_show(args) -> int:
     result = _ask(args.name, {"cmd": "show", "what": args.what})
     if isinstance(result, int):
         return result
     if args.json:
         print(json.dumps(result, indent=2))
+    elif args.what == "vips":
+        print(format_table(vip_rows(result)))
     else:
         print(format_table(result, TABLE_COLUMNS.get(args.what)))
     return 0
+
+
+def vip_rows(vips: list[dict]) -> list[dict]:
+    """`show vips` as a table: one line per backend, under its VIP."""
+    rows = []
+    for vip in vips:
+        for b in vip["backends"]:
+            rows.append({"vip": vip["name"], "service": f"{vip['address']}:{vip['port']}/{vip['protocol']}",
+                         "mode": vip["mode"], "scheduler": vip["scheduler"],
+                         "backend": f"{b['address']}:{b['port']}", "weight": b["weight"], "state": b["state"],
+                         "active": b["active_conns"], "total": b["total_conns"], "rtt_ms": b["rtt_ms"]})
+    return rows
 
 
 def cmd_netns(args) -> int:

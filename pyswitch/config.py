@@ -77,6 +77,7 @@ class VlanInterface:
     id: int
     address: ipaddress.IPv4Interface
     mac: str | None = None              # default: derived from the switch name and the VLAN id
+    decap: bool = False                 # terminate IPIP/GRE tunnels routed to hosts in this subnet
 
 
 @dataclass
@@ -268,7 +269,7 @@ def _array(data: dict, key: str) -> list:
 
 
 def _vlan_interface(raw, where: str) -> VlanInterface:
-    _entry(raw, where, {"id", "address", "mac"}, ("id", "address"))
+    _entry(raw, where, {"id", "address", "mac", "decap"}, ("id", "address"))
     vid = _vlan_id(raw["id"], f"{where}.id")
     text = _string(raw, "address", f"{where}.address")
     try:
@@ -281,6 +282,10 @@ def _vlan_interface(raw, where: str) -> VlanInterface:
     if address.ip == address.network.network_address or address.ip == address.network.broadcast_address:
         raise ConfigError(f"{where}.address: {address.ip} is the subnet's network or broadcast address")
     vlan = VlanInterface(id=vid, address=address)
+    if "decap" in raw:
+        if not isinstance(raw["decap"], bool):
+            raise ConfigError(f"{where}.decap: must be true or false, got {raw['decap']!r}")
+        vlan.decap = raw["decap"]
     if "mac" in raw:
         vlan.mac = _string(raw, "mac", f"{where}.mac")
         if not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", vlan.mac) or int(vlan.mac[:2], 16) & 1:

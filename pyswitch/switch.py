@@ -15,6 +15,7 @@ import socket
 import time
 from collections import deque
 
+from . import consts
 from .actions import describe as describe_actions
 from .config import Config
 from .control.server import ControlServer
@@ -22,6 +23,7 @@ from .flowkey import FlowKey, mac_str
 from .pipeline.l2 import L2Stage
 from .pipeline.l3 import L3Stage
 from .pipeline.mac_table import MacTable
+from .pipeline.vip import VipStage
 from .ports import make_port
 
 log = logging.getLogger("pyswitch")
@@ -29,6 +31,9 @@ log = logging.getLogger("pyswitch")
 POLL_MS = 100               # the longest the loop sleeps: bounds timer lateness
 HOUSEKEEPING_S = 0.5        # flow expiry and MAC aging run this often at most
 RECENT_UPCALLS = 128        # `show upcalls` keeps this many of the latest
+UPCALL_REASONS = {consts.UPCALL_MISS: "miss", consts.UPCALL_ACTION: "action", consts.UPCALL_NO_ROUTE: "no_route",
+                  consts.UPCALL_NO_NEIGH: "no_neigh", consts.UPCALL_TTL: "ttl", consts.UPCALL_LOCAL: "local",
+                  consts.UPCALL_CONN_MISS: "conn_miss"}
 
 
 def make_datapath(kind: str, max_flows: int):
@@ -49,6 +54,7 @@ class Switch:
         self.macs = MacTable(self.settings.max_macs, self.settings.mac_aging_s)
         self.l2 = L2Stage(self.port_configs, self.macs, self.dp, int(self.settings.flow_idle_s * 1000))
         self.l3 = L3Stage(config, self.port_configs, self.dp, self.l2)
+        self.vips = VipStage(config, self.port_configs, self.dp, self.l3)
         self.control = None
         self.started = time.monotonic()
         self.recent_upcalls = deque(maxlen=RECENT_UPCALLS)   # (seq, time, in_port, reason, key)
@@ -73,6 +79,8 @@ class Switch:
                 log.info("port %s (%s %s) attached as %d", port_config.name, port_config.type,
                          port_config.device, port_no)
             self.l3.install()
+            self.vips.install()
+            self.vips.start_health_checks(time.monotonic())
             self.control = ControlServer(self.settings.name, self.settings.control_dir, self.handle_command)
             self.dp.add_wake_fd(self.control.fileno())
         except BaseException:
@@ -124,12 +132,16 @@ class Switch:
     def step(self, timeout_ms: int) -> None:
         self.dp.poll(timeout_ms)
         now = time.monotonic()
-        for upcall in self.dp.upcalls():
-            self.upcall_seq += 1
-            self.recent_upcalls.append((self.upcall_seq, now, upcall.in_port, upcall.reason, upcall.key))
-            if self.l3.enabled and self.l3.handle(upcall, now):
-                continue
-            self.l2.handle(upcall, now)
+        # Handling an upcall may execute packets that upcall again (a connection's first packet now waits
+        # for ARP): they join the same queue, so read it until nothing new came.  The queue is bounded.
+        handled = 0
+        while len(upcalls := self.dp.upcalls()) > handled:
+            for upcall in upcalls[handled:]:
+                self._upcall(upcall, now)
+            handled = len(upcalls)
+        if self.vips.enabled:
+            self.vips.events()
+            self.vips.health.timers(now)
         if now >= self._next_housekeeping:
             self._housekeeping(now)
         if self.control is not None:
@@ -140,11 +152,21 @@ class Switch:
             except BlockingIOError:
                 pass
 
+    def _upcall(self, upcall, now: float) -> None:
+        self.upcall_seq += 1
+        self.recent_upcalls.append((self.upcall_seq, now, upcall.in_port, upcall.reason, upcall.key))
+        if self.vips.enabled and self.vips.handle(upcall, now):
+            return
+        if self.l3.enabled and self.l3.handle(upcall, now):
+            return
+        self.l2.handle(upcall, now)
+
     def _housekeeping(self, now: float) -> None:
         self._next_housekeeping = now + HOUSEKEEPING_S
         while len(self.dp.expire()) >= 1024:
             pass
         self.l3.timers(now)
+        self.vips.timers(now)
         if now >= self._next_refresh:
             self._next_refresh = now + self._refresh_every
             self.l2.refresh_from_flows(self.dp.flows())
@@ -158,12 +180,17 @@ class Switch:
             what = command.get("what")
             show = {"ports": self.show_ports, "fdb": self.show_fdb, "flows": self.show_flows,
                     "stats": self.show_stats, "upcalls": self.show_upcalls, "routes": self.l3.show_routes,
-                    "arp": lambda: self.l3.show_arp(time.monotonic())}.get(what)
+                    "arp": lambda: self.l3.show_arp(time.monotonic()), "vips": self.vips.show_vips,
+                    "conns": lambda: self.vips.show_conns(time.monotonic())}.get(what)
             if show is None:
-                raise ValueError(f"show: unknown table {what!r} (ports, fdb, flows, stats, upcalls, routes, arp)")
+                raise ValueError(f"show: unknown table {what!r} "
+                                 f"(ports, fdb, flows, stats, upcalls, routes, arp, vips, conns)")
             return show()
         if cmd == "route":
             return self._route_command(command)
+        if cmd == "backend":
+            return self.vips.backend_command(str(command.get("vip")), str(command.get("backend")),
+                                             str(command.get("change")))
         raise ValueError(f"unknown command {cmd!r}")
 
     def _route_command(self, command: dict):
@@ -228,7 +255,8 @@ class Switch:
         for seq, when, in_port, reason, key in self.recent_upcalls:
             pc = self.port_configs.get(in_port)
             rows.append({"seq": seq, "age_s": round(now - when, 3), "port": pc.name if pc else in_port,
-                         "reason": "miss" if reason == 0 else "action", "packet": FlowKey.unpack(key).describe()})
+                         "reason": UPCALL_REASONS.get(reason, str(reason)),
+                         "packet": FlowKey.unpack(key).describe()})
         return rows
 
     def show_stats(self) -> dict:
@@ -242,5 +270,7 @@ class Switch:
         out["parse_errors_total"] = sum(s["parse_errors"].values())
         out.update(self.l2.stats())
         out.update(self.l3.stats())
+        if self.vips.enabled:
+            out.update(self.vips.stats())
         return out
 

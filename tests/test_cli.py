@@ -148,7 +148,8 @@ def test_second_switch_with_the_same_name_is_refused(running_switch, tmp_path):
     assert result.returncode == 1 and one_sentence(result.stderr) and "already running" in result.stderr
 
 
-def test_a_vip_is_refused_until_it_is_served(tmp_path):
+def test_a_vip_without_routed_interfaces_is_refused(tmp_path):
     config = write(tmp_path, '[[vip]]\nname = "web"\naddress = "203.0.113.10"\nport = 80\n')
     result = run(["run", config])
     assert result.returncode == 2 and one_sentence(result.stderr) and "vip[0]" in result.stderr
+    assert "[[vlan]]" in result.stderr

@@ -342,3 +342,12 @@ def test_maglev_pick_rebuilds_when_weights_change():
     sched.pick(bs, CLIENT)
     bs[0].weight = 0
     assert all(sched.pick(bs, c) is bs[1] for c in clients(100))
+
+
+def test_fastest_shares_among_backends_equally_fast_within_the_band():
+    sched = make_scheduler("fastest")
+    bs = backends(1, 1, 1)
+    for b, ms in zip(bs, (0.0, 1.5, 60.0)):         # a SYN/ACK sample, a health check's, a slow backend's
+        b.observe_rtt(ms)
+    picks = Counter(sched.pick(bs, CLIENT).address for _ in range(10))
+    assert picks == {"10.0.0.1": 5, "10.0.0.2": 5}, picks

@@ -22,7 +22,8 @@ class Backend:
     port: int                           # L4 port the backend listens on
     weight: int = 1                     # relative share of new connections; 0 drains
     state: str = "up"                   # up | down | drain
-    active_conns: int = 0               # connections open now (the caller counts opens and closes)
+    active_conns: int = 0               # connections open now, not closing (the caller counts, as IPVS's
+                                        # activeconns: a connection that saw a FIN or RST no longer counts)
     total_conns: int = 0                # connections ever given to this backend
     rtt_ewma_ms: float | None = None    # smoothed response time; None until first measured
 
@@ -62,3 +63,7 @@ class Backend:
     def conn_closed(self) -> None:
         if self.active_conns > 0:
             self.active_conns -= 1
+
+    def conn_reopened(self) -> None:
+        """A closing connection's tuple carries a new connection (the client reused its port)."""
+        self.active_conns += 1

@@ -135,18 +135,37 @@ class WeightedLeastConnections(Scheduler):
 class Fastest(Scheduler):
     """The backend with the lowest response-time EWMA (the seed's "response time").
 
-    Backends not yet measured come first, so each gets a connection and with it a first sample; among
-    those, and on equal EWMAs, the fewest active connections win, then the smallest key, so the choice
-    does not depend on list order.
+    Backends not yet measured come first, so each gets a connection and with it a first sample.  Backends
+    whose EWMA is within NEAR_MS or NEAR_RATIO of the lowest count as equally fast: samples come from two
+    sources (SYN -> SYN/ACK on a millisecond clock, and health-check round trips), and without the band
+    the backend that happens to get the cheaper kind of sample would take every connection.  Among equally
+    fast ones the fewest active connections win, then they take turns in key order, so the choice does
+    not depend on list order.
     """
     name = "fastest"
+    NEAR_MS = 2.0
+    NEAR_RATIO = 0.5
+
+    def __init__(self):
+        self._last_key = None       # the key picked last, for turns among equals
 
     def pick(self, backends, client_ip):
         candidates = [b for b in backends if b.accepts_new]
         if not candidates:
             return None
-        return min(candidates, key=lambda b: (b.rtt_ewma_ms is not None, b.rtt_ewma_ms or 0.0,
-                                              b.active_conns, b.key))
+        unmeasured = [b for b in candidates if b.rtt_ewma_ms is None]
+        if unmeasured:
+            candidates = unmeasured
+        else:
+            best = min(b.rtt_ewma_ms for b in candidates)
+            limit = best + max(self.NEAR_MS, best * self.NEAR_RATIO)
+            candidates = [b for b in candidates if b.rtt_ewma_ms <= limit]
+        fewest = min(b.active_conns for b in candidates)
+        equals = sorted((b for b in candidates if b.active_conns == fewest), key=lambda b: b.key)
+        after = [b for b in equals if self._last_key is not None and b.key > self._last_key]
+        chosen = (after or equals)[0]
+        self._last_key = chosen.key
+        return chosen
 
 
 def _addr_fold(client_ip: bytes) -> int:

@@ -23,7 +23,7 @@ class ArpEntry:
     updated: float                      # when it was last resolved (or created)
     tries: int = 0                      # requests sent since the last answer
     next_try: float = 0.0
-    pending: deque = field(default_factory=deque)   # (in_port, frame, vnet) waiting for the MAC
+    pending: deque = field(default_factory=deque)   # (in_port, frame, vnet, key, actions) waiting for the MAC
 
 
 class ArpTable:

@@ -16,6 +16,7 @@ with the ROUTE action, so they find their way exactly like transit traffic.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import logging
@@ -24,6 +25,7 @@ import struct
 from .. import actions as act
 from .. import consts
 from ..flowkey import FlowKey, mac_bytes, mac_str
+from ..refpath.actions import Vnet
 from . import packets as pk
 from .arp_table import ArpTable
 from .vlan import classify, flood_actions, ingress_tci, output_actions
@@ -31,6 +33,7 @@ from .vlan import classify, flood_actions, ingress_tci, output_actions
 log = logging.getLogger("pyswitch.l3")
 
 ROUTE_PRIORITY = 200        # routed and ARP-to-us flows: above L2's learned flows
+DECAP_PRIORITY = 250        # tunnels this switch terminates for a VLAN's hosts: before plain routing
 ARP_PRIORITY = 150          # broadcast ARP comes up (and is flooded by L2 after the stage looked at it)
 COOKIE_L3 = 2 << 60         # cookie tag of flows this stage installs
 USERDATA_ARP = 1            # UPCALL action userdata: "this is ARP"
@@ -39,17 +42,33 @@ FROM_SWITCH = 0xFFFF        # the input port of frames the switch originates: no
 VNET_NONE = bytes(consts.VNET_HDR_SIZE)
 
 MATCH_IP = FlowKey.mask_of("in_port", "vlan_tci", "eth_dst", "eth_type", vlan_vid_only=True)
+TUNNEL_PROTOCOLS = (4, 47)  # IPIP (RFC 2003) and GRE (RFC 2784)
+
+
+def match_tunnel_to(network: ipaddress.IPv4Network) -> bytes:
+    """The mask of a decap flow: MATCH_IP, the IP protocol and the destination's prefix."""
+    mask = FlowKey.unpack(FlowKey.mask_of("in_port", "vlan_tci", "eth_dst", "eth_type", "nw_proto",
+                                          vlan_vid_only=True))
+    return dataclasses.replace(mask, nw_dst=network.netmask.packed + bytes(12)).pack()
 
 
 def _addr16(ip: bytes) -> bytes:
     return ip + bytes(12)
 
 
+def _encapsulate(frame: bytes, proto: int, src: bytes, dst: bytes) -> bytes:
+    """`frame` (Ethernet + an IPv4 packet) with the packet wrapped in an IPIP or GRE (RFC 2784) header."""
+    _eth_type, inner = pk.strip_ethernet(frame)
+    payload = inner if proto == 4 else struct.pack("!HH", 0, consts.ETH_TYPE_IPV4) + inner
+    return frame[:len(frame) - len(inner)] + pk.ipv4(src, dst, proto, payload)
+
+
 class Svi:
     """The switch's routed interface on one VLAN."""
 
-    def __init__(self, vlan_id: int, interface: ipaddress.IPv4Interface, mac: bytes):
+    def __init__(self, vlan_id: int, interface: ipaddress.IPv4Interface, mac: bytes, decap: bool = False):
         self.vlan = vlan_id
+        self.decap = decap          # terminate tunnels routed to this subnet's hosts
         self.interface = interface
         self.ip = interface.ip.packed
         self.network = interface.network
@@ -72,12 +91,14 @@ class L3Stage:
         self.svis: dict[int, Svi] = {}
         for v in config.vlans:
             mac = mac_bytes(v.mac) if v.mac else derived_mac(s.name, v.id)
-            self.svis[v.id] = Svi(v.id, v.address, mac)
+            self.svis[v.id] = Svi(v.id, v.address, mac, v.decap)
         self.static: dict[ipaddress.IPv4Network, ipaddress.IPv4Address] = {r.prefix: r.via for r in config.routes}
         self._gateway_nh: dict[ipaddress.IPv4Address, int] = {}   # via -> next-hop id
         self._connected_nh: dict[int, int] = {}                    # vlan -> next-hop id
         self._nh_info: dict[int, tuple[int, int, bytes]] = {}      # id -> (kind, vlan, gateway)
         self._next_nh = NH_LOCAL_ID + 1
+        self.local_addresses: set[bytes] = set()    # besides the SVIs': the VIPs, also answered to ARP
+        self.local_handlers: list = []               # (ip_packet, now) -> bool: offered LOCAL packets first
         self.counters = {"icmp_echo_replies": 0, "icmp_time_exceeded": 0, "icmp_net_unreachable": 0,
                          "icmp_host_unreachable": 0, "icmp_port_unreachable": 0, "local_dropped": 0}
         l2_stage.move_listeners.append(self.mac_moved)
@@ -137,6 +158,33 @@ class L3Stage:
         arp_bcast = FlowKey(in_port=port_no, vlan_tci=tci, eth_dst=pk.BROADCAST, eth_type=consts.ETH_TYPE_ARP)
         self.dp.flow_put(arp_bcast.pack(), MATCH_IP, ARP_PRIORITY, [act.upcall(USERDATA_ARP)],
                          cookie=COOKIE_L3 | svi.vlan)
+        for endpoint in (s for s in self.svis.values() if s.decap):
+            # Tunnels routed to a host of a decap VLAN end here: the inner packet goes on to that host as the
+            # tunnel's sender wrote it (e.g. to a VIP the host holds), as if the host had decapsulated it.
+            for proto in TUNNEL_PROTOCOLS:
+                tunnel = FlowKey(in_port=port_no, vlan_tci=tci, eth_dst=svi.mac, eth_type=consts.ETH_TYPE_IPV4,
+                                 nw_proto=proto, nw_dst=endpoint.network.network_address.packed + bytes(12))
+                self.dp.flow_put(tunnel.pack(), match_tunnel_to(endpoint.network), DECAP_PRIORITY,
+                                 [act.decap(deliver=True), act.Action(consts.ACT_ROUTE)],
+                                 cookie=COOKIE_L3 | svi.vlan)
+
+    def add_local_address(self, address: bytes) -> None:
+        """Makes `address` (a VIP) one of the switch's own: routed to LOCAL, and ARP for it is answered
+        on the VLAN whose subnet holds it."""
+        self.local_addresses.add(address)
+        self.dp.route_add(address, 32, NH_LOCAL_ID)
+
+    def source_address_toward(self, address: bytes) -> bytes:
+        """The switch's address that packets to `address` should come from: the SVI on its subnet, else
+        the first SVI (what a Linux host picks for a route without a preferred source)."""
+        ip = ipaddress.IPv4Address(address)
+        for svi in self.svis.values():
+            if ip in svi.network:
+                return svi.ip
+        for prefix, via in self.static.items():
+            if ip in prefix:
+                return self._svi_for(via).ip
+        return next(iter(self.svis.values())).ip
 
     # -- runtime route changes (the control socket) --------------------------------------
 
@@ -171,7 +219,7 @@ class L3Stage:
         elif reason == consts.UPCALL_NO_ROUTE:
             self._icmp_error(upcall, pk.ICMP_UNREACHABLE, 0, "icmp_net_unreachable")
         elif reason == consts.UPCALL_LOCAL:
-            self._local(upcall)
+            self._local(upcall, now)
         else:
             return False
         return True
@@ -195,17 +243,19 @@ class L3Stage:
             return
         if spa == bytes(4) or ipaddress.IPv4Address(spa) not in svi.network or sha[0] & 1:
             return
-        if tpa == svi.ip:
+        answers = tpa == svi.ip or (tpa in self.local_addresses
+                                    and ipaddress.IPv4Address(tpa) in svi.network)
+        if answers:
             changed, pending = self.arp.resolved(vlan, spa, sha, upcall.in_port, now)
         else:
             changed, pending = self.arp.refresh(vlan, spa, sha, upcall.in_port, now), []
         if changed:
             self._write_neighbor(vlan, spa, sha, upcall.in_port)
-        for in_port, frame, vnet, _key in pending:
-            self.dp.execute(in_port, frame, vnet, [act.Action(consts.ACT_ROUTE)])
-        if op == pk.ARP_REQUEST and tpa == svi.ip:
+        for in_port, frame, vnet, _key, actions in pending:
+            self.dp.execute(in_port, frame, vnet, actions)
+        if op == pk.ARP_REQUEST and answers:
             reply = pk.ethernet(sha, svi.mac, consts.ETH_TYPE_ARP,
-                                pk.arp(pk.ARP_REPLY, svi.mac, svi.ip, sha, spa))
+                                pk.arp(pk.ARP_REPLY, svi.mac, tpa, sha, spa))
             port = self.ports[upcall.in_port]
             self.dp.execute(upcall.in_port, reply, VNET_NONE, output_actions(port, upcall.in_port, vlan, False))
             self.arp.counters["arp_replies_sent"] += 1
@@ -222,19 +272,41 @@ class L3Stage:
                 self._write_neighbor(vlan, ip, mac, port_no)
 
     def _no_neighbor(self, upcall, now: float) -> None:
+        key = FlowKey.unpack(upcall.key)
+        destination = key.nw_dst[:4]
+        if key.nw_proto in TUNNEL_PROTOCOLS and self._decapsulates_for(destination):
+            # A tunnel this switch ends waits for its host's MAC: the frame that came up is already the
+            # inner packet, so it is wrapped again to go through the same DECAP once the MAC is known.
+            frame = _encapsulate(upcall.data, key.nw_proto, key.nw_src[:4], destination)
+            vnet = Vnet(upcall.vnet)
+            vnet.grow(len(frame) - len(upcall.data))       # the checksum offsets move behind the new header
+            self.resolve(upcall, now, destination, [act.decap(deliver=True), act.Action(consts.ACT_ROUTE)],
+                         (frame, vnet.pack()))
+            return
+        self.resolve(upcall, now, destination, [act.Action(consts.ACT_ROUTE)])
+
+    def _decapsulates_for(self, address: bytes) -> bool:
+        ip = ipaddress.IPv4Address(address)
+        return any(svi.decap and ip in svi.network for svi in self.svis.values())
+
+    def resolve(self, upcall, now: float, destination: bytes, actions: list, packet: tuple | None = None) -> None:
+        """A NO_NEIGH upcall: ask for the next hop's MAC (the gateway, or `destination` on a connected
+        subnet) and hold the packet (`packet` = (frame, vnet), by default the upcall's), to be sent again
+        with `actions` once the answer is in."""
+        frame, vnet = packet or (upcall.data, upcall.vnet)
         info = self._nh_info.get(upcall.userdata)
         if info is None:
             return
         kind, vlan, gateway = info
-        target = gateway if kind == consts.NH_GATEWAY else FlowKey.unpack(upcall.key).nw_dst[:4]
+        target = gateway if kind == consts.NH_GATEWAY else destination
         entry = self.arp.want(vlan, target, now)
         if entry is None:
             return
         if entry.mac is not None:
             # Resolved between the upcall and now: the datapath knows the neighbor, send it again.
-            self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, [act.Action(consts.ACT_ROUTE)])
+            self.dp.execute(upcall.in_port, frame, vnet, actions)
             return
-        self.arp.hold(entry, (upcall.in_port, upcall.data, upcall.vnet, upcall.key))
+        self.arp.hold(entry, (upcall.in_port, frame, vnet, upcall.key, actions))
         if entry.tries == 0:
             entry.tries, entry.next_try = 1, now + 1.0
             self._send_arp_request(vlan, target, None)
@@ -261,7 +333,7 @@ class L3Stage:
             if entry.mac is not None:
                 self.dp.neigh_del(vlan, _addr16(ip))
             log.info("neighbor %s on VLAN %d does not answer ARP", ipaddress.IPv4Address(ip), vlan)
-            for in_port, frame, _vnet, key in entry.pending:
+            for in_port, frame, _vnet, key, _actions in entry.pending:
                 self._icmp_error_for(in_port, frame, key, pk.ICMP_UNREACHABLE, 1, "icmp_host_unreachable")
 
     # -- ICMP -------------------------------------------------------------------------------------
@@ -285,7 +357,7 @@ class L3Stage:
         self._send_ip(svi, src, pk.IP_PROTO_ICMP, message)
         self.counters[counter] += 1
 
-    def _local(self, upcall) -> None:
+    def _local(self, upcall, now: float) -> None:
         key = FlowKey.unpack(upcall.key)
         svi = self.svis.get(self._vlan_of(upcall, key))
         eth_type, ip_packet = pk.strip_ethernet(upcall.data)
@@ -293,7 +365,10 @@ class L3Stage:
             return
         ihl, proto, src, dst = pk.ip_header_fields(ip_packet)
         total = struct.unpack_from("!H", ip_packet, 2)[0]
-        body = ip_packet[ihl:total]
+        ip_packet = ip_packet[:total]
+        body = ip_packet[ihl:]
+        if not key.nw_frag and any(handler(ip_packet, now) for handler in self.local_handlers):
+            return
         if proto == pk.IP_PROTO_ICMP and len(body) >= 8 and body[0] == pk.ICMP_ECHO_REQUEST \
                 and not key.nw_frag:
             reply = pk.icmp(pk.ICMP_ECHO_REPLY, 0, body[4:])
@@ -303,6 +378,16 @@ class L3Stage:
             self._icmp_error(upcall, pk.ICMP_UNREACHABLE, 3, "icmp_port_unreachable")
         else:
             self.counters["local_dropped"] += 1
+
+    def send_ip(self, dst: bytes, proto: int, payload: bytes, source: bytes) -> None:
+        """Originate an IPv4 packet from `source` (an address of the switch, or a VIP)."""
+        self._send_ip(next(iter(self.svis.values())), dst, proto, payload, source=source)
+
+    def send_packet(self, ip_packet: bytes) -> None:
+        """Originate a complete IPv4 packet (the health checker's probes) through the datapath."""
+        svi = next(iter(self.svis.values()))
+        frame = pk.ethernet(svi.mac, svi.mac, consts.ETH_TYPE_IPV4, ip_packet)
+        self.dp.execute(FROM_SWITCH, frame, VNET_NONE, [act.Action(consts.ACT_ROUTE)])
 
     def _send_ip(self, svi: Svi, dst: bytes, proto: int, payload: bytes, source: bytes | None = None) -> None:
         """Originate an IPv4 packet: address it to ourselves at L2 and let ROUTE deliver it. The TTL starts

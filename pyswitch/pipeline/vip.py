@@ -1,0 +1,464 @@
+"""The load-balancing stage: virtual IPs in front of pools of backends.
+
+The stage decides; the datapath's connection table carries.  At start it writes, on every routed port,
+flows above the L3 stage's (priority 300):
+
+    client -> VIP:port          LB(vip id)      known connection: rewrite per mode, route; else upcall
+    backend:port -> anyone      LB_REPLY        (nat, fullnat) a connection's reply: rewritten back
+    ICMP from a backend         upcall          (nat, fullnat) errors are translated, the rest routed
+
+and makes each VIP one of the switch's own addresses (a /32 to the LOCAL next hop; ARP answered when the
+VIP is inside a VLAN's subnet), so ping to a VIP is answered and a port nobody serves is refused.
+
+A connection's first packet comes up as CONN_MISS.  The stage asks the service for a backend (scheduler,
+persistence), installs the connection (a client and a reply tuple, see docs/DATAPATH.md "Connection
+table") and hands the packet back to the LB action, which now finds it.  The datapath reports connections
+that leave the table (expired, evicted) and SYN -> SYN/ACK times as events; the stage keeps each
+backend's active_conns and response time from them.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import struct
+
+from .. import actions as act
+from .. import consts
+from ..datapath_types import Conn, ConnTuple
+from ..flowkey import FlowKey
+from ..lb.health import HealthChecker, HealthTarget
+from ..lb.service import VirtualService
+from ..lb.snat import PortsExhausted, SnatPorts
+from ..refpath.csum import csum
+from . import packets as pk
+from .vlan import ingress_tci
+
+log = logging.getLogger("pyswitch.lb")
+
+VIP_PRIORITY = 300              # above the L3 stage's ROUTE flows (200)
+COOKIE_VIP = 3 << 60
+USERDATA_BACKEND_ICMP = 2       # UPCALL userdata: ICMP from a backend (after l3.USERDATA_ARP = 1)
+IP_PROTO = {"tcp": 6, "udp": 17}
+MODES = {"nat": consts.CONN_NAT, "fullnat": consts.CONN_FULLNAT, "dsr": consts.CONN_DSR}
+STATE_NAMES = {consts.CS_SYN: "syn", consts.CS_ESTABLISHED: "established", consts.CS_FIN_WAIT: "fin_wait",
+               consts.CS_CLOSE: "close", consts.CS_UDP: "udp"}
+CLOSING = (consts.CS_FIN_WAIT, consts.CS_CLOSE)     # connections that no longer count as active (IPVS)
+ICMP_ERRORS = (3, 4, 11, 12)    # unreachable, source quench, time exceeded, parameter problem
+MAX_SHOWN_CONNS = 10000         # `show conns` lists at most this many
+
+MATCH_VIP = FlowKey.mask_of("in_port", "vlan_tci", "eth_dst", "eth_type", "nw_proto", "nw_dst", "tp_dst",
+                            vlan_vid_only=True)
+MATCH_REPLY = FlowKey.mask_of("in_port", "vlan_tci", "eth_dst", "eth_type", "nw_proto", "nw_src", "tp_src",
+                              vlan_vid_only=True)
+MATCH_BACKEND_ICMP = FlowKey.mask_of("in_port", "vlan_tci", "eth_dst", "eth_type", "nw_proto", "nw_src",
+                                     vlan_vid_only=True)
+
+
+def _now_ms(now: float) -> int:
+    return int(now * 1000)
+
+
+def _endpoint(addr: bytes, port: int) -> str:
+    return f"{ipaddress.IPv4Address(addr)}:{port}"
+
+
+class VipStage:
+    def __init__(self, config, ports: dict, datapath, l3_stage):
+        self.ports = ports
+        self.dp = datapath
+        self.l3 = l3_stage
+        self.services = [VirtualService(i + 1, v) for i, v in enumerate(config.vips)]
+        self.by_id = {s.id: s for s in self.services}
+        self.by_name = {s.name: s for s in self.services}
+        self.by_address: dict[bytes, list[VirtualService]] = {}
+        for s in self.services:
+            self.by_address.setdefault(s.address, []).append(s)
+        self.snat = SnatPorts()
+        self._snat_of: dict[ConnTuple, tuple] = {}     # fullnat client tuple -> (proto, snat, backend, bport, port)
+        self.counters = {"conn_new": 0, "conn_refused": 0, "conn_gone": 0, "rst_sent": 0,
+                         "port_unreachable_sent": 0, "unserved": 0, "no_conn": 0, "icmp_translated": 0,
+                         "icmp_untranslated": 0, "snat_exhausted": 0}
+        s = config.switch
+        self._timeouts = {consts.CS_SYN: s.conn_syn_s, consts.CS_ESTABLISHED: s.conn_established_s,
+                          consts.CS_FIN_WAIT: s.conn_fin_wait_s, consts.CS_CLOSE: s.conn_close_s,
+                          consts.CS_UDP: s.conn_udp_s}
+        self._max_conns = s.max_conns
+        self.health = HealthChecker(self.l3.send_packet, self._health_changed, self._health_rtt)
+        self._health_up: dict[tuple[int, int], bool] = {}     # (vip id, backend index) -> last verdict
+        self._drained: set[tuple[int, int]] = set()            # set to drain by the operator
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.services)
+
+    # -- writing the flows ------------------------------------------------------------------------
+
+    def install(self) -> None:
+        if not self.services:
+            return
+        self.dp.conn_config(self._max_conns, {k: int(v * 1000) for k, v in self._timeouts.items()})
+        for address in self.by_address:
+            self.l3.add_local_address(address)
+        for port_no, port in self.ports.items():
+            for svi in self.l3.svis.values():
+                if port.carries(svi.vlan):
+                    self._install_port_flows(port_no, port, svi)
+        self.l3.local_handlers.append(self.health.handle)
+        self.l3.local_handlers.append(self.local)
+
+    def start_health_checks(self, now: float) -> None:
+        for s in self.services:
+            for index, b in enumerate(s.backends):
+                self._health_up[(s.id, index)] = True
+                if s.config.health.type == "none":
+                    continue
+                address = ipaddress.IPv4Address(b.address).packed
+                self.health.add(HealthTarget(key=(s.id, index), address=address, port=b.port,
+                                             source=self.l3.source_address_toward(address),
+                                             spec=s.config.health), now)
+
+    def _install_port_flows(self, port_no: int, port, svi) -> None:
+        tci = ingress_tci(port, svi.vlan)
+        base = dict(in_port=port_no, vlan_tci=tci, eth_dst=svi.mac, eth_type=consts.ETH_TYPE_IPV4)
+        for s in self.services:
+            key = FlowKey(nw_proto=s.proto, nw_dst=s.address + bytes(12), tp_dst=s.port, **base)
+            self.dp.flow_put(key.pack(), MATCH_VIP, VIP_PRIORITY, [act.lb(s.id)], cookie=COOKIE_VIP | s.id)
+            if s.config.mode not in ("nat", "fullnat"):
+                continue
+            for b in s.backends:
+                addr = ipaddress.IPv4Address(b.address).packed + bytes(12)
+                reply = FlowKey(nw_proto=s.proto, nw_src=addr, tp_src=b.port, **base)
+                self.dp.flow_put(reply.pack(), MATCH_REPLY, VIP_PRIORITY, [act.lb_reply()],
+                                 cookie=COOKIE_VIP | s.id)
+                icmp = FlowKey(nw_proto=pk.IP_PROTO_ICMP, nw_src=addr, **base)
+                self.dp.flow_put(icmp.pack(), MATCH_BACKEND_ICMP, VIP_PRIORITY,
+                                 [act.upcall(USERDATA_BACKEND_ICMP)], cookie=COOKIE_VIP | s.id)
+
+    # -- upcalls ----------------------------------------------------------------------------------
+
+    def handle(self, upcall, now: float) -> bool:
+        if upcall.reason == consts.UPCALL_CONN_MISS:
+            self._new_connection(upcall, now)
+            return True
+        if upcall.reason == consts.UPCALL_NO_NEIGH:
+            return self._no_neighbor(upcall, now)
+        if upcall.reason == consts.UPCALL_ACTION and upcall.userdata == USERDATA_BACKEND_ICMP:
+            eth_type, ip_packet = pk.strip_ethernet(upcall.data)
+            if not (eth_type == consts.ETH_TYPE_IPV4 and self._translate_icmp_error(ip_packet)):
+                self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, [act.Action(consts.ACT_ROUTE)])
+            return True
+        return False
+
+    def _no_neighbor(self, upcall, now: float) -> bool:
+        """A packet of a connection waits for ARP: the datapath routed it toward the address it will have
+        after the rewrite (the backend; the client for a full-NAT reply), so that is the one to resolve,
+        and the packet goes again through the same LB action."""
+        key = FlowKey.unpack(upcall.key)
+        if key.nw_proto not in (pk.IP_PROTO_TCP, pk.IP_PROTO_UDP) or key.eth_type != consts.ETH_TYPE_IPV4:
+            return False
+        packet = ConnTuple(key.nw_proto, key.nw_src[:4], key.nw_dst[:4], key.tp_src, key.tp_dst)
+        conn = self.dp.conn_get(packet) if packet.dst in self.by_address else None
+        if conn is not None:
+            toward = conn.reply.src if conn.reply is not None else conn.backend
+            self.l3.resolve(upcall, now, toward, [act.lb(conn.vip_id)])
+            return True
+        conn = self.dp.conn_get(packet, by_reply=True)
+        if conn is None:
+            return False
+        self.l3.resolve(upcall, now, conn.client.src, [act.lb_reply()])
+        return True
+
+    def _new_connection(self, upcall, now: float) -> None:
+        service = self.by_id.get(upcall.userdata)
+        key = FlowKey.unpack(upcall.key)
+        eth_type, ip_packet = pk.strip_ethernet(upcall.data)
+        if service is None or eth_type != consts.ETH_TYPE_IPV4 or key.nw_proto != service.proto \
+                or key.nw_frag & consts.FRAG_LATER:
+            self.counters["no_conn"] += 1
+            return
+        client = ConnTuple(key.nw_proto, key.nw_src[:4], key.nw_dst[:4], key.tp_src, key.tp_dst)
+        if service.proto == pk.IP_PROTO_TCP and not self._opens_connection(key.tcp_flags):
+            # Not the start of a connection we know: a connection that expired, was reset or belonged to
+            # another instance.  Like a host with no such socket, answer with a reset (never to a reset).
+            self.counters["no_conn"] += 1
+            if not key.tcp_flags & pk.TCP_RST:
+                self._refuse(ip_packet)
+            return
+        backend = service.choose(client.src, now)
+        if backend is None:
+            self._refuse(ip_packet)
+            return
+        conn = self._connection(service, backend, client)
+        if conn is None:
+            return
+        try:
+            self.dp.conn_add(conn, _now_ms(now))
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:       # EEXIST: two packets of one new connection in one batch
+                self.counters["conn_refused"] += 1
+                self._release_snat(client)
+                return
+        else:
+            backend.conn_opened()
+            service.counters["connections"] += 1
+            self.counters["conn_new"] += 1
+        self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, [act.lb(service.id)])
+
+    @staticmethod
+    def _opens_connection(flags: int) -> bool:
+        return bool(flags & pk.TCP_SYN) and not flags & (pk.TCP_ACK | pk.TCP_RST | pk.TCP_FIN)
+
+    def _connection(self, service: VirtualService, backend, client: ConnTuple) -> Conn | None:
+        mode = service.config.mode
+        address = ipaddress.IPv4Address(backend.address).packed
+        backend_id = service.backends.index(backend) + 1
+        common = dict(client=client, vip_id=service.id, backend_id=backend_id)
+        if mode == "nat":
+            reply = ConnTuple(client.proto, address, client.src, backend.port, client.sport)
+            return Conn(reply=reply, backend=address, tunnel_src=bytes(4), mode=consts.CONN_NAT,
+                        state=self._initial_state(client), **common)
+        if mode == "fullnat":
+            snat = self.l3.source_address_toward(address)
+            try:
+                port = self.snat.allocate(client.proto, snat, address, backend.port)
+            except PortsExhausted:
+                self.counters["snat_exhausted"] += 1
+                return None
+            self._snat_of[client] = (client.proto, snat, address, backend.port, port)
+            reply = ConnTuple(client.proto, address, snat, backend.port, port)
+            return Conn(reply=reply, backend=address, tunnel_src=bytes(4), mode=consts.CONN_FULLNAT,
+                        state=self._initial_state(client), **common)
+        if mode == "dsr":
+            return Conn(reply=None, backend=address, tunnel_src=bytes(4), mode=consts.CONN_DSR,
+                        state=self._initial_state(client), **common)
+        encap = consts.CONN_GRE if service.config.encap == "gre" else consts.CONN_IPIP
+        return Conn(reply=None, backend=address, tunnel_src=self.l3.source_address_toward(address),
+                    mode=encap, state=self._initial_state(client), **common)
+
+    @staticmethod
+    def _initial_state(client: ConnTuple) -> int:
+        return consts.CS_SYN if client.proto == pk.IP_PROTO_TCP else consts.CS_UDP
+
+    def _release_snat(self, client: ConnTuple) -> None:
+        held = self._snat_of.pop(client, None)
+        if held is not None:
+            self.snat.release(*held)
+
+    # -- answers the switch gives in a VIP's name -------------------------------------------------
+
+    def _refuse(self, ip_packet: bytes) -> None:
+        """A TCP reset (RFC 9293 3.10.7.1) or an ICMP port unreachable for a packet nobody will serve."""
+        ihl, proto, src, dst = pk.ip_header_fields(ip_packet)
+        if proto == pk.IP_PROTO_TCP:
+            sport, dport, seq, ack, flags, _window, payload = pk.tcp_fields(ip_packet[ihl:])
+            if flags & pk.TCP_RST:
+                return
+            if flags & pk.TCP_ACK:
+                segment = pk.tcp(dst, src, dport, sport, ack, 0, pk.TCP_RST, window=0)
+            else:
+                length = len(payload) + (1 if flags & pk.TCP_SYN else 0) + (1 if flags & pk.TCP_FIN else 0)
+                segment = pk.tcp(dst, src, dport, sport, 0, (seq + length) & 0xFFFFFFFF,
+                                 pk.TCP_RST | pk.TCP_ACK, window=0)
+            self.l3.send_ip(src, pk.IP_PROTO_TCP, segment, source=dst)
+            self.counters["rst_sent"] += 1
+        elif proto == pk.IP_PROTO_UDP:
+            self.l3.send_ip(src, pk.IP_PROTO_ICMP, pk.icmp_error(pk.ICMP_UNREACHABLE, 3, ip_packet), source=dst)
+            self.counters["port_unreachable_sent"] += 1
+
+    def local(self, ip_packet: bytes, now: float) -> bool:
+        """A packet for one of the switch's addresses that the L3 stage offers first: TCP/UDP to a VIP
+        port nobody serves is refused; ICMP errors about a connection are translated."""
+        ihl, proto, src, dst = pk.ip_header_fields(ip_packet)
+        if proto == pk.IP_PROTO_ICMP:
+            return self._translate_icmp_error(ip_packet)
+        if dst not in self.by_address or proto not in (pk.IP_PROTO_TCP, pk.IP_PROTO_UDP):
+            return False
+        self.counters["unserved"] += 1
+        self._refuse(ip_packet)
+        return True
+
+    def _translate_icmp_error(self, ip_packet: bytes) -> bool:
+        """An ICMP error quoting a packet of a connection, sent to the side that did not see that packet's
+        addresses: the quote and the outer addresses are rewritten to what that side knows."""
+        ihl, _proto, src, dst = pk.ip_header_fields(ip_packet)
+        icmp = ip_packet[ihl:]
+        if len(icmp) < 8 + 20 + 8 or icmp[0] not in ICMP_ERRORS:
+            return False
+        quoted = icmp[8:]
+        qihl, qproto, qsrc, qdst = pk.ip_header_fields(quoted)
+        if qproto not in (pk.IP_PROTO_TCP, pk.IP_PROTO_UDP) or len(quoted) < qihl + 4:
+            return False
+        qsport, qdport = struct.unpack_from("!HH", quoted, qihl)
+        # The quote is a packet toward the error's sender's side; the connection is found by its reverse.
+        reverse = ConnTuple(qproto, qdst, qsrc, qdport, qsport)
+        conn = self.dp.conn_get(reverse, by_reply=True)
+        if conn is not None:        # about a packet toward the backend: tell the client
+            c = conn.client
+            new_quote = _rewrite_quote(quoted, c.src, c.dst, c.sport, c.dport)
+            outer_src, outer_dst = c.dst, c.src
+        else:
+            conn = self.dp.conn_get(reverse, by_reply=False)
+            if conn is None or conn.reply is None:
+                self.counters["icmp_untranslated"] += 1
+                return False
+            r = conn.reply          # about a reply toward the client: tell the backend
+            new_quote = _rewrite_quote(quoted, r.dst, r.src, r.dport, r.sport)
+            outer_src = r.dst if conn.mode == consts.CONN_FULLNAT else src
+            outer_dst = r.src
+        message = pk.icmp(icmp[0], icmp[1], icmp[4:8] + new_quote)
+        self.l3.send_ip(outer_dst, pk.IP_PROTO_ICMP, message, source=outer_src)
+        self.counters["icmp_translated"] += 1
+        return True
+
+    # -- timers and events ------------------------------------------------------------------------
+
+    def events(self) -> None:
+        """Connections that left the table and SYN -> SYN/ACK times, as the datapath reports them."""
+        for event in self.dp.conn_events():
+            service = self.by_id.get(event.vip_id)
+            if service is None or not 1 <= event.backend_id <= len(service.backends):
+                continue
+            backend = service.backends[event.backend_id - 1]
+            if event.kind == consts.CE_GONE:
+                if event.state not in CLOSING:
+                    backend.conn_closed()
+                self._release_snat(event.client)
+                self.counters["conn_gone"] += 1
+            elif event.kind == consts.CE_STATE:
+                if event.state in CLOSING:
+                    backend.conn_closed()
+                else:
+                    backend.conn_reopened()
+            elif event.kind == consts.CE_RTT:
+                backend.observe_rtt(event.rtt_us / 1000.0)
+
+    def timers(self, now: float) -> None:
+        if not self.services:
+            return
+        self.health.timers(now)
+        self.dp.conn_expire(_now_ms(now))
+        self.events()
+        for s in self.services:
+            s.expire_affinity(now)
+
+    # -- backend states: health checks and the operator ------------------------------------------
+
+    def _health_changed(self, key: tuple[int, int], up: bool, reason: str) -> None:
+        service = self.by_id[key[0]]
+        backend = service.backends[key[1]]
+        self._health_up[key] = up
+        self._apply_state(service, key[1])
+        if not up and service.config.health.on_down == "reset":
+            removed = self.reset_backend_connections(service, backend)
+            log.warning("vip %s: reset %d connections of %s:%d", service.name, removed, backend.address,
+                        backend.port)
+
+    def _health_rtt(self, key: tuple[int, int], ms: float) -> None:
+        self.by_id[key[0]].backends[key[1]].observe_rtt(ms)
+
+    def _apply_state(self, service: VirtualService, index: int) -> None:
+        key = (service.id, index)
+        backend = service.backends[index]
+        if key in self._drained:
+            state = "drain"
+        else:
+            state = "up" if self._health_up.get(key, True) else "down"
+        if state != backend.state:
+            backend.state = state
+            if state != "up":
+                service.forget_backend(backend)
+            service.changed()
+
+    def backend_command(self, vip: str, endpoint: str, change: str) -> dict:
+        """`pyswitch backend VIP ADDRESS:PORT up|down|drain|weight=N`: new connections follow the change at
+        once; connections already open keep their backend."""
+        service = self.by_name.get(vip)
+        if service is None:
+            raise ValueError(f"backend: no VIP named {vip!r} (have {', '.join(self.by_name) or 'none'})")
+        address, _, port_text = endpoint.rpartition(":")
+        backend = service.backend(address, int(port_text)) if port_text.isdigit() else None
+        if backend is None:
+            raise ValueError(f"backend: VIP {vip} has no backend {endpoint!r} "
+                             f"(has {', '.join(f'{b.address}:{b.port}' for b in service.backends)})")
+        index = service.backends.index(backend)
+        key = (service.id, index)
+        if change == "drain":
+            self._drained.add(key)
+        elif change == "up":
+            self._drained.discard(key)
+            self._health_up[key] = True
+        elif change == "down":
+            self._drained.discard(key)
+            self._health_up[key] = False
+        elif change.startswith("weight="):
+            text = change[len("weight="):]
+            if not text.isdigit() or int(text) > 65535:
+                raise ValueError(f"backend: weight must be an integer from 0 to 65535, got {text!r}")
+            backend.weight = int(text)
+            service.changed()
+        else:
+            raise ValueError(f"backend: unknown change {change!r} (up, down, drain, weight=N)")
+        self._apply_state(service, index)
+        log.info("vip %s: backend %s:%d %s", service.name, backend.address, backend.port, change)
+        return service.show()
+
+    # -- operator changes -------------------------------------------------------------------------
+
+    def reset_backend_connections(self, service: VirtualService, backend) -> int:
+        """Removes a backend's connections and resets their clients (on_down = "reset")."""
+        backend_id = service.backends.index(backend) + 1
+        removed = 0
+        for conn in self.dp.conn_dump():
+            if conn.vip_id != service.id or conn.backend_id != backend_id:
+                continue
+            if self.dp.conn_del(conn.client):
+                removed += 1
+                if conn.state not in CLOSING:
+                    backend.conn_closed()
+                self._release_snat(conn.client)
+                if conn.client.proto == pk.IP_PROTO_TCP:
+                    c = conn.client
+                    segment = pk.tcp(c.dst, c.src, c.dport, c.sport, 0, 0, pk.TCP_RST, window=0)
+                    self.l3.send_ip(c.src, pk.IP_PROTO_TCP, segment, source=c.dst)
+                    self.counters["rst_sent"] += 1
+        return removed
+
+    # -- show -------------------------------------------------------------------------------------
+
+    def show_vips(self) -> list[dict]:
+        return [s.show() for s in self.services]
+
+    def show_conns(self, now: float) -> list[dict]:
+        now_ms = _now_ms(now)
+        rows = []
+        for conn in self.dp.conn_dump()[:MAX_SHOWN_CONNS]:
+            service = self.by_id.get(conn.vip_id)
+            backend = service.backends[conn.backend_id - 1] if service else None
+            c = conn.client
+            rows.append({"vip": service.name if service else conn.vip_id,
+                         "client": _endpoint(c.src, c.sport),
+                         "backend": f"{backend.address}:{backend.port}" if backend else None,
+                         "state": STATE_NAMES.get(conn.state, str(conn.state)),
+                         "age_s": round(max(0, now_ms - conn.created_ms) / 1000, 1),
+                         "packets": conn.packets, "bytes": conn.bytes})
+        rows.sort(key=lambda r: (str(r["vip"]), r["client"]))
+        return rows
+
+    def stats(self) -> dict:
+        out = {f"lb_{k}": v for k, v in self.counters.items()}
+        out["lb_snat_ports_in_use"] = self.snat.in_use()
+        for key, value in self.dp.conn_stats().items():
+            out[f"conn_{key}"] = value
+        return out
+
+
+def _rewrite_quote(quoted: bytes, src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
+    """The quoted IPv4 header with new addresses and ports; its header checksum recomputed.  The quoted
+    transport checksum is left alone: receivers match the quote by addresses and ports only."""
+    ihl = (quoted[0] & 0x0F) * 4
+    header = bytearray(quoted[:ihl])
+    header[12:16], header[16:20] = src, dst
+    header[10:12] = b"\x00\x00"
+    header[10:12] = struct.pack("!H", csum(bytes(header)))
+    return bytes(header) + struct.pack("!HH", sport, dport) + quoted[ihl + 4:]
