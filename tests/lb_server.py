@@ -1,13 +1,15 @@
 """A backend for the load-balancing tests: HTTP and UDP servers that answer with their own name.
 
-    python lb_server.py NAME ADDRESS PORT [--delay S] [--udp]
+    python lb_server.py NAME ADDRESS PORT [--delay S] [--udp] [--sick-file PATH]
 
 HTTP: every GET answers 200 with "NAME\\n" after `--delay` seconds (an artificially slow backend);
 GET /hold answers at once and keeps the connection open, echoing every line the client sends, until the
-client closes it (open connections for least-connection and drain tests).
+client closes it (open connections for least-connection and drain tests).  GET /health answers 503 while
+the --sick-file exists, else 200: a health check can fail while the server and its connections live on.
 UDP: every datagram is answered with "NAME\\n".  Prints "ready" once listening.
 """
 import argparse
+import os
 import socket
 import sys
 import time
@@ -21,6 +23,7 @@ def main() -> int:
     parser.add_argument("port", type=int)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--udp", action="store_true")
+    parser.add_argument("--sick-file")
     args = parser.parse_args()
     body = f"{args.name}\n".encode()
     if args.udp:
@@ -35,6 +38,12 @@ def main() -> int:
         protocol_version = "HTTP/1.0"
 
         def do_GET(self):
+            if self.path == "/health":
+                sick = args.sick_file is not None and os.path.exists(args.sick_file)
+                self.send_response(503 if sick else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if self.path == "/hold":
                 self.send_response(200)
                 self.end_headers()

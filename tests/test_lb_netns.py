@@ -24,7 +24,8 @@ DATAPATHS = ["c", "python"]
 
 
 def switch_config(tmp_path, mode="nat", scheduler="rr", protocol="tcp", weights=(1, 1, 1), health="none",
-                  interval_s=0.5, fall=2, rise=2, on_down="keep", persistence_s=0, port=None, extra=""):
+                  interval_s=0.5, fall=2, rise=2, on_down="keep", persistence_s=0, port=None, extra="",
+                  http_path="/"):
     """netns/lb-sw.toml with the [[vip]] this test needs."""
     with open("netns/lb-sw.toml") as f:
         text = f.read().split("[[vip]]")[0]
@@ -34,7 +35,7 @@ def switch_config(tmp_path, mode="nat", scheduler="rr", protocol="tcp", weights=
     for address, weight in zip(BACKENDS.values(), weights):
         text += f'[[vip.backend]]\naddress = "{address}"\nport = {backend_port}\nweight = {weight}\n\n'
     text += (f'[vip.health]\ntype = "{health}"\ninterval_s = {interval_s}\ntimeout_s = {interval_s / 2}\n'
-             f'rise = {rise}\nfall = {fall}\non_down = "{on_down}"\n')
+             f'rise = {rise}\nfall = {fall}\non_down = "{on_down}"\nhttp_path = "{http_path}"\n')
     path = tmp_path / f"lb-sw-{mode}-{scheduler}.toml"
     path.write_text(text)
     return str(path)
@@ -52,11 +53,21 @@ class Lb:
     def start(self, name, delay=0.0, udp=False):
         port = VIP_PORT if self.mode in ("dsr", "tunnel") else 8080
         bind = "0.0.0.0" if self.mode in ("dsr", "tunnel") else BACKENDS[name]
-        argv = [sys.executable, SERVER, name, bind, str(port)] + (["--delay", str(delay)] if delay else []) \
-            + (["--udp"] if udp else [])
+        argv = [sys.executable, SERVER, name, bind, str(port), "--sick-file", self.sick_file(name)] \
+            + (["--delay", str(delay)] if delay else []) + (["--udp"] if udp else [])
         server = self.net.popen(name, argv, stdout=subprocess.PIPE, text=True)
         assert server.stdout.readline().strip() == "ready"
         self.servers[name] = server
+
+    def sick_file(self, name):
+        return f"/tmp/psw-{self.net.id}-{name}-sick"
+
+    def sicken(self, name, sick=True):
+        """Makes `name`'s /health answer 503 (or 200 again); the server and its connections live on."""
+        if sick:
+            open(self.sick_file(name), "w").close()
+        else:
+            os.unlink(self.sick_file(name))
 
     def stop(self, name):
         server = self.servers.pop(name)
@@ -66,6 +77,8 @@ class Lb:
     def stop_all(self):
         for name in list(self.servers):
             self.stop(name)
+            if os.path.exists(self.sick_file(name)):
+                os.unlink(self.sick_file(name))
 
     def curl(self, count, path="/", timeout=120):
         """`count` requests in one curl (one connection each: the servers speak HTTP/1.0): the bodies."""
@@ -261,7 +274,11 @@ HOLD = ("import socket, sys\n"
         "    elif cmd[0] == 'close':\n"
         "        conns[int(cmd[1])].close(); print('closed', flush=True)\n"
         "    elif cmd[0] == 'echo':\n"
-        "        s = conns[int(cmd[1])]; s.sendall(b'ping\\n'); print(s.recv(100).decode().strip(), flush=True)\n")
+        "        s = conns[int(cmd[1])]\n"
+        "        try:\n"
+        "            s.sendall(b'ping\\n'); print(s.recv(100).decode().strip(), flush=True)\n"
+        "        except ConnectionResetError:\n"
+        "            print('reset', flush=True)\n")
 
 
 class Holder:
@@ -333,12 +350,40 @@ def test_health_takes_a_dead_backend_out_and_brings_it_back(lb, datapath):
     assert counts(results).get("b2") == 10
 
 
-def test_tcp_and_icmp_health_checks(lb):
-    lb = lb(health="tcp", interval_s=0.3)
-    lb.stop("b3")
+@pytest.mark.parametrize("kind", ["tcp", "icmp"])
+def test_tcp_and_icmp_health_checks(lb, kind):
+    lb = lb(health=kind, interval_s=0.3)
+    time.sleep(1.0)
+    if kind == "tcp":
+        lb.stop("b3")                   # the port closes: SYN answered by RST
+    else:
+        lb.net.exec("b3", ["ip", "link", "set", "eth0", "down"], check=True)     # the host is gone
     time.sleep(0.3 * 2 + 1)
     states = {a: b["state"] for a, b in lb.show_vips().items()}
     assert states == {"192.0.2.11": "up", "192.0.2.12": "up", "192.0.2.13": "down"}, states
+    assert {b["rtt_ms"] is not None for b in lb.show_vips().values()} == {True}, "probes measure round trips"
+
+
+@pytest.mark.parametrize("on_down", ["reset", "keep"])
+def test_on_down_resets_or_keeps_open_connections(lb, on_down):
+    lb = lb(scheduler="rr", health="http", http_path="/health", interval_s=0.3, on_down=on_down)
+    holder = Holder(lb)
+    try:
+        first = holder.ask("open")
+        lb.sicken(first)
+        time.sleep(0.3 * 2 + 1)
+        assert lb.show_vips()[BACKENDS[first]]["state"] == "down"
+        answer = holder.ask("echo 0")
+        if on_down == "reset":
+            assert answer == "reset", "the client of a dead backend is reset"
+            assert lb.switch.show("conns") == []
+        else:
+            assert answer == "ping", "the connection lives on with its backend"
+        lb.sicken(first, False)
+        time.sleep(0.3 * 3 + 1)
+        assert lb.show_vips()[BACKENDS[first]]["state"] == "up"
+    finally:
+        holder.close()
 
 
 def test_drain_lets_open_connections_finish(lb):

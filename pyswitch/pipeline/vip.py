@@ -406,7 +406,9 @@ class VipStage:
     # -- operator changes -------------------------------------------------------------------------
 
     def reset_backend_connections(self, service: VirtualService, backend) -> int:
-        """Removes a backend's connections and resets their clients (on_down = "reset")."""
+        """Removes a backend's connections (on_down = "reset").  The client's next packet finds none and is
+        answered with a RST that carries the sequence number the client expects; a RST sent now could
+        not (the datapath does not follow sequence numbers), and Linux ignores one out of window."""
         backend_id = service.backends.index(backend) + 1
         removed = 0
         for conn in self.dp.conn_dump():
@@ -417,11 +419,6 @@ class VipStage:
                 if conn.state not in CLOSING:
                     backend.conn_closed()
                 self._release_snat(conn.client)
-                if conn.client.proto == pk.IP_PROTO_TCP:
-                    c = conn.client
-                    segment = pk.tcp(c.dst, c.src, c.dport, c.sport, 0, 0, pk.TCP_RST, window=0)
-                    self.l3.send_ip(c.src, pk.IP_PROTO_TCP, segment, source=c.dst)
-                    self.counters["rst_sent"] += 1
         return removed
 
     # -- show -------------------------------------------------------------------------------------
