@@ -229,10 +229,11 @@ def test_ping_to_the_vip_and_unserved_ports(lb, datapath):
     assert stats["lb_unserved"] >= 2 and stats["lb_rst_sent"] >= 1 and stats["lb_port_unreachable_sent"] >= 1
 
 
-def test_icmp_errors_from_a_backend_are_translated(lb):
+@pytest.mark.parametrize("datapath", DATAPATHS)
+def test_icmp_errors_from_a_backend_are_translated(lb, datapath):
     """A UDP VIP whose backend has no server: the backend's port unreachable quotes the backend's address;
     translated, it reaches the client's connected socket as a refusal from the VIP."""
-    lb = lb(mode="nat", protocol="udp", start=())
+    lb = lb(datapath=datapath, mode="nat", protocol="udp", start=())
     code = ("import socket\n"
             "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)\n"
             f"s.connect(('{VIP}', {VIP_PORT})); s.send(b'x')\n"
@@ -253,9 +254,10 @@ def test_wrr_3_1_1(lb, datapath):
     assert abs(share["b1"] / 300 - 0.6) <= 0.05 and abs(share["b2"] / 300 - 0.2) <= 0.05, share
 
 
+@pytest.mark.parametrize("datapath", DATAPATHS)
 @pytest.mark.parametrize("scheduler", ["sh", "maglev"])
-def test_one_client_one_backend(lb, scheduler):
-    lb = lb(scheduler=scheduler)
+def test_one_client_one_backend(lb, scheduler, datapath):
+    lb = lb(datapath=datapath, scheduler=scheduler)
     results, out = lb.curl(50)
     assert len(results) == 50 and len(counts(results)) == 1, out[-500:]
 
@@ -298,8 +300,9 @@ class Holder:
         self.process.wait()
 
 
-def test_lc_sends_new_connections_to_the_least_loaded(lb):
-    lb = lb(scheduler="lc")
+@pytest.mark.parametrize("datapath", DATAPATHS)
+def test_lc_sends_new_connections_to_the_least_loaded(lb, datapath):
+    lb = lb(datapath=datapath, scheduler="lc")
     holder = Holder(lb)
     try:
         first = [holder.ask("open") for _ in range(3)]
@@ -313,8 +316,9 @@ def test_lc_sends_new_connections_to_the_least_loaded(lb):
         holder.close()
 
 
-def test_fastest_prefers_the_quick_backends(lb):
-    lb = lb(scheduler="fastest", health="http", interval_s=0.2, delays={"b2": 0.05})
+@pytest.mark.parametrize("datapath", DATAPATHS)
+def test_fastest_prefers_the_quick_backends(lb, datapath):
+    lb = lb(datapath=datapath, scheduler="fastest", health="http", interval_s=0.2, delays={"b2": 0.05})
     time.sleep(1.5)                     # a few health checks have measured every backend
     results, out = lb.curl(150)
     share = counts(results)
@@ -350,9 +354,10 @@ def test_health_takes_a_dead_backend_out_and_brings_it_back(lb, datapath):
     assert counts(results).get("b2") == 10
 
 
+@pytest.mark.parametrize("datapath", DATAPATHS)
 @pytest.mark.parametrize("kind", ["tcp", "icmp"])
-def test_tcp_and_icmp_health_checks(lb, kind):
-    lb = lb(health=kind, interval_s=0.3)
+def test_tcp_and_icmp_health_checks(lb, kind, datapath):
+    lb = lb(datapath=datapath, health=kind, interval_s=0.3)
     time.sleep(1.0)
     if kind == "tcp":
         lb.stop("b3")                   # the port closes: SYN answered by RST
@@ -364,9 +369,10 @@ def test_tcp_and_icmp_health_checks(lb, kind):
     assert {b["rtt_ms"] is not None for b in lb.show_vips().values()} == {True}, "probes measure round trips"
 
 
+@pytest.mark.parametrize("datapath", DATAPATHS)
 @pytest.mark.parametrize("on_down", ["reset", "keep"])
-def test_on_down_resets_or_keeps_open_connections(lb, on_down):
-    lb = lb(scheduler="rr", health="http", http_path="/health", interval_s=0.3, on_down=on_down)
+def test_on_down_resets_or_keeps_open_connections(lb, on_down, datapath):
+    lb = lb(datapath=datapath, scheduler="rr", health="http", http_path="/health", interval_s=0.3, on_down=on_down)
     holder = Holder(lb)
     try:
         first = holder.ask("open")
@@ -386,8 +392,9 @@ def test_on_down_resets_or_keeps_open_connections(lb, on_down):
         holder.close()
 
 
-def test_drain_lets_open_connections_finish(lb):
-    lb = lb(scheduler="wrr")
+@pytest.mark.parametrize("datapath", DATAPATHS)
+def test_drain_lets_open_connections_finish(lb, datapath):
+    lb = lb(datapath=datapath, scheduler="wrr")
     holder = Holder(lb)
     try:
         first = holder.ask("open")
@@ -411,8 +418,9 @@ def test_drain_lets_open_connections_finish(lb):
         holder.close()
 
 
-def test_show_vips_and_conns_json(lb):
-    lb = lb()
+@pytest.mark.parametrize("datapath", DATAPATHS)
+def test_show_vips_and_conns_json(lb, datapath):
+    lb = lb(datapath=datapath)
     holder = Holder(lb)
     try:
         holder.ask("open")
@@ -433,7 +441,8 @@ def test_show_vips_and_conns_json(lb):
 
 # -- tunnel mode, through a second pyswitch that decapsulates ----------------------------------------------
 
-@pytest.mark.parametrize("encap,datapath", [("ipip", "c"), ("gre", "c"), ("ipip", "python")])
+@pytest.mark.parametrize("datapath", DATAPATHS)
+@pytest.mark.parametrize("encap", ["ipip", "gre"])
 def test_tunnel_through_a_decapsulating_switch(topology, tmp_path, encap, datapath):
     with open("netns/lb-tunnel-sw1.toml") as f:
         sw1 = tmp_path / "lb-tunnel-sw1.toml"
