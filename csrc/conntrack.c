@@ -107,12 +107,6 @@ static const uint32_t default_timeouts_ms[PS_CS_COUNT] = {
     [PS_CS_UDP] = PS_CT_UDP_TIMEOUT_MS,
 };
 
-static inline uint16_t
-be16_load(const uint8_t *p)
-{
-    return p[0] << 8 | p[1];
-}
-
 /* Floor division, as Python's '//', so that negative fake clocks behave like
  * the twin's (flowtable.c has the same). */
 static inline int64_t
@@ -729,7 +723,7 @@ lb_packet_parse(const struct ps_frame *frame, struct lb_packet *p)
         return false;
     }
     p->ip = (const struct ps_ip_hdr *) (frame->data + l3);
-    if (be16_load(frame->data + l3 + offsetof(struct ps_ip_hdr, ip_frag_off)) & PS_IP_FRAG_OFF_MASK) {
+    if (ps_be16_load(frame->data + l3 + offsetof(struct ps_ip_hdr, ip_frag_off)) & PS_IP_FRAG_OFF_MASK) {
         return false;
     }
     if (p->ip->ip_proto == PS_IPPROTO_TCP) {
@@ -751,7 +745,7 @@ lb_packet_parse(const struct ps_frame *frame, struct lb_packet *p)
     memcpy(p->tuple.sport, l4, 2);
     memcpy(p->tuple.dport, l4 + 2, 2);
     p->tcp_flags = p->tuple.proto == PS_IPPROTO_TCP
-                   ? be16_load(l4 + offsetof(struct ps_tcp_hdr, tcp_ctl)) & PS_TCP_FLAGS_MASK : 0;
+                   ? ps_be16_load(l4 + offsetof(struct ps_tcp_hdr, tcp_ctl)) & PS_TCP_FLAGS_MASK : 0;
     return true;
 }
 
@@ -796,11 +790,11 @@ lb_rewrite_client(struct ps_frame *frame, const struct conn *c)
     switch (c->mode) {
     case PS_CONN_FULLNAT:
         ps_ipv4_set_addr(frame, PS_NAT_IPV4_SRC, c->reply.dst);
-        ps_l4_set_port(frame, PS_NAT_TP_SRC, be16_load(c->reply.dport));
+        ps_l4_set_port(frame, PS_NAT_TP_SRC, ps_be16_load(c->reply.dport));
         /* fall through */
     case PS_CONN_NAT:
         ps_ipv4_set_addr(frame, PS_NAT_IPV4_DST, c->reply.src);
-        ps_l4_set_port(frame, PS_NAT_TP_DST, be16_load(c->reply.sport));
+        ps_l4_set_port(frame, PS_NAT_TP_DST, ps_be16_load(c->reply.sport));
         break;
     case PS_CONN_IPIP:
         ps_tunnel_encap(frame, PS_IPPROTO_IPIP, c->tunnel_src, c->backend);
@@ -819,10 +813,10 @@ static void
 lb_rewrite_reply(struct ps_frame *frame, const struct conn *c)
 {
     ps_ipv4_set_addr(frame, PS_NAT_IPV4_SRC, c->client.dst);
-    ps_l4_set_port(frame, PS_NAT_TP_SRC, be16_load(c->client.dport));
+    ps_l4_set_port(frame, PS_NAT_TP_SRC, ps_be16_load(c->client.dport));
     if (c->mode == PS_CONN_FULLNAT) {
         ps_ipv4_set_addr(frame, PS_NAT_IPV4_DST, c->client.src);
-        ps_l4_set_port(frame, PS_NAT_TP_DST, be16_load(c->client.sport));
+        ps_l4_set_port(frame, PS_NAT_TP_DST, ps_be16_load(c->client.sport));
     }
 }
 

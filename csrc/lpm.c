@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ps_hdrs.h"
 #include "pyswitch.h"
 
 #define TBL24_ENTRIES (1u << 24)       /* one entry per /24 */
@@ -88,12 +89,6 @@ static inline uint32_t
 prefix_mask(uint8_t plen)
 {
     return plen ? UINT32_MAX << (32 - plen) : 0;
-}
-
-static inline uint32_t
-be32_load(const uint8_t *p)
-{
-    return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
 }
 
 struct ps_lpm *
@@ -352,7 +347,7 @@ ps_lpm_add(struct ps_lpm *lpm, const uint8_t *prefix_be, uint8_t plen, uint32_t 
     if (plen > 32 || nh_id == 0 || nh_id >= PS_MAX_NEXTHOPS) {
         return -EINVAL;
     }
-    prefix = be32_load(prefix_be) & prefix_mask(plen);
+    prefix = ps_be32_load(prefix_be) & prefix_mask(plen);
     i = rule_find(lpm, prefix, plen);
     if (i != PS_NIL) {
         lpm->rules[i].nh_id = nh_id;
@@ -387,7 +382,7 @@ ps_lpm_del(struct ps_lpm *lpm, const uint8_t *prefix_be, uint8_t plen)
     if (plen > 32) {
         return -EINVAL;
     }
-    prefix = be32_load(prefix_be) & prefix_mask(plen);
+    prefix = ps_be32_load(prefix_be) & prefix_mask(plen);
     if (rule_find(lpm, prefix, plen) == PS_NIL) {
         return 0;
     }
@@ -410,7 +405,7 @@ ps_lpm_del(struct ps_lpm *lpm, const uint8_t *prefix_be, uint8_t plen)
 uint32_t
 ps_lpm_lookup(const struct ps_lpm *lpm, const uint8_t *addr)
 {
-    uint32_t a = be32_load(addr);
+    uint32_t a = ps_be32_load(addr);
     uint32_t entry = lpm->tbl24[a >> 8];
 
     if (entry & ENTRY_EXT) {

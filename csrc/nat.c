@@ -43,31 +43,6 @@ struct nat_hdrs {
     bool partial;                /* the kernel completes the L4 checksum: the field holds the pseudo-header sum */
 };
 
-static inline uint16_t
-be16_load(const uint8_t *p)
-{
-    return p[0] << 8 | p[1];
-}
-
-static inline void
-be16_store(uint8_t *p, uint16_t value)
-{
-    p[0] = value >> 8;
-    p[1] = value & 0xff;
-}
-
-static inline uint32_t
-be32_load(const uint8_t *p)
-{
-    return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
-}
-
-static inline bool
-is_vlan_tpid(uint16_t type)
-{
-    return type == PS_ETH_TYPE_VLAN || type == PS_ETH_TYPE_QINQ;
-}
-
 uint32_t
 ps_ipv4_offset(const uint8_t *data, uint32_t size)
 {
@@ -78,13 +53,13 @@ ps_ipv4_offset(const uint8_t *data, uint32_t size)
     if (size < sizeof(struct ps_eth_hdr)) {
         return 0;
     }
-    type = be16_load(data + type_ofs);
-    for (int n = 0; n < MAX_IPV4_TAGS && is_vlan_tpid(type); n++) {
+    type = ps_be16_load(data + type_ofs);
+    for (int n = 0; n < MAX_IPV4_TAGS && ps_is_vlan_tpid(type); n++) {
         type_ofs += sizeof(struct ps_vlan_hdr);
         if (type_ofs + 2 > size) {
             return 0;
         }
-        type = be16_load(data + type_ofs);
+        type = ps_be16_load(data + type_ofs);
     }
     l3 = type_ofs + 2;
     if (type != PS_ETH_TYPE_IP || size < l3 + sizeof(struct ps_ip_hdr)) {
@@ -116,7 +91,7 @@ nat_locate(struct ps_frame *frame, struct nat_hdrs *h)
     h->l4_csum = NULL;
     h->udp = false;
     h->partial = false;
-    if (be16_load(h->ip + IP_FRAG_OFS) & PS_IP_FRAG_OFF_MASK) {
+    if (ps_be16_load(h->ip + IP_FRAG_OFS) & PS_IP_FRAG_OFF_MASK) {
         return true;
     }
     switch (h->ip[IP_PROTO_OFS]) {
@@ -149,7 +124,7 @@ l4_csum_store(const struct nat_hdrs *h, uint16_t check)
     if (h->udp && check == 0) {
         check = UDP_CSUM_MANGLED_0;
     }
-    be16_store(h->l4_csum, check);
+    ps_be16_store(h->l4_csum, check);
 }
 
 void
@@ -163,16 +138,16 @@ ps_ipv4_set_addr(struct ps_frame *frame, size_t field_ofs, const uint8_t *addr)
     if (!nat_locate(frame, &h)) {
         return;
     }
-    old_addr = be32_load(h.ip + field_ofs);
-    new_addr = be32_load(addr);
+    old_addr = ps_be32_load(h.ip + field_ofs);
+    new_addr = ps_be32_load(addr);
     memcpy(h.ip + field_ofs, addr, 4);
-    be16_store(h.ip + IP_CSUM_OFS, ps_csum_update32(be16_load(h.ip + IP_CSUM_OFS), old_addr, new_addr));
+    ps_be16_store(h.ip + IP_CSUM_OFS, ps_csum_update32(ps_be16_load(h.ip + IP_CSUM_OFS), old_addr, new_addr));
     if (!h.l4) {
         return;
     }
-    check = be16_load(h.l4_csum);
+    check = ps_be16_load(h.l4_csum);
     if (h.partial) {
-        be16_store(h.l4_csum, ~ps_csum_update32(~check, old_addr, new_addr));
+        ps_be16_store(h.l4_csum, ~ps_csum_update32(~check, old_addr, new_addr));
     } else if (!(h.udp && check == 0)) {
         l4_csum_store(&h, ps_csum_update32(check, old_addr, new_addr));
     }
@@ -188,9 +163,9 @@ ps_l4_set_port(struct ps_frame *frame, size_t field_ofs, uint16_t port)
     if (!nat_locate(frame, &h) || !h.l4) {
         return;
     }
-    old_port = be16_load(h.l4 + field_ofs);
-    be16_store(h.l4 + field_ofs, port);
-    check = be16_load(h.l4_csum);
+    old_port = ps_be16_load(h.l4 + field_ofs);
+    ps_be16_store(h.l4 + field_ofs, port);
+    check = ps_be16_load(h.l4_csum);
     if (!h.partial && !(h.udp && check == 0)) {
         l4_csum_store(&h, ps_csum_update16(check, old_port, port));
     }

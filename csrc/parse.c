@@ -11,19 +11,6 @@
 #include "ps_consts.h"
 #include "ps_hdrs.h"
 
-static inline void
-put_be16(uint8_t dst[2], uint16_t value)
-{
-    dst[0] = value >> 8;
-    dst[1] = value & 0xff;
-}
-
-static inline int
-is_vlan_tpid(uint16_t type)
-{
-    return type == PS_ETH_TYPE_VLAN || type == PS_ETH_TYPE_QINQ;
-}
-
 /* Parses the L4 header at 'l4' with 'region' bytes left in the L3 payload.
  * 'l4_allowed_icmp' is the ICMP protocol number valid for this IP version.
  * Returns a PS_PE_* code and sets result->l4_ofs on success for TCP, UDP and
@@ -49,7 +36,7 @@ parse_l4(const uint8_t *frame, uint32_t l4, uint32_t region, int is_gso, uint8_t
         }
         memcpy(key->tp_src, &tcp->tcp_src, 2);
         memcpy(key->tp_dst, &tcp->tcp_dst, 2);
-        put_be16(key->tcp_flags, ctl & PS_TCP_FLAGS_MASK);
+        ps_be16_store(key->tcp_flags, ctl & PS_TCP_FLAGS_MASK);
     } else if (proto == PS_IPPROTO_UDP) {
         const struct ps_udp_hdr *udp = (const void *) (frame + l4);
 
@@ -73,8 +60,8 @@ parse_l4(const uint8_t *frame, uint32_t l4, uint32_t region, int is_gso, uint8_t
         if (region < sizeof *icmp) {
             return PS_PE_L4_TRUNC;
         }
-        put_be16(key->tp_src, icmp->icmp_type);
-        put_be16(key->tp_dst, icmp->icmp_code);
+        ps_be16_store(key->tp_src, icmp->icmp_type);
+        ps_be16_store(key->tp_dst, icmp->icmp_code);
     } else {
         return PS_PE_OK;
     }
@@ -242,7 +229,7 @@ ps_parse(const uint8_t *frame, uint32_t size, uint16_t in_port, uint32_t max_fra
 
     memset(key, 0, sizeof *key);
     memset(result, 0, sizeof *result);
-    put_be16(key->in_port, in_port);
+    ps_be16_store(key->in_port, in_port);
 
     if (max_frame > 0 && !is_gso && size > max_frame) {
         error = PS_PE_OVERSIZE;
@@ -256,7 +243,7 @@ ps_parse(const uint8_t *frame, uint32_t size, uint16_t in_port, uint32_t max_fra
     memcpy(key->eth_src, eth->eth_src, PS_ETH_ADDR_LEN);
 
     type = ntohs(eth->eth_type);
-    for (n_tags = 0; is_vlan_tpid(type); n_tags++) {
+    for (n_tags = 0; ps_is_vlan_tpid(type); n_tags++) {
         /* The tag (TPID at type_ofs, TCI after it) and the next type must
          * fit: 18 bytes for one tag.  The size check comes before the
          * third-tag check, in the contract's order. */
@@ -272,17 +259,17 @@ ps_parse(const uint8_t *frame, uint32_t size, uint16_t in_port, uint32_t max_fra
             uint16_t tci = (frame[type_ofs + 2] << 8) | frame[type_ofs + 3];
 
             /* The DEI bit is dropped and its place marks "tag present". */
-            put_be16(key->vlan_tci, tci | PS_VLAN_PRESENT);
+            ps_be16_store(key->vlan_tci, tci | PS_VLAN_PRESENT);
         }
         type_ofs += sizeof(struct ps_vlan_hdr);
         type = (frame[type_ofs] << 8) | frame[type_ofs + 1];
     }
     if (type < PS_ETH_TYPE_MIN) {
-        put_be16(key->eth_type, PS_ETH_TYPE_NONE);
+        ps_be16_store(key->eth_type, PS_ETH_TYPE_NONE);
         error = PS_PE_OK;
         goto out;
     }
-    put_be16(key->eth_type, type);
+    ps_be16_store(key->eth_type, type);
 
     switch (type) {
     case PS_ETH_TYPE_ARP:

@@ -10,6 +10,7 @@
 #ifndef PS_HDRS_H
 #define PS_HDRS_H 1
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef uint16_t ps_be16;        /* a 16-bit value in network byte order */
@@ -148,5 +149,32 @@ _Static_assert(sizeof(struct ps_icmp_hdr) == 4, "ICMP header prefix is 4 bytes")
 #define PS_VNET_F_NEEDS_CSUM 1          /* csum_start/csum_offset say where to checksum */
 #define PS_VNET_GSO_TYPE_MASK 0x7f      /* gso_type without the ECN flag */
 #define PS_VNET_HDR_SIZE 10             /* bytes of struct virtio_net_hdr on the wire */
+
+/* Unaligned big-endian access to header fields inside a frame, and the
+ * TPIDs of a VLAN tag: one definition for every file that reads headers. */
+static inline uint16_t
+ps_be16_load(const uint8_t *p)
+{
+    return p[0] << 8 | p[1];
+}
+
+static inline void
+ps_be16_store(uint8_t *p, uint16_t value)
+{
+    p[0] = value >> 8;
+    p[1] = value & 0xff;
+}
+
+static inline uint32_t
+ps_be32_load(const uint8_t *p)
+{
+    return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
+}
+
+static inline bool
+ps_is_vlan_tpid(uint16_t type)
+{
+    return type == PS_ETH_TYPE_VLAN || type == PS_ETH_TYPE_QINQ;
+}
 
 #endif /* PS_HDRS_H */

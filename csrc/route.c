@@ -247,18 +247,6 @@ ps_dp_neigh_get(struct ps_dp *dp, uint16_t vlan, const uint8_t *addr, struct ps_
 
 /* The ROUTE action. */
 
-static inline uint16_t
-be16_load(const uint8_t *p)
-{
-    return p[0] << 8 | p[1];
-}
-
-static inline bool
-is_vlan_tpid(uint16_t type)
-{
-    return type == PS_ETH_TYPE_VLAN || type == PS_ETH_TYPE_QINQ;
-}
-
 /* 0/8, 127/8, 224/4 and 240/4 (which holds 255.255.255.255): sources no
  * router forwards from (RFC 1812 section 5.3.7). */
 static inline bool
@@ -295,7 +283,7 @@ ttl_decrement(uint8_t *l3)
     uint16_t check;
 
     ip->ip_ttl--;
-    check = ps_csum_update16(be16_load(csum), old_word, old_word - 0x100);
+    check = ps_csum_update16(ps_be16_load(csum), old_word, old_word - 0x100);
     csum[0] = check >> 8;
     csum[1] = check & 0xff;
 }
@@ -355,7 +343,7 @@ ps_route_decide(const struct ps_routes *routes, const uint8_t *src, const uint8_
 void
 ps_route_rewrite(struct ps_frame *frame, const struct ps_route_result *result, struct ps_dp_stats *stats)
 {
-    while (is_vlan_tpid(be16_load(frame->data + 2 * PS_ETH_ADDR_LEN))) {
+    while (ps_is_vlan_tpid(ps_be16_load(frame->data + 2 * PS_ETH_ADDR_LEN))) {
         ps_frame_pop_tag(frame);
     }
     ttl_decrement(frame->data + sizeof(struct ps_eth_hdr));

@@ -27,19 +27,6 @@
 _Static_assert(PS_HEADROOM >= 4 * (PS_MAX_ACTIONS + 1) + PS_TUNNEL_MAX_HDR,
                "headroom must hold 17 VLAN tags and one tunnel header");
 
-static inline uint16_t
-be16_load(const uint8_t *p)
-{
-    return p[0] << 8 | p[1];
-}
-
-static inline void
-be16_store(uint8_t *p, uint16_t value)
-{
-    p[0] = value >> 8;
-    p[1] = value & 0xff;
-}
-
 /* Writes the outer IPv4 header at 'ip' for the IPv4 packet 'inner' carried
  * in 'payload_size' more bytes: TOS and DF from the inner header, id 0, TTL
  * PS_TUNNEL_TTL, the checksum computed. */
@@ -48,21 +35,21 @@ outer_ip_write(uint8_t *ip, const uint8_t *inner, uint32_t payload_size, uint8_t
                const uint8_t *dst)
 {
     struct ps_ip_hdr *h = (struct ps_ip_hdr *) ip;
-    uint16_t inner_len = be16_load(inner + offsetof(struct ps_ip_hdr, ip_tot_len));
-    uint16_t inner_frag = be16_load(inner + offsetof(struct ps_ip_hdr, ip_frag_off));
+    uint16_t inner_len = ps_be16_load(inner + offsetof(struct ps_ip_hdr, ip_tot_len));
+    uint16_t inner_frag = ps_be16_load(inner + offsetof(struct ps_ip_hdr, ip_frag_off));
 
     memset(h, 0, sizeof *h);
     h->ip_ihl_ver = IP_VERSION_IHL5;
     h->ip_tos = inner[offsetof(struct ps_ip_hdr, ip_tos)];
     /* The inner total length, not the frame's size: Ethernet padding after
      * the inner packet stays padding after the outer one. */
-    be16_store(ip + offsetof(struct ps_ip_hdr, ip_tot_len), (uint16_t) (inner_len + payload_size));
-    be16_store(ip + offsetof(struct ps_ip_hdr, ip_frag_off), inner_frag & IP_DF);
+    ps_be16_store(ip + offsetof(struct ps_ip_hdr, ip_tot_len), (uint16_t) (inner_len + payload_size));
+    ps_be16_store(ip + offsetof(struct ps_ip_hdr, ip_frag_off), inner_frag & IP_DF);
     h->ip_ttl = PS_TUNNEL_TTL;
     h->ip_proto = proto;
     memcpy(h->ip_src, src, 4);
     memcpy(h->ip_dst, dst, 4);
-    be16_store(ip + offsetof(struct ps_ip_hdr, ip_csum), ps_csum(ip, sizeof *h, 0));
+    ps_be16_store(ip + offsetof(struct ps_ip_hdr, ip_csum), ps_csum(ip, sizeof *h, 0));
 }
 
 int
@@ -84,8 +71,8 @@ ps_tunnel_encap(struct ps_frame *frame, uint8_t proto, const uint8_t *src, const
     if (proto == PS_IPPROTO_GRE) {
         uint8_t *gre = data + l3 + sizeof(struct ps_ip_hdr);
 
-        be16_store(gre, 0);
-        be16_store(gre + 2, PS_ETH_TYPE_IP);
+        ps_be16_store(gre, 0);
+        ps_be16_store(gre + 2, PS_ETH_TYPE_IP);
     }
     frame->data = data;
     frame->size += added;
@@ -105,8 +92,8 @@ gre_hdr_size(const uint8_t *gre, uint32_t avail)
     if (avail < size) {
         return 0;
     }
-    flags = be16_load(gre);
-    if ((flags & PS_GRE_F_ROUTING) || (flags & PS_GRE_VERSION_MASK) || be16_load(gre + 2) != PS_ETH_TYPE_IP) {
+    flags = ps_be16_load(gre);
+    if ((flags & PS_GRE_F_ROUTING) || (flags & PS_GRE_VERSION_MASK) || ps_be16_load(gre + 2) != PS_ETH_TYPE_IP) {
         return 0;
     }
     size += (flags & PS_GRE_F_CSUM) ? 4 : 0;     /* checksum and reserved1 */
@@ -134,7 +121,7 @@ ps_tunnel_decap(struct ps_frame *frame)
         return -EINVAL;
     }
     ip = frame->data + l3;
-    if (be16_load(ip + offsetof(struct ps_ip_hdr, ip_frag_off)) & (PS_IP_MF | PS_IP_FRAG_OFF_MASK)) {
+    if (ps_be16_load(ip + offsetof(struct ps_ip_hdr, ip_frag_off)) & (PS_IP_MF | PS_IP_FRAG_OFF_MASK)) {
         return -EINVAL;
     }
     removed = (ip[0] & 0xf) * 4u;

@@ -413,11 +413,11 @@ class Datapath(_FlowTableOps):
     def run(self, now_ms=-1) -> int:
         return lib.ps_dp_run(self._dp, now_ms)
 
-    def upcalls(self) -> list[Upcall]:
+    def upcalls(self, start=0) -> list[Upcall]:
         n = lib.ps_dp_upcalls(self._dp, self._upcalls)
         array = self._upcalls[0]
         out = []
-        for i in range(n):
+        for i in range(start, n):
             u = array[i]
             out.append(Upcall(
                 u.in_port, u.reason, u.userdata,

@@ -133,12 +133,13 @@ class Switch:
         self.dp.poll(timeout_ms)
         now = time.monotonic()
         # Handling an upcall may execute packets that upcall again (a connection's first packet now waits
-        # for ARP): they join the same queue, so read it until nothing new came.  The queue is bounded.
+        # for ARP): they join the same queue, so read on from where we were until nothing new came.  The
+        # queue is bounded.
         handled = 0
-        while len(upcalls := self.dp.upcalls()) > handled:
-            for upcall in upcalls[handled:]:
+        while upcalls := self.dp.upcalls(handled):
+            for upcall in upcalls:
                 self._upcall(upcall, now)
-            handled = len(upcalls)
+            handled += len(upcalls)
         if self.vips.enabled:
             self.vips.events()
             self.vips.health.timers(now)

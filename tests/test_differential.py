@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
                                 IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
-from scapy.layers.l2 import ARP, LLC, Dot1AD, Dot1Q, Dot3, Ether
+from scapy.layers.l2 import ARP, GRE, LLC, Dot1AD, Dot1Q, Dot3, Ether
 from scapy.packet import Raw
 
 from pyswitch import consts, fastpath, refpath
@@ -209,6 +209,7 @@ lb_actions = st.one_of(
     st.builds(lambda v: Action(consts.ACT_LB, arg32=v), st.integers(0, 2**32 - 1)),
     st.just(Action(consts.ACT_LB_REPLY)),
     st.just(Action(consts.ACT_DECAP)),
+    st.just(Action(consts.ACT_DECAP, arg=consts.DECAP_DELIVER)),
 )
 valid_actions = valid_actions | lb_actions
 bad_actions = st.one_of(st.builds(lambda p: Action(consts.ACT_OUTPUT, arg=p), st.integers(64, 0xFFFF)),
@@ -359,6 +360,7 @@ def dp_state(dp):
     return {
         "outputs": {p: dp.take(p) for p in range(N_PORTS)},
         "upcalls": [tuple(u) for u in dp.upcalls()],
+        "upcalls_from_1": [tuple(u) for u in dp.upcalls(1)],
         "stats": norm_stats(dp.stats()),
         "ports": {p: dp.port_stats(p) for p in range(N_PORTS)},
         "flows": sorted(map(norm_info, dp.flows())),
@@ -525,6 +527,16 @@ def route_frames(draw):
     return bytes(pkt / ip / draw(l4_for(4)))
 
 
+@st.composite
+def tunnel_frames(draw):
+    """An IPIP or GRE packet around a route_frames() packet, so DECAP's delivery to the outer destination is routed."""
+    inner = Ether(draw(route_frames()))[IP]
+    outer = IP(src=draw(st.sampled_from(R_ADDRS[:7])), dst=draw(st.sampled_from(R_ADDRS[:7])),
+               ttl=draw(st.sampled_from([1, 64])))
+    body = GRE(proto=0x0800) / inner if draw(st.booleans()) else inner
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:fe") / outer / body)
+
+
 _route_dp_action_lists = st.lists(st.one_of(
     st.just(Action(consts.ACT_ROUTE)), st.just(Action(consts.ACT_ROUTE)),
     st.builds(lambda p: Action(consts.ACT_OUTPUT, arg=p), st.integers(0, R_PORTS)),
@@ -532,14 +544,17 @@ _route_dp_action_lists = st.lists(st.one_of(
     st.just(Action(consts.ACT_POP_VLAN)),
     st.builds(lambda u: Action(consts.ACT_UPCALL, arg32=u), st.integers(0, 9))), min_size=1, max_size=5)
 route_dp_actions = st.one_of(st.just([Action(consts.ACT_ROUTE)]),
+                             st.sampled_from([[Action(consts.ACT_DECAP, arg=consts.DECAP_DELIVER),
+                                               Action(consts.ACT_ROUTE)],
+                                              [Action(consts.ACT_DECAP), Action(consts.ACT_ROUTE)]]),
                              _route_dp_action_lists.map(lambda acts: [Action(consts.ACT_ROUTE)] + acts[:3]),
                              _route_dp_action_lists)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
-@given(route_tables(), st.lists(st.tuples(st.integers(0, R_PORTS - 1), route_frames() | any_frames, vnets()),
-                                max_size=30),
-       route_dp_actions, st.lists(st.tuples(route_frames(), route_dp_actions), max_size=3))
+@given(route_tables(), st.lists(st.tuples(st.integers(0, R_PORTS - 1), route_frames() | tunnel_frames() | any_frames,
+                                          vnets()), max_size=30),
+       route_dp_actions, st.lists(st.tuples(route_frames() | tunnel_frames(), route_dp_actions), max_size=3))
 def test_routing_datapath_equal(tables, frames, actions, executes):
     routes, nexthops, neighs = tables
     dps = [fastpath.Datapath(max_flows=8, emc_entries=16, max_upcalls=64),

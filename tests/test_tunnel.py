@@ -152,6 +152,33 @@ def test_decap_then_more_actions_see_the_inner_packet(runner):
     assert outs[1][0] == decapped(frame, IP(bytes(want)))
 
 
+@pytest.mark.parametrize("impl", [fastpath, refpath], ids=["c", "python"])
+@pytest.mark.parametrize("deliver", [True, False])
+def test_decap_deliver_routes_to_the_outer_destination(impl, deliver):
+    """A tunnel endpoint in front of its hosts: the inner packet (to the VIP) goes to the host the tunnel was
+    addressed to, not by the inner destination (which here has no route)."""
+    dp = impl.Datapath()
+    try:
+        for p in range(4):
+            dp.add_port(p, "memory")
+        dp.nexthop_set(1, "connected", 30, src_mac=GW_MAC)
+        dp.route_add(ip("203.0.113.0"), 24, 1)
+        dp.neigh_set(30, ip(BACKEND), BACKEND_MAC, OUT)
+        inner = inner_packet()
+        frame = tunnel_frame(inner)
+        dp.execute(0, frame, VNET_NONE, [A.decap(deliver=deliver), A.Action(consts.ACT_ROUTE)], now_ms=1)
+        outs, ups = dp.take(OUT), dp.upcalls()
+        if deliver:
+            want = IP(bytes(inner))
+            want.ttl -= 1
+            del want.chksum
+            assert [f for f, _v in outs] == [bytes(Ether(src=GW_MAC, dst=BACKEND_MAC) / IP(bytes(want)))]
+        else:
+            assert outs == [] and [u.reason for u in ups] == [consts.UPCALL_NO_ROUTE]
+    finally:
+        dp.close()
+
+
 def bad(inner=None, **kw):
     return tunnel_frame(inner if inner is not None else inner_packet(), **kw)
 

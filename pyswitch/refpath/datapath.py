@@ -168,9 +168,10 @@ class Datapath:
                 self._flush(port)
         return n
 
-    def upcalls(self) -> list[Upcall]:
-        """This run's upcalls (and those of execute() since); reading does not consume them."""
-        return list(self._upcalls)
+    def upcalls(self, start: int = 0) -> list[Upcall]:
+        """This run's upcalls (and those of execute() since) from number `start` on; reading does not consume
+        them."""
+        return self._upcalls[start:]
 
     def execute(self, in_port: int, frame, vnet, actions, now_ms: int = -1) -> None:
         """Apply actions to one frame from the slow path at `now_ms` (-1: the monotonic clock; connections see it)
