@@ -1,7 +1,9 @@
 /* conntrack.c: the connection table and the LB actions (docs/DATAPATH.md, "Connection table").
  *
- * The slow path picks a backend for a new connection and adds it here; from
- * then on every packet of the connection is rewritten and routed in C:
+ * The slow path picks a backend for a new connection and adds it here (or,
+ * for a VIP with a Maglev ring, LB picks it from the ring and adds it itself:
+ * lb_schedule()); from then on every packet of the connection is rewritten
+ * and routed in C:
  *
  *   client index   client tuple -> entry (LB: a client's packet to a VIP)
  *   reply index    reply tuple -> entry (LB_REPLY: the backend's answer;
@@ -527,10 +529,11 @@ ps_dp_conn_config(struct ps_dp *dp, uint32_t max_conns, const uint32_t *timeouts
     return 0;
 }
 
-int
-ps_dp_conn_add(struct ps_dp *dp, const struct ps_conn *conn, int64_t now_ms)
+/* Adds 'conn' at 'now_ms' and sets '*index' to its entry; returns as
+ * ps_dp_conn_add() does. */
+static int
+ct_add(struct ps_conntrack *ct, const struct ps_conn *conn, int64_t now_ms, uint32_t *index)
 {
-    struct ps_conntrack *ct = ps_dp_conntrack(dp);
     struct ps_conn_tuple client = tuple_norm(&conn->client);
     struct ps_conn_tuple reply = tuple_norm(&conn->reply);
     bool has_reply = !tuple_is_zero(&reply);
@@ -581,7 +584,16 @@ ps_dp_conn_add(struct ps_dp *dp, const struct ps_conn *conn, int64_t now_ms)
     list_push_tail(ct, i);
     ct->stats.conns++;
     ct->stats.inserts++;
+    *index = i;
     return 0;
+}
+
+int
+ps_dp_conn_add(struct ps_dp *dp, const struct ps_conn *conn, int64_t now_ms)
+{
+    uint32_t index;
+
+    return ct_add(ps_dp_conntrack(dp), conn, now_ms, &index);
 }
 
 int
@@ -757,6 +769,54 @@ lb_miss(struct ps_route_result *result, uint32_t vip_id)
     return PS_ROUTE_UPCALL;
 }
 
+/* Adds the connection of packet 'p', the first of a connection to VIP
+ * 'vip_id', to the backend the VIP's ring holds for its client, with a
+ * CE_NEW event, and returns its entry.  Returns CT_NIL to leave the packet to
+ * the slow path: the VIP has no ring, the slot is empty (it refuses the
+ * client), the TCP packet opens nothing (it answers with a reset), or the
+ * add failed; then '*refused' says whether that was for a full table, whose
+ * refusal is already counted and needs no upcall. */
+static uint32_t
+lb_schedule(struct ps_conntrack *ct, struct ps_rings *rings, uint32_t vip_id, const struct lb_packet *p,
+            int64_t now_ms, bool *refused)
+{
+    const struct ps_ring_backend *b;
+    struct ps_conn conn;
+    uint32_t i;
+    int error;
+
+    if (p->tuple.proto == PS_IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) != TCP_SYN) {
+        return CT_NIL;
+    }
+    b = ps_ring_pick(rings, vip_id, p->tuple.src);
+    if (!b) {
+        return CT_NIL;
+    }
+    memset(&conn, 0, sizeof conn);
+    conn.client = p->tuple;
+    memcpy(conn.backend, b->address, sizeof conn.backend);
+    memcpy(conn.tunnel_src, b->tunnel_src, sizeof conn.tunnel_src);
+    conn.mode = b->mode;
+    conn.state = p->tuple.proto == PS_IPPROTO_TCP ? PS_CS_SYN : PS_CS_UDP;
+    conn.vip_id = vip_id;
+    conn.backend_id = b->backend_id;
+    if (b->mode == PS_CONN_NAT) {       /* the backend answers the client's address and port */
+        conn.reply.proto = p->tuple.proto;
+        memcpy(conn.reply.src, b->address, sizeof conn.reply.src);
+        memcpy(conn.reply.dst, p->tuple.src, sizeof conn.reply.dst);
+        ps_be16_store(conn.reply.sport, b->port);
+        memcpy(conn.reply.dport, p->tuple.sport, sizeof conn.reply.dport);
+    }
+    error = ct_add(ct, &conn, now_ms, &i);
+    if (error) {
+        *refused = error == -ENOSPC;
+        return CT_NIL;
+    }
+    event_push(ct, PS_CE_NEW, conn_at(ct, i), 0);
+    ps_rings_count_scheduled(rings);
+    return i;
+}
+
 /* Decides the route of packet 'p' of connection 'c' as it will be once
  * rewritten: from and to the addresses the rewrite writes (an outer header's
  * for the tunnels, with its TTL), toward 'backend' for dsr. */
@@ -897,8 +957,8 @@ conn_account(struct ps_conntrack *ct, uint32_t i, const struct lb_packet *p, uin
 }
 
 enum ps_route_verdict
-ps_lb_frame(struct ps_conntrack *ct, const struct ps_routes *routes, struct ps_frame *frame,
-            const struct ps_action *action, int64_t now_ms, struct ps_dp_stats *stats,
+ps_lb_frame(struct ps_conntrack *ct, struct ps_rings *rings, const struct ps_routes *routes,
+            struct ps_frame *frame, const struct ps_action *action, int64_t now_ms, struct ps_dp_stats *stats,
             struct ps_route_result *result)
 {
     bool reply = action->type == PS_ACT_LB_REPLY;
@@ -913,14 +973,23 @@ ps_lb_frame(struct ps_conntrack *ct, const struct ps_routes *routes, struct ps_f
     }
     i = index_find(ct, reply, &p.tuple);
     if (i == CT_NIL) {
+        bool refused = false;
+
         if (reply) {
             ct->stats.reply_misses++;
             return ps_route_frame(routes, frame, NULL, stats, result);
         }
-        ct->stats.misses++;
-        return lb_miss(result, action->arg32);
+        i = lb_schedule(ct, rings, action->arg32, &p, now_ms, &refused);
+        if (refused) {
+            return PS_ROUTE_DROP;
+        }
+        if (i == CT_NIL) {
+            ct->stats.misses++;
+            return lb_miss(result, action->arg32);
+        }
+    } else {
+        ct->stats.hits++;
     }
-    ct->stats.hits++;
     c = conn_at(ct, i);
 
     /* Route first, on the addresses the packet will have: an upcall or drop

@@ -12,6 +12,7 @@
 
 #include "actions.h"
 #include "pyswitch.h"
+#include "ring.h"
 #include "route.h"
 
 struct ps_conntrack;
@@ -26,13 +27,14 @@ void ps_conntrack_free(struct ps_conntrack *ct);
 struct ps_conntrack *ps_dp_conntrack(const struct ps_dp *dp);
 
 /* Runs PS_ACT_LB or PS_ACT_LB_REPLY ('action') on 'frame' at 'now_ms' (already
- * resolved) with the connection table 'ct' and the routing tables 'routes'
- * (docs/DATAPATH.md, "Connection table"), counting in 'stats' what ROUTE
- * counts.  The verdict means what ps_route_frame()'s does: the frame changes
+ * resolved) with the connection table 'ct', the Maglev rings 'rings' and the
+ * routing tables 'routes' (docs/DATAPATH.md, "Connection table"), counting
+ * in 'stats' what ROUTE counts.  A connection's first packet to a VIP with a
+ * ring adds the connection here (a CE_NEW event) instead of going up.  The verdict means what ps_route_frame()'s does: the frame changes
  * only when it is PS_ROUTE_FORWARD, and an upcall (PS_UPCALL_CONN_MISS with
  * the VIP id, or one of ROUTE's) carries the frame as it was. */
-enum ps_route_verdict ps_lb_frame(struct ps_conntrack *ct, const struct ps_routes *routes, struct ps_frame *frame,
-                                  const struct ps_action *action, int64_t now_ms, struct ps_dp_stats *stats,
-                                  struct ps_route_result *result);
+enum ps_route_verdict ps_lb_frame(struct ps_conntrack *ct, struct ps_rings *rings, const struct ps_routes *routes,
+                                  struct ps_frame *frame, const struct ps_action *action, int64_t now_ms,
+                                  struct ps_dp_stats *stats, struct ps_route_result *result);
 
 #endif /* PS_CONNTRACK_H */

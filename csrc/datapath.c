@@ -18,6 +18,7 @@
 #include "ps_consts.h"
 #include "ps_hdrs.h"
 #include "pyswitch.h"
+#include "ring.h"
 #include "route.h"
 
 struct ps_dp {
@@ -25,6 +26,7 @@ struct ps_dp {
     struct ps_flowtable *ft;               /* the flows */
     struct ps_routes *routes;              /* what PS_ACT_ROUTE consults (route.c) */
     struct ps_conntrack *ct;               /* what PS_ACT_LB and LB_REPLY consult (conntrack.c) */
+    struct ps_rings *rings;                /* VIPs whose new connections LB schedules itself (ring.c) */
     int wake_fds[PS_MAX_WAKE_FDS];         /* extra fds ps_dp_poll() wakes up for */
     uint32_t n_wake_fds;                   /* entries used in 'wake_fds' */
     struct ps_upcall *upcalls;             /* max_upcalls slots; 'data' fixed up in ps_dp_upcalls() */
@@ -57,9 +59,10 @@ ps_dp_new(uint32_t max_flows, uint32_t emc_entries, uint32_t max_upcalls)
     dp->ft = ps_ft_new(max_flows, emc_entries);
     dp->routes = ps_routes_new();
     dp->ct = ps_conntrack_new();
+    dp->rings = ps_rings_new();
     dp->upcalls = calloc(max_upcalls ? max_upcalls : 1, sizeof *dp->upcalls);
     dp->upcall_ofs = calloc(max_upcalls ? max_upcalls : 1, sizeof *dp->upcall_ofs);
-    if (!dp->ft || !dp->routes || !dp->ct || !dp->upcalls || !dp->upcall_ofs) {
+    if (!dp->ft || !dp->routes || !dp->ct || !dp->rings || !dp->upcalls || !dp->upcall_ofs) {
         ps_dp_free(dp);
         return NULL;
     }
@@ -79,6 +82,7 @@ ps_dp_free(struct ps_dp *dp)
     ps_ft_free(dp->ft);
     ps_routes_free(dp->routes);
     ps_conntrack_free(dp->ct);
+    ps_rings_free(dp->rings);
     free(dp->upcalls);
     free(dp->upcall_ofs);
     free(dp->arena);
@@ -107,6 +111,12 @@ struct ps_conntrack *
 ps_dp_conntrack(const struct ps_dp *dp)
 {
     return dp->ct;
+}
+
+struct ps_rings *
+ps_dp_rings(const struct ps_dp *dp)
+{
+    return dp->rings;
 }
 
 void
@@ -315,8 +325,8 @@ dp_lb(void *ctx_, struct ps_frame *frame, const struct ps_action *action, bool s
     struct exec_ctx *ctx = ctx_;
     struct ps_dp *dp = ctx->dp;
     struct ps_route_result result;
-    enum ps_route_verdict verdict = ps_lb_frame(dp->ct, dp->routes, frame, action, ctx->now_ms, &dp->stats,
-                                                &result);
+    enum ps_route_verdict verdict = ps_lb_frame(dp->ct, dp->rings, dp->routes, frame, action, ctx->now_ms,
+                                                &dp->stats, &result);
 
     return dp_deliver(ctx, verdict, &result, frame, stable);
 }

@@ -88,6 +88,7 @@
 #define PS_CE_GONE 1             /* the connection expired or was evicted (not ps_dp_conn_del) */
 #define PS_CE_RTT 2              /* the backend's first SYN+ACK: rtt_us since the connection was added */
 #define PS_CE_STATE 3            /* the connection began closing (FIN_WAIT, CLOSE) or opened again (SYN): state := the new one */
+#define PS_CE_NEW 4              /* LB added the connection itself, to the backend its VIP's Maglev ring chose */
 
 /* Connection table bounds and default idle timeouts (ps_dp_conn_config). */
 #define PS_CT_MAX_CONNS_DEFAULT 1048576   /* max_conns of a new datapath */
@@ -98,6 +99,12 @@
 #define PS_CT_FIN_WAIT_TIMEOUT_MS 120000
 #define PS_CT_CLOSE_TIMEOUT_MS 10000
 #define PS_CT_UDP_TIMEOUT_MS 300000
+
+/* Maglev rings (ps_dp_ring_*). */
+#define PS_RING_EMPTY 0xffff     /* a slot no backend holds: its clients go up as CONN_MISS */
+#define PS_RING_MAX_VIPS 4096    /* VIP ids 1..PS_RING_MAX_VIPS-1 may have a ring */
+#define PS_RING_MAX_SIZE 16777216 /* slots in one ring */
+#define PS_RING_MAX_BACKENDS 65535 /* backend indexes 0..PS_RING_MAX_BACKENDS-1 */
 
 /* Next-hop kinds (struct ps_nexthop.kind). */
 #define PS_NH_CONNECTED 1        /* the destination is on the next hop's VLAN: resolve the destination itself */
@@ -305,6 +312,24 @@ struct ps_ct_stats {
     uint64_t bytes_per_conn;     /* one entry plus its share of the two hash indexes */
 };
 
+/* A backend a Maglev ring slot can name: what LB needs to add its connection. */
+struct ps_ring_backend {
+    uint8_t address[4];          /* the backend's address: nat's new destination, dsr's next hop, the tunnel's end */
+    uint8_t tunnel_src[4];       /* ipip/gre: the outer source */
+    uint16_t port;               /* nat: the new destination port (host order); dsr/ipip/gre keep the VIP's */
+    uint8_t mode;                /* PS_CONN_NAT, DSR, IPIP or GRE (fullnat needs the slow path's port allocator) */
+    uint8_t pad;                 /* zero */
+    uint32_t backend_id;         /* the slow path's tag for the connection and its events */
+};
+
+/* Counters of a datapath's Maglev rings. */
+struct ps_ring_stats {
+    uint64_t rings;              /* VIPs with a ring */
+    uint64_t slots_written;      /* by ps_dp_ring_write(), all rings */
+    uint64_t scheduled;          /* connections LB added from a ring (each with a PS_CE_NEW event) */
+    uint64_t bytes_used;         /* slots and backend entries */
+};
+
 struct ps_flowtable;
 struct ps_dp;
 
@@ -422,6 +447,21 @@ uint32_t ps_dp_conn_dump(struct ps_dp *dp, uint32_t start, struct ps_conn *out, 
 uint32_t ps_dp_conn_expire(struct ps_dp *dp, int64_t now_ms);
 uint32_t ps_dp_conn_events(struct ps_dp *dp, struct ps_conn_event *out, uint32_t max_out);
 void ps_dp_conn_get_stats(const struct ps_dp *dp, struct ps_ct_stats *out);
+
+/* Maglev rings: new connections to a VIP scheduled in the datapath (ring.c;
+ * docs/DATAPATH.md "Maglev rings").  ps_dp_ring_config() gives VIP 'vip_id'
+ * (1..PS_RING_MAX_VIPS-1) a ring of 'size' (1..PS_RING_MAX_SIZE) empty slots
+ * and no backends, replacing any it had; 'size' 0 removes it (-EINVAL,
+ * -ENOMEM).  ps_dp_ring_backend_set() sets backend 'index' (-ENOENT: no ring;
+ * -EINVAL: index or mode).  ps_dp_ring_write() sets slots[k] := values[k]
+ * for k < n, all or none (-EINVAL: a slot out of the ring or a value neither
+ * an index nor PS_RING_EMPTY).  ps_dp_ring_read() copies up to 'max_out'
+ * slots from 'start' and returns how many (-ENOENT: no ring). */
+int ps_dp_ring_config(struct ps_dp *dp, uint32_t vip_id, uint32_t size);
+int ps_dp_ring_backend_set(struct ps_dp *dp, uint32_t vip_id, uint32_t index, const struct ps_ring_backend *b);
+int ps_dp_ring_write(struct ps_dp *dp, uint32_t vip_id, const uint32_t *slots, const uint16_t *values, uint32_t n);
+int ps_dp_ring_read(struct ps_dp *dp, uint32_t vip_id, uint32_t start, uint16_t *out, uint32_t max_out);
+void ps_dp_ring_get_stats(const struct ps_dp *dp, struct ps_ring_stats *out);
 
 /* cdef end */
 

@@ -78,6 +78,7 @@ CONN_STATE_NAMES = ("none", "syn", "established", "fin_wait", "close", "udp")
 CE_GONE = 1                 # the connection expired or was evicted (not conn_del)
 CE_RTT = 2                  # the backend's first SYN+ACK: rtt_us since the connection was added
 CE_STATE = 3                # began closing (FIN_WAIT, CLOSE) or opened again (SYN): state is the new one
+CE_NEW = 4                  # LB added the connection itself, to the backend its VIP's Maglev ring chose
 
 # Connection table bounds and default idle timeouts.
 CT_MAX_CONNS_DEFAULT = 1048576  # max_conns of a new datapath
@@ -90,6 +91,13 @@ CT_CLOSE_TIMEOUT_MS = 10000
 CT_UDP_TIMEOUT_MS = 300000
 CT_TIMEOUTS_MS = {CS_SYN: CT_SYN_TIMEOUT_MS, CS_ESTABLISHED: CT_ESTABLISHED_TIMEOUT_MS,
                   CS_FIN_WAIT: CT_FIN_WAIT_TIMEOUT_MS, CS_CLOSE: CT_CLOSE_TIMEOUT_MS, CS_UDP: CT_UDP_TIMEOUT_MS}
+
+# Maglev rings (ring_*): new connections to a VIP scheduled in the datapath.
+RING_EMPTY = 0xFFFF         # a slot no backend holds (the Python API reads and writes it as -1)
+RING_MAX_VIPS = 4096        # VIP ids 1..RING_MAX_VIPS-1 may have a ring
+RING_MAX_SIZE = 16777216    # slots in one ring
+RING_MAX_BACKENDS = 65535   # backend indexes 0..RING_MAX_BACKENDS-1
+RING_MODES = (CONN_NAT, CONN_DSR, CONN_IPIP, CONN_GRE)   # fullnat needs the slow path's port allocator
 
 # Next-hop kinds.
 NH_CONNECTED = 1            # the destination is on the next hop's VLAN

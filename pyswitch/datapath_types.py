@@ -104,6 +104,36 @@ def conn_wire(conn: Conn) -> tuple[bytes, bytes, bytes, bytes, int, int, int, in
             _uint(conn.vip_id, 32, "VIP id"), _uint(conn.backend_id, 32, "backend id"))
 
 
+class RingBackend(NamedTuple):
+    """A backend a Maglev ring slot can name (`struct ps_ring_backend`): what LB needs to add its connection."""
+    address: bytes              # 4 bytes: nat's new destination, dsr's next hop, the tunnel's end
+    port: int                   # nat: the new destination port; dsr/ipip/gre keep the VIP's
+    mode: int                   # consts.CONN_NAT, CONN_DSR, CONN_IPIP or CONN_GRE
+    backend_id: int             # the slow path's tag for the connection and its events
+    tunnel_src: bytes = bytes(4)    # ipip/gre: the outer source
+
+
+def ring_backend_wire(b: RingBackend) -> tuple[bytes, bytes, int, int, int]:
+    """(address, tunnel_src, port, mode, backend_id) as both datapaths store them. ValueError for what does not
+    fit the C struct; a mode that fits but no ring takes is the ring's EINVAL."""
+    b = RingBackend(*b)
+    return (_addr4(b.address, "backend"), _addr4(b.tunnel_src, "tunnel source"), _uint(b.port, 16, "port"),
+            _uint(b.mode, 8, "mode"), _uint(b.backend_id, 32, "backend id"))
+
+
+def ring_changes(changes) -> list[tuple[int, int]]:
+    """ring_write's (slot, value) pairs as C takes them: 32-bit slots; values backend indexes, -1 as RING_EMPTY."""
+    out = []
+    for slot, value in changes:
+        if value == -1:
+            value = consts.RING_EMPTY
+        elif isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < consts.RING_MAX_BACKENDS:
+            raise ValueError(f"ring slot value {value!r} is neither -1 nor a backend index "
+                             f"0..{consts.RING_MAX_BACKENDS - 1}")
+        out.append((_uint(slot, 32, "ring slot"), value))
+    return out
+
+
 def conn_max(max_conns) -> int:
     """conn_config's bound as C takes it (a uint32); its range is the table's EINVAL."""
     return _uint(max_conns, 32, "max_conns")

@@ -13,7 +13,8 @@ from . import __version__, consts
 from .actions import Action
 from .datapath_args import addr16, mac6
 from .datapath_types import (CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, FlowInfo, FlowTableError, Output,
-                             ParseResult, Upcall, conn_max, conn_timeouts, conn_wire)
+                             ParseResult, RingBackend, Upcall, conn_max, conn_timeouts, conn_wire,
+                             ring_backend_wire, ring_changes)
 
 try:
     from ._fastpath import ffi, lib
@@ -34,6 +35,7 @@ _DP_STAT_NAMES = ("rx_packets", "tx_packets", "upcalls", "upcall_dropped", "bad_
                   "martian", "decap_errors")
 _CT_STAT_NAMES = ("conns", "max_conns", "inserts", "deletes", "expired", "evictions", "refused", "hits", "misses",
                   "reply_misses", "events_dropped", "bytes_used", "bytes_per_conn")
+_RING_STAT_NAMES = ("rings", "slots_written", "scheduled", "bytes_used")
 _PORT_STAT_NAMES = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "rx_errors", "tx_dropped")
 _DUMP_CHUNK = 256            # flows (connections, events) copied out per ps_ft_dump() (ps_dp_conn_*) call
 _DATA_SIZES = {consts.ACT_SET_ETH_SRC: 6, consts.ACT_SET_ETH_DST: 6,     # action type: bytes of data it carries
@@ -197,6 +199,14 @@ def _ip4(addr, what="prefix") -> bytes:
 
 
 
+def _ring_errno(r, what):
+    """A ring call's negative errno as the contract's exception: EINVAL ValueError, the rest OSError."""
+    if r == -_errno.EINVAL:
+        raise ValueError(f"{what}: invalid argument")
+    if r < 0:
+        raise OSError(-r, f"{what}: {os.strerror(-r)}")
+
+
 def _route_errno(r, what):
     """Turns a negative errno from an LPM or routing-table call into the contract's exception."""
     if r == -_errno.EINVAL:
@@ -352,6 +362,8 @@ class Datapath(_FlowTableOps):
         self._conn_events = ffi.new("struct ps_conn_event[]", _DUMP_CHUNK)
         self._conn_timeouts = ffi.new("uint32_t[]", consts.CS_COUNT)
         self._ct_stats = ffi.new("struct ps_ct_stats *")
+        self._ring_backend = ffi.new("struct ps_ring_backend *")
+        self._ring_stats = ffi.new("struct ps_ring_stats *")
         self._timeouts_set = dict(consts.CT_TIMEOUTS_MS)     # what C holds: ps_dp_conn_config() takes all of them
 
     def close(self):
@@ -571,6 +583,47 @@ class Datapath(_FlowTableOps):
         out = {name: getattr(s, name) for name in _CT_STAT_NAMES}
         out["by_state"] = {consts.CONN_STATE_NAMES[i]: s.by_state[i] for i in range(1, consts.CS_COUNT)}
         return out
+
+    # Maglev rings (docs/DATAPATH.md "Maglev rings").
+
+    def ring_config(self, vip_id, size):
+        """VIP `vip_id` gets a ring of `size` empty slots and no backends (replacing its ring); size 0 removes it."""
+        r = lib.ps_dp_ring_config(self._dp, _uint(vip_id, 32, "VIP id"), _uint(size, 32, "ring size"))
+        _ring_errno(r, f"ring of VIP {vip_id}: size {size}")
+
+    def ring_backend(self, vip_id, index, backend: RingBackend):
+        """Backend `index` of VIP `vip_id`'s ring: what a slot holding `index` schedules to."""
+        address, tunnel_src, port, mode, backend_id = ring_backend_wire(backend)
+        b = self._ring_backend
+        b.address = address
+        b.tunnel_src = tunnel_src
+        b.port, b.mode, b.pad, b.backend_id = port, mode, 0, backend_id
+        r = lib.ps_dp_ring_backend_set(self._dp, _uint(vip_id, 32, "VIP id"), _uint(index, 32, "backend index"), b)
+        _ring_errno(r, f"ring of VIP {vip_id}: backend {index}")
+
+    def ring_write(self, vip_id, changes):
+        """Writes (slot, value) pairs, value a backend index or -1 (empty): all of them, or none."""
+        pairs = ring_changes(changes)
+        slots = ffi.new("uint32_t[]", [slot for slot, _v in pairs] or [0])
+        values = ffi.new("uint16_t[]", [v for _s, v in pairs] or [0])
+        r = lib.ps_dp_ring_write(self._dp, _uint(vip_id, 32, "VIP id"), slots, values, len(pairs))
+        _ring_errno(r, f"ring of VIP {vip_id}: write")
+
+    def ring_read(self, vip_id):
+        """The whole ring of `vip_id`, -1 for an empty slot; None if it has none."""
+        out = []
+        buf = ffi.new("uint16_t[]", 4096)
+        while True:
+            n = lib.ps_dp_ring_read(self._dp, _uint(vip_id, 32, "VIP id"), len(out), buf, 4096)
+            if n == -_errno.ENOENT:
+                return None
+            out.extend(-1 if v == consts.RING_EMPTY else v for v in ffi.unpack(buf, n))
+            if n < 4096:
+                return out
+
+    def ring_stats(self) -> dict:
+        lib.ps_dp_ring_get_stats(self._dp, self._ring_stats)
+        return {name: getattr(self._ring_stats, name) for name in _RING_STAT_NAMES}
 
     # Memory ports.
 

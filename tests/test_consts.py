@@ -30,6 +30,8 @@ def test_connection_tables():
     assert ffi.sizeof("struct ps_conn_event") == 32
     assert ffi.sizeof("struct ps_ct_stats") == 8 * (2 + lib.PS_CS_COUNT + 11)
     assert len(consts.CONN_STATE_NAMES) == lib.PS_CS_COUNT
+    assert ffi.sizeof("struct ps_ring_backend") == 16
+    assert ffi.sizeof("struct ps_ring_stats") == 8 * 4
     assert consts.CONN_MODES == {"nat": lib.PS_CONN_NAT, "fullnat": lib.PS_CONN_FULLNAT, "dsr": lib.PS_CONN_DSR,
                                  "ipip": lib.PS_CONN_IPIP, "gre": lib.PS_CONN_GRE}
     assert consts.CT_TIMEOUTS_MS == {lib.PS_CS_SYN: lib.PS_CT_SYN_TIMEOUT_MS,

@@ -15,7 +15,7 @@ from .. import consts
 from ..datapath_types import CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, conn_wire
 from . import nat, tunnel
 from .nat import IP_FRAG_OFF_MASK, IP_FRAG_OFS, IP_PROTO_OFS, IPPROTO_TCP, IPPROTO_UDP, ipv4_offset
-from .route import FORWARD, UPCALL
+from .route import DROP, FORWARD, UPCALL
 
 _STAT_KEYS = ("conns", "max_conns", "inserts", "deletes", "expired", "evictions", "refused", "hits", "misses",
               "reply_misses", "events_dropped")
@@ -248,11 +248,12 @@ class ConnTable:
 
     # -- the LB actions --------------------------------------------------------------------------------------------
 
-    def lb(self, frame: bytearray, vnet, action, routes, stats: dict, now_ms: int):
+    def lb(self, frame: bytearray, vnet, action, rings, routes, stats: dict, now_ms: int):
         """`ps_lb_frame`: LB or LB_REPLY on `frame`, changed in place only when forwarded.
 
         Returns route()'s triple: (FORWARD, port, 0), (UPCALL, reason, userdata) or (DROP, 0, 0). The route is
-        decided first, on the addresses the packet will have, so an upcall carries the frame untouched.
+        decided first, on the addresses the packet will have, so an upcall carries the frame untouched. A
+        connection's first packet to a VIP with a ring in `rings` adds the connection here (a CE_NEW event).
         """
         reply = action.type == consts.ACT_LB_REPLY
         packet = _lb_packet(frame)
@@ -266,9 +267,15 @@ class ConnTable:
             if reply:
                 self._stats["reply_misses"] += 1
                 return routes.route(frame, vnet, stats)
-            self._stats["misses"] += 1
-            return UPCALL, consts.UPCALL_CONN_MISS, action.arg32 & _UINT32_MAX
-        self._stats["hits"] += 1
+            vip_id = action.arg32 & _UINT32_MAX
+            e, refused = self._schedule(rings, vip_id, key, tcp_flags, now_ms)
+            if refused:
+                return DROP, 0, 0
+            if e is None:
+                self._stats["misses"] += 1
+                return UPCALL, consts.UPCALL_CONN_MISS, vip_id
+        else:
+            self._stats["hits"] += 1
 
         verdict, what, userdata, hop = _lb_decide(e, frame, l3, reply, routes, stats)
         if verdict != FORWARD:
@@ -280,6 +287,32 @@ class ConnTable:
             _rewrite_client(frame, vnet, e)
         routes.rewrite(frame, vnet, hop, stats)
         return FORWARD, what, 0
+
+
+    def _schedule(self, rings, vip_id: int, key: bytes, tcp_flags: int, now_ms: int):
+        """`lb_schedule`: (entry, refused). Adds the connection of a first packet (client tuple `key`) to the
+        backend `vip_id`'s ring holds for its client, with a CE_NEW event. (None, False) leaves the packet to the
+        slow path: no ring or an empty slot (it refuses), a TCP packet that opens nothing (it resets), a failed
+        add; (None, True) when the add failed for a full table (counted in refused: no upcall)."""
+        proto = key[0]
+        if proto == IPPROTO_TCP and tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN:
+            return None, False
+        b = rings.pick(vip_id, key[4:8])
+        if b is None:
+            return None, False
+        client = ConnTuple.unpack(key)
+        reply = None
+        if b.mode == consts.CONN_NAT:       # the backend answers the client's address and port
+            reply = ConnTuple(proto, b.address, client.src, b.port, client.sport)
+        state = consts.CS_SYN if proto == IPPROTO_TCP else consts.CS_UDP
+        try:
+            self.add(Conn(client, reply, b.address, b.tunnel_src, b.mode, state, vip_id, b.backend_id), now_ms)
+        except OSError as exc:
+            return None, exc.errno == errno.ENOSPC
+        e = self._by_client[key]
+        self._event(e.event(consts.CE_NEW))
+        rings.count_scheduled()
+        return e, False
 
 
 def _lb_packet(frame):

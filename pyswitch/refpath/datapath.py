@@ -10,9 +10,10 @@ import errno
 import select
 
 from .. import consts
-from ..datapath_types import Conn, ConnEvent, ConnTuple, Upcall, conn_max, conn_timeouts
+from ..datapath_types import Conn, ConnEvent, ConnTuple, RingBackend, Upcall, conn_max, conn_timeouts
 from .actions import DROP_DECAP, GSO_TYPE_MASK, execute as execute_actions
 from .conntrack import ConnTable
+from .ring import Rings
 from .flowtable import FlowTable, now_ms as _now
 from .io import AfPacketIO, MemoryIO, PortIO, TapIO
 from .parse import parse
@@ -47,6 +48,7 @@ class Datapath:
         self.flow_table = FlowTable(max_flows, emc_entries)
         self.routes = RouteTables()
         self.conns = ConnTable()
+        self.rings = Rings()
         self.max_upcalls = max_upcalls
         self._ports: dict[int, Port] = {}
         self._port_order: list[Port] = []
@@ -273,6 +275,23 @@ class Datapath:
     def conn_stats(self) -> dict:
         return self.conns.stats()
 
+    # -- Maglev rings (docs/DATAPATH.md "Maglev rings") ----------------------------------------------------------
+
+    def ring_config(self, vip_id: int, size: int) -> None:
+        self.rings.config(vip_id, size)
+
+    def ring_backend(self, vip_id: int, index: int, backend: RingBackend) -> None:
+        self.rings.backend_set(vip_id, index, backend)
+
+    def ring_write(self, vip_id: int, changes) -> None:
+        self.rings.write(vip_id, changes)
+
+    def ring_read(self, vip_id: int) -> list[int] | None:
+        return self.rings.read(vip_id)
+
+    def ring_stats(self) -> dict:
+        return self.rings.stats()
+
     def stats(self) -> dict:
         stats = dict(self._stats)
         stats["parse_errors"] = dict(zip(_PE_NAMES[1:], self._parse_errors[1:]))
@@ -334,7 +353,7 @@ class Datapath:
             return deliver(work, v, *self.routes.route(work, v, stats, via))
 
         def lb(work, v, act):
-            return deliver(work, v, *self.conns.lb(work, v, act, self.routes, stats, now_ms))
+            return deliver(work, v, *self.conns.lb(work, v, act, self.rings, self.routes, stats, now_ms))
 
         def drop(reason):
             if reason == DROP_DECAP:
