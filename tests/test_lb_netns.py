@@ -262,6 +262,39 @@ def test_one_client_one_backend(lb, scheduler, datapath):
     assert len(results) == 50 and len(counts(results)) == 1, out[-500:]
 
 
+@pytest.mark.parametrize("datapath", DATAPATHS)
+@pytest.mark.parametrize("mode", ["nat", "dsr"])
+def test_maglev_schedules_in_the_datapath_and_rewrites_only_changed_slots(lb, mode, datapath):
+    """A maglev VIP's connections are added by the datapath's ring, not by upcalls; draining the client's backend
+    rewrites about a third of the 65537 slots (its own), keeps its open connection and moves new ones; bringing
+    it back restores the table."""
+    lb = lb(datapath=datapath, scheduler="maglev", mode=mode)
+    service = lb.switch.show("vips")[0]
+    assert service["counters"]["ring_slots_written"] == 65537, "the whole ring is written at start"
+    holder = Holder(lb)
+    try:
+        first = holder.ask("open")
+        results, out = lb.curl(20)
+        assert counts(results) == {first: 20}, out[-500:]
+        stats = lb.switch.show("stats")
+        assert stats["ring_scheduled"] == 21 and stats["conn_misses"] == 0, "no connection came up"
+        assert lb.show_vips()[BACKENDS[first]]["total_conns"] == 21, "CE_NEW events count connections"
+        port = 8080 if mode == "nat" else VIP_PORT
+        assert lb.backend_command(f"{BACKENDS[first]}:{port}", "drain").returncode == 0
+        moved = lb.switch.show("vips")[0]["counters"]["ring_slots_written"] - 65537
+        assert 65537 / 3 * 0.9 < moved < 65537 / 3 * 1.1, moved
+        results, out = lb.curl(20)
+        assert len(results) == 20 and first not in counts(results) and len(counts(results)) == 1, out[-500:]
+        assert holder.ask("echo 0") == "ping", "the drained backend keeps its open connection"
+        assert lb.backend_command(f"{BACKENDS[first]}:{port}", "up").returncode == 0
+        assert lb.switch.show("vips")[0]["counters"]["ring_slots_written"] - 65537 == 2 * moved, \
+            "coming back writes the same slots back"
+        results, out = lb.curl(5)
+        assert counts(results) == {first: 5}, out[-500:]
+    finally:
+        holder.close()
+
+
 HOLD = ("import socket, sys\n"
         "conns = []\n"
         "for line in sys.stdin:\n"

@@ -28,7 +28,8 @@ class VirtualService:
         self.scheduler = make_scheduler(config.scheduler)
         self.scheduler.on_backends_changed(self.backends)
         self._affinity: dict[bytes, tuple[Backend, float]] = {}    # client IP -> (backend, expires)
-        self.counters = {"connections": 0, "no_backend": 0, "affinity_hits": 0, "affinity_dropped": 0}
+        self.counters = {"connections": 0, "no_backend": 0, "affinity_hits": 0, "affinity_dropped": 0,
+                         "ring_slots_written": 0}
 
     def backend(self, address: str, port: int) -> Backend | None:
         for b in self.backends:

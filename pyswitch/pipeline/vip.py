@@ -15,6 +15,12 @@ persistence), installs the connection (a client and a reply tuple, see docs/DATA
 table") and hands the packet back to the LB action, which now finds it.  The datapath reports connections
 that leave the table (expired, evicted) and SYN -> SYN/ACK times as events; the stage keeps each
 backend's active_conns and response time from them.
+
+A maglev VIP without persistence, in any mode but fullnat (whose source ports only the slow path
+allocates), is scheduled in the datapath instead: the stage writes the service's Maglev table into a ring
+there (docs/DATAPATH.md "Maglev rings") and, whenever a backend's state or weight changes, only the slots
+that changed.  Its first packets no longer come up; the datapath adds the connection and reports it with a
+CE_NEW event.  What the ring cannot decide (an empty ring, a TCP packet that opens nothing) still comes up.
 """
 from __future__ import annotations
 
@@ -25,8 +31,9 @@ import struct
 
 from .. import actions as act
 from .. import consts
-from ..datapath_types import Conn, ConnTuple
+from ..datapath_types import Conn, ConnTuple, RingBackend
 from ..flowkey import FlowKey
+from ..lb import maglev
 from ..lb.health import HealthChecker, HealthTarget
 from ..lb.service import VirtualService
 from ..lb.snat import PortsExhausted, SnatPorts
@@ -87,6 +94,7 @@ class VipStage:
         self.health = HealthChecker(self.l3.send_packet, self._health_changed, self._health_rtt)
         self._health_up: dict[tuple[int, int], bool] = {}     # (vip id, backend index) -> last verdict
         self._drained: set[tuple[int, int]] = set()            # set to drain by the operator
+        self._rings: dict[int, list[int]] = {}                 # vip id -> its ring as last written to the datapath
 
     @property
     def enabled(self) -> bool:
@@ -106,6 +114,37 @@ class VipStage:
                     self._install_port_flows(port_no, port, svi)
         self.l3.local_handlers.append(self.health.handle)
         self.l3.local_handlers.append(self.local)
+        for s in self.services:
+            if schedules_in_datapath(s):
+                self.dp.ring_config(s.id, s.scheduler.table_size)
+                self._rings[s.id] = [maglev.EMPTY] * s.scheduler.table_size
+                self._write_ring(s)
+
+    def _write_ring(self, service: VirtualService) -> None:
+        """Brings the datapath's ring of `service` up to its Maglev table: every backend's entry first (a
+        reused ring index may name another backend now), then only the slots that differ."""
+        written = self._rings.get(service.id)
+        if written is None:
+            return
+        table = service.scheduler
+        for index, b in enumerate(service.backends):
+            address = ipaddress.IPv4Address(b.address).packed
+            if service.config.mode == "tunnel":
+                mode = consts.CONN_GRE if service.config.encap == "gre" else consts.CONN_IPIP
+                tunnel_src = self.l3.source_address_toward(address)
+            else:
+                mode, tunnel_src = MODES[service.config.mode], bytes(4)
+            self.dp.ring_backend(service.id, table.ids[b.key],
+                                 RingBackend(address, b.port, mode, index + 1, tunnel_src))
+        changes = maglev.diff(written, table.ring)
+        if changes:
+            self.dp.ring_write(service.id, changes)
+            self._rings[service.id] = list(table.ring)
+            service.counters["ring_slots_written"] += len(changes)
+
+    def _backends_changed(self, service: VirtualService) -> None:
+        service.changed()
+        self._write_ring(service)
 
     def start_health_checks(self, now: float) -> None:
         for s in self.services:
@@ -332,6 +371,10 @@ class VipStage:
                     backend.conn_reopened()
             elif event.kind == consts.CE_RTT:
                 backend.observe_rtt(event.rtt_us / 1000.0)
+            elif event.kind == consts.CE_NEW:    # scheduled by the datapath's ring
+                backend.conn_opened()
+                service.counters["connections"] += 1
+                self.counters["conn_new"] += 1
 
     def timers(self, now: float) -> None:
         if not self.services:
@@ -368,7 +411,7 @@ class VipStage:
             backend.state = state
             if state != "up":
                 service.forget_backend(backend)
-            service.changed()
+            self._backends_changed(service)
 
     def backend_command(self, vip: str, endpoint: str, change: str) -> dict:
         """`pyswitch backend VIP ADDRESS:PORT up|down|drain|weight=N`: new connections follow the change at
@@ -396,7 +439,7 @@ class VipStage:
             if not text.isdigit() or int(text) > 65535:
                 raise ValueError(f"backend: weight must be an integer from 0 to 65535, got {text!r}")
             backend.weight = int(text)
-            service.changed()
+            self._backends_changed(service)
         else:
             raise ValueError(f"backend: unknown change {change!r} (up, down, drain, weight=N)")
         self._apply_state(service, index)
@@ -447,7 +490,17 @@ class VipStage:
         out["lb_snat_ports_in_use"] = self.snat.in_use()
         for key, value in self.dp.conn_stats().items():
             out[f"conn_{key}"] = value
+        for key, value in self.dp.ring_stats().items():
+            out[f"ring_{key}"] = value
         return out
+
+
+def schedules_in_datapath(service: VirtualService) -> bool:
+    """Whether the datapath schedules `service`'s new connections from a Maglev ring: only maglev keeps its
+    whole decision in a table; persistence needs the slow path's affinity memory, fullnat its port
+    allocator."""
+    return (service.config.scheduler == "maglev" and service.config.persistence_s == 0
+            and service.config.mode != "fullnat" and service.id < consts.RING_MAX_VIPS)
 
 
 def _rewrite_quote(quoted: bytes, src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
