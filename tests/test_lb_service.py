@@ -54,8 +54,18 @@ def test_persistence_never_sends_to_a_backend_that_takes_no_new_connections():
     assert s.choose(CLIENT_A, 1) is not first
 
 
+def test_snat_ports_start_at_a_random_port():
+    """A restarted switch must not hand out its predecessor's ports (the backends' TIME_WAIT entries)."""
+    snat, backend = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 11])
+    firsts = {SnatPorts().allocate(6, snat, backend, 8080) for _ in range(20)}
+    assert len(firsts) > 10 and all(1024 <= p <= 60999 for p in firsts)
+    ports = SnatPorts()
+    first = ports.allocate(6, snat, backend, 8080)
+    assert ports.allocate(6, snat, backend, 8080) == (first + 1 if first < 60999 else 1024), "then round robin"
+
+
 def test_snat_ports_are_unique_per_backend_and_reused_last():
-    ports = SnatPorts(first=1024, last=1027)
+    ports = SnatPorts(first=1024, last=1027, random_start=False)
     snat, backend = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 11])
     got = [ports.allocate(6, snat, backend, 8080) for _ in range(4)]
     assert got == [1024, 1025, 1026, 1027]

@@ -4,9 +4,14 @@ In fullnat mode the backend sees the switch's address as the client, so two clie
 the same source port must still be told apart: the pair (switch address, source port) is unique per
 (protocol, backend address, backend port).  Ports come round robin from a range that leaves out the
 well-known ports and the health checker's range, so a recently freed port is reused as late as possible
-(a backend may still hold the old connection in TIME_WAIT).
+(a backend may still hold the old connection in TIME_WAIT).  Each round starts at a random port (as
+RFC 6056 recommends): a switch restarted within a minute would otherwise hand out the very ports its
+predecessor used, and every SYN would meet the backend's TIME_WAIT entry of the old connection (Linux
+answers it with an ACK for the old one; the connection waits for a SYN retransmission).
 """
 from __future__ import annotations
+
+import random
 
 FIRST_PORT = 1024
 LAST_PORT = 60999               # 61000-65535 belong to the health checker's probes
@@ -17,8 +22,9 @@ class PortsExhausted(Exception):
 
 
 class SnatPorts:
-    def __init__(self, first: int = FIRST_PORT, last: int = LAST_PORT):
+    def __init__(self, first: int = FIRST_PORT, last: int = LAST_PORT, random_start: bool = True):
         self.first, self.last = first, last
+        self._random_start = random_start
         self._used: dict[tuple, set[int]] = {}      # (proto, snat addr, backend addr, backend port) -> ports
         self._next: dict[tuple, int] = {}
         self.counters = {"allocated": 0, "released": 0, "exhausted": 0}
@@ -30,7 +36,9 @@ class SnatPorts:
         if len(used) >= span:
             self.counters["exhausted"] += 1
             raise PortsExhausted(f"all {span} source ports toward this backend are in use")
-        port = self._next.get(key, self.first)
+        port = self._next.get(key)
+        if port is None:
+            port = self.first + random.randrange(span) if self._random_start else self.first
         while port in used:
             port = port + 1 if port < self.last else self.first
         used.add(port)
