@@ -126,12 +126,27 @@ class VipConfig:
 
 
 @dataclass
+class HaConfig:
+    """[ha]: this switch is one of an active/passive pair (VRRPv3, RFC 5798; docs/HA.md)."""
+    group: int                          # VRRP virtual router id, 1-255: the virtual MAC is 00:00:5e:00:01:<group>
+    priority: int                       # 1-255, higher wins; 255 = the address owner (master at once)
+    vlans: tuple[int, ...]              # VLANs whose switch addresses (and every VIP) move with mastership
+    sync_vlan: int                      # this instance's own address there: adverts' source, connection sync
+    advert_interval_s: float = 1.0      # 0.01 - 40.95 (centiseconds on the wire)
+    preempt: bool = True                # a higher priority takes mastership back from a lower one
+    peer: ipaddress.IPv4Address | None = None   # the other instance's sync address: unicast connection sync
+    track_ports: tuple[str, ...] = ()   # port names: one going down gives up mastership (fault)
+    preempt_delay_s: float = 5.0        # a returning instance waits at most this long for a full sync to preempt
+
+
+@dataclass
 class Config:
     switch: SwitchSettings
     ports: list[PortConfig] = field(default_factory=list)
     vlans: list[VlanInterface] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
     vips: list[VipConfig] = field(default_factory=list)
+    ha: HaConfig | None = None
     source: str = "<dict>"
 
 
@@ -151,7 +166,7 @@ def load(path: str | Path) -> Config:
 
 
 def from_dict(data: dict) -> Config:
-    _only_keys(data, "", {"switch", "port", "vlan", "route", "vip"})
+    _only_keys(data, "", {"switch", "port", "vlan", "route", "vip", "ha"})
     switch = _switch(_table(data, "switch", "switch"))
     ports = [_port(p, f"port[{i}]") for i, p in enumerate(_array(data, "port"))]
     if len(ports) > consts.MAX_PORTS:
@@ -163,7 +178,60 @@ def from_dict(data: dict) -> Config:
     routes = [_route(r, f"route[{i}]", vlans) for i, r in enumerate(_array(data, "route"))]
     vips = [_vip(v, f"vip[{i}]", vlans) for i, v in enumerate(_array(data, "vip"))]
     _check_vips(vips)
-    return Config(switch=switch, ports=ports, vlans=vlans, routes=routes, vips=vips)
+    ha = _ha(data["ha"], ports, vlans) if "ha" in data else None
+    return Config(switch=switch, ports=ports, vlans=vlans, routes=routes, vips=vips, ha=ha)
+
+
+def _ha(raw, ports: list[PortConfig], vlans: list[VlanInterface]) -> HaConfig:
+    _entry(raw, "ha", set(HaConfig.__dataclass_fields__), ("group", "priority", "vlans", "sync_vlan"))
+    by_id = {v.id: v for v in vlans}
+    group = _integer(raw, "group", "ha.group", 1, 255)
+    priority = _integer(raw, "priority", "ha.priority", 1, 255)
+    if not isinstance(raw["vlans"], list) or not raw["vlans"]:
+        raise ConfigError("ha.vlans: must be a non-empty list of VLAN ids")
+    ha_vlans = tuple(_vlan_id(v, "ha.vlans") for v in raw["vlans"])
+    for vid in ha_vlans:
+        if vid not in by_id:
+            raise ConfigError(f"ha.vlans: VLAN {vid} has no [[vlan]] interface whose address could move")
+        if by_id[vid].mac is not None:
+            raise ConfigError(f"ha.vlans: VLAN {vid}'s [[vlan]] gives a mac, but a VLAN that moves uses the "
+                              f"virtual MAC 00:00:5e:00:01:{group:02x}")
+    if len(set(ha_vlans)) != len(ha_vlans):
+        raise ConfigError("ha.vlans: lists a VLAN twice")
+    sync_vlan = _vlan_id(raw["sync_vlan"], "ha.sync_vlan")
+    if sync_vlan not in by_id:
+        raise ConfigError(f"ha.sync_vlan: VLAN {sync_vlan} has no [[vlan]] interface (this instance's own address)")
+    if sync_vlan in ha_vlans:
+        raise ConfigError(f"ha.sync_vlan: VLAN {sync_vlan} is also in ha.vlans; the sync VLAN's address is this "
+                          f"instance's own and must not move")
+    ha = HaConfig(group=group, priority=priority, vlans=ha_vlans, sync_vlan=sync_vlan)
+    if "advert_interval_s" in raw:
+        ha.advert_interval_s = _number(raw, "advert_interval_s", "ha.advert_interval_s", minimum=0.01)
+        if ha.advert_interval_s > 40.95:
+            raise ConfigError(f"ha.advert_interval_s: at most 40.95 (VRRPv3 counts centiseconds in 12 bits), "
+                              f"got {ha.advert_interval_s!r}")
+    if "preempt_delay_s" in raw:
+        ha.preempt_delay_s = _number(raw, "preempt_delay_s", "ha.preempt_delay_s", minimum=0.0)
+    if "preempt" in raw:
+        if not isinstance(raw["preempt"], bool):
+            raise ConfigError(f"ha.preempt: must be true or false, got {raw['preempt']!r}")
+        ha.preempt = raw["preempt"]
+    if "peer" in raw:
+        ha.peer = _ipv4(raw, "peer", "ha.peer")
+        own = by_id[sync_vlan].address
+        if ha.peer not in own.network or ha.peer == own.ip:
+            raise ConfigError(f"ha.peer: {ha.peer} must be the other instance's address in the sync VLAN's "
+                              f"subnet {own.network}")
+    if "track_ports" in raw:
+        names = raw["track_ports"]
+        known = {p.name for p in ports}
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError("ha.track_ports: must be a list of port names")
+        for name in names:
+            if name not in known:
+                raise ConfigError(f"ha.track_ports: no port named {name!r} (have {', '.join(sorted(known))})")
+        ha.track_ports = tuple(names)
+    return ha
 
 
 def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:

@@ -173,3 +173,51 @@ def test_duplicate_vips():
         from_dict({"vip": [VIP, other]})
     with pytest.raises(ConfigError, match=r"^vip\[1\].name"):
         from_dict({"vip": [VIP, dict(VIP, port=81)]})
+
+
+HA_SWITCH = {"port": [{"name": "front", "type": "afpacket", "device": "psw-a1-c", "vlan": 10},
+                      {"name": "back", "type": "afpacket", "device": "psw-a1-s", "vlan": 20}],
+             "vlan": [{"id": 10, "address": "198.51.100.1/24"}, {"id": 20, "address": "192.0.2.1/24"},
+                      {"id": 30, "address": "198.18.0.1/24"}]}
+HA = {"group": 51, "priority": 150, "advert_interval_s": 0.1, "preempt": True, "vlans": [10, 20], "sync_vlan": 30,
+      "peer": "198.18.0.2", "track_ports": ["front", "back"]}
+
+
+def test_ha_as_the_issue_writes_it():
+    ha = from_dict(dict(HA_SWITCH, ha=HA)).ha
+    assert (ha.group, ha.priority, ha.advert_interval_s, ha.preempt) == (51, 150, 0.1, True)
+    assert (ha.vlans, ha.sync_vlan, str(ha.peer), ha.track_ports) == ((10, 20), 30, "198.18.0.2", ("front", "back"))
+    assert from_dict(HA_SWITCH).ha is None
+    minimal = from_dict(dict(HA_SWITCH, ha={"group": 1, "priority": 100, "vlans": [10], "sync_vlan": 30})).ha
+    assert (minimal.advert_interval_s, minimal.preempt, minimal.peer, minimal.track_ports) == (1.0, True, None, ())
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"group": 0}, "ha.group"),
+    ({"group": 256}, "ha.group"),
+    ({"priority": 0}, "ha.priority"),
+    ({"vlans": []}, "ha.vlans"),
+    ({"vlans": [10, 40]}, "ha.vlans"),
+    ({"vlans": [10, 10]}, "ha.vlans"),
+    ({"sync_vlan": 40}, "ha.sync_vlan"),
+    ({"sync_vlan": 20}, "ha.sync_vlan"),
+    ({"advert_interval_s": 0}, "ha.advert_interval_s"),
+    ({"advert_interval_s": 41}, "ha.advert_interval_s"),
+    ({"preempt": "yes"}, "ha.preempt"),
+    ({"peer": "203.0.113.2"}, "ha.peer"),
+    ({"peer": "198.18.0.1"}, "ha.peer"),
+    ({"peer": "nope"}, "ha.peer"),
+    ({"track_ports": ["p9"]}, "ha.track_ports"),
+    ({"priorty": 1}, "ha.priorty"),
+])
+def test_ha_errors_name_the_key(change, key):
+    with pytest.raises(ConfigError) as info:
+        from_dict(dict(HA_SWITCH, ha=dict(HA, **change)))
+    assert str(info.value).startswith(key + ":"), str(info.value)
+
+
+def test_ha_vlans_use_the_virtual_mac():
+    data = dict(HA_SWITCH, ha=HA)
+    data["vlan"] = [dict(data["vlan"][0], mac="02:00:00:00:00:01")] + data["vlan"][1:]
+    with pytest.raises(ConfigError, match=r"^ha.vlans: .*00:00:5e:00:01:33"):
+        from_dict(data)
