@@ -1,9 +1,10 @@
 """The `pyswitch` command.
 
     pyswitch run CONFIG                      run a switch in the foreground
-    pyswitch show ports|fdb|flows|stats|upcalls|routes|arp|vips|conns   ask a running switch (--name, --json)
+    pyswitch show ports|fdb|flows|stats|upcalls|routes|arp|vips|conns|ha   ask a running switch (--name, --json)
     pyswitch route add PREFIX via ADDRESS    add a static route to a running switch (del PREFIX removes it)
     pyswitch backend VIP ADDRESS:PORT up|down|drain|weight=N   change a backend of a running switch
+    pyswitch ha release                      hand HA mastership to the peer (maintenance)
     pyswitch netns up|down FILE              build or remove a topology of namespaces
     pyswitch netns exec FILE HOST -- CMD...  run a command in one of its hosts
 
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="ask a running switch")
     show.add_argument("what", choices=["ports", "fdb", "flows", "stats", "upcalls", "routes", "arp", "vips",
-                                       "conns"])
+                                       "conns", "ha"])
     show.add_argument("--name", help="the switch's name (default: the only one running)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.set_defaults(func=cmd_show)
@@ -68,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     backend.add_argument("change", help="up | down | drain | weight=N")
     backend.add_argument("--name", help="the switch's name (default: the only one running)")
     backend.set_defaults(func=cmd_backend)
+
+    ha = sub.add_parser("ha", help="an HA pair's mastership on a running switch")
+    ha.add_argument("op", choices=["release"], help="release: hand mastership to the peer and stay standby")
+    ha.add_argument("--name", help="the switch's name (default: the only one running)")
+    ha.set_defaults(func=cmd_ha)
 
     netns = sub.add_parser("netns", help="build and remove namespace topologies (netns/*.toml)")
     nsub = netns.add_subparsers(metavar="ACTION")
@@ -166,6 +172,14 @@ def cmd_backend(args) -> int:
     if isinstance(result, int):
         return result
     print(format_table(vip_rows([result])))
+    return 0
+
+
+def cmd_ha(args) -> int:
+    result = _ask(args.name, {"cmd": "ha", "op": args.op})
+    if isinstance(result, int):
+        return result
+    print(format_table(result))
     return 0
 
 

@@ -20,6 +20,7 @@ from .actions import describe as describe_actions
 from .config import Config
 from .control.server import ControlServer
 from .flowkey import FlowKey, mac_str
+from .pipeline.ha import HaStage
 from .pipeline.l2 import L2Stage
 from .pipeline.l3 import L3Stage
 from .pipeline.mac_table import MacTable
@@ -55,6 +56,7 @@ class Switch:
         self.l2 = L2Stage(self.port_configs, self.macs, self.dp, int(self.settings.flow_idle_s * 1000))
         self.l3 = L3Stage(config, self.port_configs, self.dp, self.l2)
         self.vips = VipStage(config, self.port_configs, self.dp, self.l3)
+        self.ha = HaStage(config, self.port_configs, self.dp, self.l3, self.vips) if config.ha else None
         self.control = None
         self.started = time.monotonic()
         self.recent_upcalls = deque(maxlen=RECENT_UPCALLS)   # (seq, time, in_port, reason, key)
@@ -81,6 +83,8 @@ class Switch:
             self.l3.install()
             self.vips.install()
             self.vips.start_health_checks(time.monotonic())
+            if self.ha is not None:
+                self.ha.install(time.monotonic())
             self.control = ControlServer(self.settings.name, self.settings.control_dir, self.handle_command)
             self.dp.add_wake_fd(self.control.fileno())
         except BaseException:
@@ -88,6 +92,8 @@ class Switch:
             raise
 
     def close(self) -> None:
+        if self.ha is not None and self.ports:
+            self.ha.shutdown(time.monotonic())
         if self.control is not None:
             self.control.close()
             self.control = None
@@ -122,12 +128,20 @@ class Switch:
                  len(self.ports))
         try:
             while not self._stop:
-                self.step(POLL_MS)
+                self.step(self._poll_ms())
         finally:
             self.dp.del_wake_fd(self._wake_r.fileno())
             self._wake_r.close()
             self._wake_w.close()
             self._wake_r = self._wake_w = None
+
+    def _poll_ms(self) -> int:
+        """How long the loop may sleep: POLL_MS, or less when an HA timer is due sooner (adverts every
+        100 ms leave no room for a late wakeup)."""
+        deadline = self.ha.next_deadline() if self.ha is not None else None
+        if deadline is None:
+            return POLL_MS
+        return max(0, min(POLL_MS, int((deadline - time.monotonic()) * 1000) + 1))
 
     def step(self, timeout_ms: int) -> None:
         self.dp.poll(timeout_ms)
@@ -140,9 +154,12 @@ class Switch:
             for upcall in upcalls:
                 self._upcall(upcall, now)
             handled += len(upcalls)
+        if self.ha is not None:
+            self.ha.timers(now)
         if self.vips.enabled:
             self.vips.events()
-            self.vips.health.timers(now)
+            if self.vips.serving:
+                self.vips.health.timers(now)
         if now >= self._next_housekeeping:
             self._housekeeping(now)
         if self.control is not None:
@@ -156,6 +173,8 @@ class Switch:
     def _upcall(self, upcall, now: float) -> None:
         self.upcall_seq += 1
         self.recent_upcalls.append((self.upcall_seq, now, upcall.in_port, upcall.reason, upcall.key))
+        if self.ha is not None and self.ha.handle(upcall, now):
+            return
         if self.vips.enabled and self.vips.handle(upcall, now):
             return
         if self.l3.enabled and self.l3.handle(upcall, now):
@@ -182,11 +201,17 @@ class Switch:
             show = {"ports": self.show_ports, "fdb": self.show_fdb, "flows": self.show_flows,
                     "stats": self.show_stats, "upcalls": self.show_upcalls, "routes": self.l3.show_routes,
                     "arp": lambda: self.l3.show_arp(time.monotonic()), "vips": self.vips.show_vips,
-                    "conns": lambda: self.vips.show_conns(time.monotonic())}.get(what)
+                    "conns": lambda: self.vips.show_conns(time.monotonic()), "ha": self._show_ha}.get(what)
             if show is None:
                 raise ValueError(f"show: unknown table {what!r} "
-                                 f"(ports, fdb, flows, stats, upcalls, routes, arp, vips, conns)")
+                                 f"(ports, fdb, flows, stats, upcalls, routes, arp, vips, conns, ha)")
             return show()
+        if cmd == "ha":
+            if self.ha is None:
+                raise ValueError("ha: this switch has no [ha] section")
+            if command.get("op") != "release":
+                raise ValueError(f"ha: unknown operation {command.get('op')!r} (release)")
+            return self.ha.release(time.monotonic())
         if cmd == "route":
             return self._route_command(command)
         if cmd == "backend":
@@ -273,5 +298,12 @@ class Switch:
         out.update(self.l3.stats())
         if self.vips.enabled:
             out.update(self.vips.stats())
+        if self.ha is not None:
+            out.update(self.ha.stats())
         return out
+
+    def _show_ha(self) -> dict:
+        if self.ha is None:
+            raise ValueError("show ha: this switch has no [ha] section")
+        return self.ha.show(time.monotonic())
 

@@ -113,6 +113,20 @@ class Switch:
         except FileNotFoundError:
             return ""
 
+    def kill(self):
+        """SIGKILL: the switch dies without a word (no HA shutdown advert), as in a crash."""
+        if self.process.poll() is None:
+            self.process.kill()
+        return self.process.wait()
+
+    def restart(self):
+        """Runs the same rendered config again (after kill or stop), its log appended; returns once it answers."""
+        assert self.process.poll() is not None, f"switch {self.name} is still running"
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([*SWITCH_COMMAND, self.config_path], stdin=subprocess.DEVNULL,
+                                            stdout=log, stderr=subprocess.STDOUT, env=_switch_env())
+        _wait_ready(self)
+
     def stop(self):
         """SIGTERM by PID, SIGKILL if still running after SWITCH_STOP_S; returns the exit status."""
         if self.process.poll() is None:
@@ -250,14 +264,18 @@ def _start_switch(config, id, datapath, directory, index):
     with open(rendered, "w") as f:
         f.write(text)
     log_path = os.path.join(directory, f"switch{index}-{name}.log")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([*SWITCH_COMMAND, rendered], stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, env=_switch_env())
+    return Switch(name, rendered, log_path, process, os.fspath(config)), written
+
+
+def _switch_env():
     # The switch imports pyswitch from this tree even when the package is not installed.
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([*SWITCH_COMMAND, rendered], stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT, env=env)
-    return Switch(name, rendered, log_path, process, os.fspath(config)), written
+    return env
 
 
 def _wait_ready(switch):

@@ -35,7 +35,7 @@ class ArpTable:
         self._entries: dict[tuple[int, bytes], ArpEntry] = {}
         self.counters = {"arp_requests_sent": 0, "arp_replies_sent": 0, "arp_resolved": 0, "arp_failed": 0,
                          "arp_queue_dropped": 0, "arp_timeout_dropped": 0, "arp_table_full": 0,
-                         "arp_spoofed": 0}
+                         "arp_spoofed": 0, "gratuitous_arp_sent": 0}
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -99,6 +99,7 @@ class L3Stage:
         self._next_nh = NH_LOCAL_ID + 1
         self.local_addresses: set[bytes] = set()    # besides the SVIs': the VIPs, also answered to ARP
         self.local_handlers: list = []               # (ip_packet, now) -> bool: offered LOCAL packets first
+        self.silent_vlans: set[int] = set()          # VLANs whose addresses a standby holds but must not claim (HA)
         self.counters = {"icmp_echo_replies": 0, "icmp_time_exceeded": 0, "icmp_net_unreachable": 0,
                          "icmp_host_unreachable": 0, "icmp_port_unreachable": 0, "local_dropped": 0}
         l2_stage.move_listeners.append(self.mac_moved)
@@ -243,8 +244,8 @@ class L3Stage:
             return
         if spa == bytes(4) or ipaddress.IPv4Address(spa) not in svi.network or sha[0] & 1:
             return
-        answers = tpa == svi.ip or (tpa in self.local_addresses
-                                    and ipaddress.IPv4Address(tpa) in svi.network)
+        answers = vlan not in self.silent_vlans and (tpa == svi.ip or (tpa in self.local_addresses
+                                                                       and ipaddress.IPv4Address(tpa) in svi.network))
         if answers:
             changed, pending = self.arp.resolved(vlan, spa, sha, upcall.in_port, now)
         else:
@@ -312,6 +313,8 @@ class L3Stage:
             self._send_arp_request(vlan, target, None)
 
     def _send_arp_request(self, vlan: int, target: bytes, entry) -> None:
+        if vlan in self.silent_vlans:
+            return
         svi = self.svis[vlan]
         if entry is not None and entry.mac is not None:      # probing a known neighbor: ask it directly
             frame = pk.ethernet(entry.mac, svi.mac, consts.ETH_TYPE_ARP,
@@ -324,6 +327,20 @@ class L3Stage:
         if actions:
             self.dp.execute(FROM_SWITCH, frame, VNET_NONE, actions)
         self.arp.counters["arp_requests_sent"] += 1
+
+    def announce(self, vlan: int) -> int:
+        """Gratuitous ARP (RFC 5227 announcement) for the VLAN's address and the VIPs in its subnet, so that
+        hosts and bridges move them to this switch at once (an HA takeover).  Returns how many were sent."""
+        svi = self.svis[vlan]
+        addresses = [svi.ip] + sorted(a for a in self.local_addresses if ipaddress.IPv4Address(a) in svi.network)
+        actions = flood_actions(self.ports, None, vlan, False)
+        if actions:
+            for address in addresses:
+                frame = pk.ethernet(pk.BROADCAST, svi.mac, consts.ETH_TYPE_ARP,
+                                    pk.arp(pk.ARP_REQUEST, svi.mac, address, bytes(6), address))
+                self.dp.execute(FROM_SWITCH, frame, VNET_NONE, actions)
+        self.arp.counters["gratuitous_arp_sent"] += len(addresses)
+        return len(addresses)
 
     def timers(self, now: float) -> None:
         for vlan, ip, entry, what in self.arp.due(now):

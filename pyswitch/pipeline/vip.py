@@ -95,6 +95,7 @@ class VipStage:
         self._health_up: dict[tuple[int, int], bool] = {}     # (vip id, backend index) -> last verdict
         self._drained: set[tuple[int, int]] = set()            # set to drain by the operator
         self._rings: dict[int, list[int]] = {}                 # vip id -> its ring as last written to the datapath
+        self.serving = True         # False on an HA standby: it holds the VIPs' state but probes nothing
 
     @property
     def enabled(self) -> bool:
@@ -379,7 +380,8 @@ class VipStage:
     def timers(self, now: float) -> None:
         if not self.services:
             return
-        self.health.timers(now)
+        if self.serving:
+            self.health.timers(now)
         self.dp.conn_expire(_now_ms(now))
         self.events()
         for s in self.services:

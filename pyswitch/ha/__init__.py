@@ -1,0 +1,1 @@
+"""Active/passive redundancy: VRRPv3 (RFC 5798) and connection sync."""

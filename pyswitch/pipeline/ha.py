@@ -1,0 +1,229 @@
+"""The HA stage: this switch as one of an active/passive pair (VRRPv3, RFC 5798; docs/HA.md).
+
+Both instances hold the same configuration for the VLANs that move ([ha] vlans): the same addresses, and
+the virtual MAC 00:00:5e:00:01:<group> as their MAC there.  Only the master serves them.  A standby keeps
+everything installed (routes, VIP flows, its connection table) but shuts the door in front of it:
+
+    frames to the virtual MAC on a moving VLAN     dropped (priority 1000), so nothing is routed or balanced
+    ARP for the moving addresses                   not answered (L3Stage.silent_vlans), none sent
+    health checks                                  paused (VipStage.serving)
+
+Becoming master opens the door (the drop flows go), announces every moving address with gratuitous ARP so
+hosts and bridges turn to this switch at once, and resumes the health checks; becoming standby closes it.
+
+VRRP advertisements go to 224.0.0.18 on every moving VLAN (from the virtual MAC, as the RFC says) and on
+the sync VLAN (from the switch's own MAC there), all with the switch's own sync-VLAN address as the source:
+the primary address that breaks ties and that `show ha` names as master.  Adverts come up through a flow per
+port (priority 1100, above the door) and drive the state machine (pyswitch/ha/machine.py); its timers run
+every loop step, and the loop sleeps no longer than the next one is due.
+
+A tracked port whose link goes down (operstate, read from /sys/class/net every TRACK_EVERY_S) puts the
+machine in fault: it gives up mastership at once (a priority-0 advert) and stays out until the link is up.
+"""
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import logging
+import time
+
+from .. import actions as act
+from .. import consts
+from ..flowkey import FlowKey, mac_str
+from ..ha import machine as vm
+from ..ha import vrrp
+from . import packets as pk
+from .l3 import FROM_SWITCH, VNET_NONE
+from .vlan import flood_actions, ingress_tci
+
+log = logging.getLogger("pyswitch.ha")
+
+VRRP_PRIORITY = 1100            # adverts come up before anything else looks at them
+DOOR_PRIORITY = 1000            # a standby drops frames to the virtual MAC: above every serving flow
+COOKIE_HA = 4 << 60
+USERDATA_VRRP = 3               # UPCALL userdata (after l3.USERDATA_ARP = 1, vip.USERDATA_BACKEND_ICMP = 2)
+TRACK_EVERY_S = 0.05            # tracked ports' link state is read this often
+
+MATCH_VRRP = FlowKey.mask_of("in_port", "vlan_tci", "eth_type", "nw_proto", vlan_vid_only=True)
+MATCH_DOOR = FlowKey.mask_of("in_port", "vlan_tci", "eth_dst", vlan_vid_only=True)
+
+
+class HaStage:
+    def __init__(self, config, ports: dict, datapath, l3_stage, vip_stage):
+        self.cfg = config.ha
+        self.ports = ports                      # port_no -> PortConfig
+        self.dp = datapath
+        self.l3 = l3_stage
+        self.vips = vip_stage
+        self.vmac = vrrp.virtual_mac(self.cfg.group)
+        for vlan in self.cfg.vlans:
+            self.l3.svis[vlan].mac = self.vmac
+        self.primary = self.l3.svis[self.cfg.sync_vlan].ip
+        self.machine = vm.Vrrp(self.cfg.priority, self.cfg.advert_interval_s, self.cfg.preempt, self.primary)
+        self._door: list[tuple[bytes, bytes]] = []     # (key, mask) of the drop flows while they are in place
+        self._tracked = {name: True for name in self.cfg.track_ports}     # port name -> link up
+        self._next_track = 0.0
+        self.counters = {"adverts_sent": 0, "adverts_received": 0, "adverts_invalid": 0, "adverts_other_group": 0,
+                         "became_master": 0, "became_backup": 0}
+
+    @property
+    def serving(self) -> bool:
+        return self.machine.state == "master"
+
+    # -- start and stop ---------------------------------------------------------------------------
+
+    def install(self, now: float) -> None:
+        """Flows for adverts, the door shut, then the state machine started (an address owner serves at
+        once; anyone else waits as standby for Master_Down_Interval)."""
+        for port_no, port in self.ports.items():
+            for vlan in self.cfg.vlans + (self.cfg.sync_vlan,):
+                if port.carries(vlan):
+                    key = FlowKey(in_port=port_no, vlan_tci=ingress_tci(port, vlan), eth_type=consts.ETH_TYPE_IPV4,
+                                  nw_proto=vrrp.IP_PROTO_VRRP)
+                    self.dp.flow_put(key.pack(), MATCH_VRRP, VRRP_PRIORITY, [act.upcall(USERDATA_VRRP)],
+                                     cookie=COOKIE_HA | vlan)
+        self._stop_serving()
+        self._track(now)
+        self._apply(self.machine.start(now), now)
+
+    def shutdown(self, now: float) -> None:
+        """A master going away says so (priority 0): the standby takes over after Skew_Time."""
+        self._apply(self.machine.shutdown(now), now)
+
+    def release(self, now: float) -> dict:
+        """`pyswitch ha release`: hand mastership to the peer and stay standby (maintenance)."""
+        if self.machine.state != "master":
+            raise ValueError(f"ha release: this switch is {self.machine.state}, not master")
+        self._apply(self.machine.release(now), now)
+        log.warning("ha: mastership released by the operator")
+        return self.show(now)
+
+    # -- adverts ------------------------------------------------------------------------------------
+
+    def handle(self, upcall, now: float) -> bool:
+        if upcall.reason != consts.UPCALL_ACTION or upcall.userdata != USERDATA_VRRP:
+            return False
+        eth_type, ip_packet = pk.strip_ethernet(upcall.data)
+        try:
+            src, advert = vrrp.parse_ip_packet(ip_packet)
+        except vrrp.VrrpError as exc:
+            self.counters["adverts_invalid"] += 1
+            log.debug("ha: invalid VRRP advert: %s", exc)
+            return True
+        if src == self.primary:
+            return True                          # our own, reflected
+        if advert.group != self.cfg.group:
+            self.counters["adverts_other_group"] += 1
+            return True
+        self.counters["adverts_received"] += 1
+        self._apply(self.machine.receive(advert.priority, advert.interval_cs / 100.0, src, now), now)
+        return True
+
+    def _send_advert(self, priority: int) -> None:
+        advert = vrrp.Advert(group=self.cfg.group, priority=priority,
+                             interval_cs=vrrp.interval_cs(self.cfg.advert_interval_s),
+                             addresses=tuple(self.l3.svis[v].ip for v in self.cfg.vlans))
+        packet = vrrp.ip_packet(advert, self.primary)
+        for vlan in self.cfg.vlans + (self.cfg.sync_vlan,):
+            actions = flood_actions(self.ports, None, vlan, False)
+            if actions:
+                src_mac = self.vmac if vlan in self.cfg.vlans else self.l3.svis[vlan].mac
+                frame = pk.ethernet(vrrp.GROUP_MAC, src_mac, consts.ETH_TYPE_IPV4, packet)
+                self.dp.execute(FROM_SWITCH, frame, VNET_NONE, actions)
+        self.counters["adverts_sent"] += 1
+
+    # -- timers -------------------------------------------------------------------------------------
+
+    def timers(self, now: float) -> None:
+        if now >= self._next_track:
+            self._track(now)
+        self._apply(self.machine.timers(now), now)
+
+    def next_deadline(self) -> float | None:
+        deadline = self.machine.next_deadline()
+        if self._tracked:
+            deadline = self._next_track if deadline is None else min(deadline, self._next_track)
+        return deadline
+
+    def _track(self, now: float) -> None:
+        self._next_track = now + TRACK_EVERY_S
+        if not self._tracked:
+            return
+        devices = {p.name: p.device for p in self.ports.values()}
+        changed = False
+        for name in self._tracked:
+            up = _link_up(devices[name])
+            if up != self._tracked[name]:
+                self._tracked[name] = up
+                changed = True
+                log.warning("ha: tracked port %s is %s", name, "up" if up else "down")
+        if changed or self.machine.state == "init":
+            self._apply(self.machine.set_fault(not all(self._tracked.values()), now), now)
+
+    # -- serving or not -----------------------------------------------------------------------------
+
+    def _apply(self, actions, now: float) -> None:
+        for a in actions:
+            if isinstance(a, vm.SendAdvert):
+                self._send_advert(a.priority)
+            elif isinstance(a, vm.BecomeMaster):
+                self._start_serving(now)
+            elif isinstance(a, vm.BecomeBackup):
+                self._stop_serving()
+
+    def _start_serving(self, now: float) -> None:
+        for key, mask in self._door:
+            self.dp.flow_del(key, mask, DOOR_PRIORITY)
+        self._door = []
+        self.l3.silent_vlans.clear()
+        announced = sum(self.l3.announce(vlan) for vlan in self.cfg.vlans)
+        if not self.vips.serving:
+            self.vips.serving = True
+        self.counters["became_master"] += 1
+        log.warning("ha: master of group %d (priority %d); announced %d addresses", self.cfg.group,
+                    self.cfg.priority, announced)
+
+    def _stop_serving(self) -> None:
+        if not self._door:
+            for port_no, port in self.ports.items():
+                for vlan in self.cfg.vlans:
+                    if port.carries(vlan):
+                        key = FlowKey(in_port=port_no, vlan_tci=ingress_tci(port, vlan), eth_dst=self.vmac).pack()
+                        self.dp.flow_put(key, MATCH_DOOR, DOOR_PRIORITY, [], cookie=COOKIE_HA)
+                        self._door.append((key, MATCH_DOOR))
+        self.l3.silent_vlans.update(self.cfg.vlans)
+        self.vips.serving = False
+        if self.machine.state != "init":
+            self.counters["became_backup"] += 1
+            log.warning("ha: %s of group %d (master: %s)", self.machine.state, self.cfg.group,
+                        _address(self.machine.master))
+
+    # -- show ---------------------------------------------------------------------------------------
+
+    def show(self, now: float) -> dict:
+        m = self.machine
+        last = None
+        if m.last_transition is not None:
+            wall = time.time() - (now - m.last_transition)
+            last = datetime.datetime.fromtimestamp(wall, datetime.timezone.utc).isoformat(timespec="milliseconds")
+        return {"state": m.state, "priority": self.cfg.priority, "master": _address(m.master),
+                "last_transition": last, "synced_conns": 0, "group": self.cfg.group,
+                "virtual_mac": mac_str(self.vmac), "advert_interval_s": self.cfg.advert_interval_s,
+                "preempt": self.cfg.preempt, "released": m.released,
+                "tracked_ports": dict(self._tracked), "counters": dict(self.counters)}
+
+    def stats(self) -> dict:
+        return {f"ha_{k}": v for k, v in self.counters.items()}
+
+
+def _address(raw: bytes | None) -> str | None:
+    return None if raw is None else str(ipaddress.IPv4Address(raw))
+
+
+def _link_up(device: str) -> bool:
+    """A port's link as the kernel sees it; a device that vanished is down."""
+    try:
+        with open(f"/sys/class/net/{device}/operstate") as f:
+            return f.read().strip() in ("up", "unknown")
+    except OSError:
+        return False

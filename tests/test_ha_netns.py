@@ -1,0 +1,151 @@
+"""Active/passive pairs between real hosts (netns/ha.toml): two pyswitch processes on the same two LANs, a
+client and three HTTP servers behind a VIP; mastership moves when the master dies, loses a tracked link or is
+released, and VRRP adverts on the wire are what tshark calls valid VRRPv3."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.netns
+
+TOPOLOGY = "netns/ha.toml"
+SWITCHES = ["netns/ha-sw1.toml", "netns/ha-sw2.toml"]
+VIP = "203.0.113.10"
+SERVER = os.path.join(os.path.dirname(__file__), "lb_server.py")
+BACKENDS = {"b1": "192.0.2.11", "b2": "192.0.2.12", "b3": "192.0.2.13"}
+ADVERT_S = 0.1
+TAKEOVER_S = 3 * ADVERT_S + (256 - 100) / 256 * ADVERT_S     # the standby's Master_Down_Interval
+
+# A client that asks the VIP every 20 ms, each request on a new connection, and prints when each one ended.
+PROBE = ("import socket, sys, time\n"
+         "end = time.time() + float(sys.argv[1])\n"
+         "while time.time() < end:\n"
+         "    try:\n"
+         f"        s = socket.create_connection(('{VIP}', 80), timeout=0.25)\n"
+         "        s.settimeout(0.25)\n"
+         "        s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n"
+         "        ok = b' 200 ' in s.recv(100)\n"
+         "        s.close()\n"
+         "    except OSError:\n"
+         "        ok = False\n"
+         "    print('ok' if ok else 'fail', time.time(), flush=True)\n"
+         "    time.sleep(0.02)\n")
+
+
+class Pair:
+    def __init__(self, net):
+        self.net = net
+        self.sw1, self.sw2 = net.switch("ha1"), net.switch("ha2")
+        self.servers = [net.popen("srv", [sys.executable, SERVER, name, address, "8080"], stdout=subprocess.PIPE,
+                                  text=True) for name, address in BACKENDS.items()]
+        for server in self.servers:
+            assert server.stdout.readline().strip() == "ready"
+
+    def states(self):
+        return tuple(sw.show("ha")["state"] if sw.process.poll() is None else "dead" for sw in (self.sw1, self.sw2))
+
+    def wait_states(self, want, within):
+        deadline = time.monotonic() + within
+        while (got := self.states()) != want:
+            assert time.monotonic() < deadline, f"HA states {got}, expected {want}"
+            time.sleep(0.02)
+
+    def curl(self, count=5):
+        out = self.net.exec("c1", ["curl", "-s", "--max-time", "3", "-w", " %{http_code}\\n",
+                                   *[f"http://{VIP}/"] * count], capture_output=True, text=True, timeout=60)
+        return out.stdout.count(" 200")
+
+    def probe(self, seconds):
+        return self.net.popen("c1", [sys.executable, "-c", PROBE, str(seconds)], stdout=subprocess.PIPE, text=True)
+
+    def stop(self):
+        for server in self.servers:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture
+def pair(topology):
+    made = []
+
+    def make(datapath="c"):
+        p = Pair(topology(TOPOLOGY, switches=SWITCHES, datapath=datapath))
+        made.append(p)
+        p.wait_states(("master", "backup"), within=5)
+        return p
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+def longest_gap(lines, start, end):
+    """The longest time between two successful requests, from lines "ok|fail TIME", within [start, end]."""
+    oks = [float(t) for word, t in (line.split() for line in lines) if word == "ok" and start <= float(t) <= end]
+    return max((b - a for a, b in zip(oks, oks[1:])), default=float("inf"))
+
+
+@pytest.mark.parametrize("datapath", ["c", "python"])
+def test_the_standby_takes_over_when_the_master_dies(pair, datapath):
+    p = pair(datapath)
+    assert p.curl() == 5
+    ha1, ha2 = p.sw1.show("ha"), p.sw2.show("ha")
+    assert (ha1["master"], ha2["master"]) == ("198.18.0.1", "198.18.0.1")
+    assert ha2["counters"]["adverts_received"] > 0 and ha1["counters"]["adverts_sent"] > 0
+    assert p.sw2.show("stats")["rx_packets"] > 0
+    probe = p.probe(3.0)
+    time.sleep(1.0)
+    killed = time.time()
+    p.sw1.kill()
+    p.wait_states(("dead", "master"), within=TAKEOVER_S + 1)
+    lines = probe.communicate(timeout=10)[0].splitlines()
+    gap = longest_gap(lines, killed - 0.5, killed + 1.5)
+    assert gap < 1.0, f"service paused {gap:.2f} s after the master died"
+    assert p.curl() == 5
+    ha2 = p.sw2.show("ha")
+    assert ha2["master"] == "198.18.0.2" and ha2["last_transition"] is not None
+    assert p.sw2.show("stats")["gratuitous_arp_sent"] >= 2, "the new master announces 198.51.100.1 and 192.0.2.1"
+
+
+def test_a_tracked_link_moves_mastership_and_preempt_brings_it_back(pair, netns_id):
+    p = pair()
+    device = f"psw-{netns_id}h1-c"          # ha1's link to the client's LAN
+    subprocess.run(["ip", "link", "set", device, "down"], check=True)
+    p.wait_states(("fault", "master"), within=1.0)
+    assert p.curl() == 5
+    assert p.sw1.show("ha")["tracked_ports"] == {"front": False, "back": True}
+    subprocess.run(["ip", "link", "set", device, "up"], check=True)
+    p.wait_states(("master", "backup"), within=3.0)
+    assert p.curl() == 5
+
+
+def test_release_hands_mastership_over_and_stays_standby(pair):
+    p = pair()
+    result = subprocess.run([sys.executable, "-m", "pyswitch", "ha", "release", "--name", p.sw1.name],
+                            capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stderr
+    p.wait_states(("backup", "master"), within=1.0)
+    time.sleep(1.0)
+    assert p.states() == ("backup", "master"), "a released master does not preempt"
+    assert p.sw1.show("ha")["released"] is True
+    assert p.curl() == 5
+    again = subprocess.run([sys.executable, "-m", "pyswitch", "ha", "release", "--name", p.sw1.name],
+                           capture_output=True, text=True, timeout=10)
+    assert again.returncode != 0 and "not master" in again.stderr
+
+
+def test_adverts_are_valid_vrrpv3_on_the_wire(pair, tmp_path):
+    p = pair()
+    capture = tmp_path / "vrrp.pcap"
+    dump = p.net.popen("srv", ["tcpdump", "-i", "br0", "-w", str(capture), "-c", "5", "ip proto 112"],
+                       stderr=subprocess.DEVNULL)
+    dump.wait(timeout=10)
+    out = subprocess.run(["tshark", "-r", str(capture), "-V", "-o", "vrrp.v3_checksum_as_in_v2:FALSE"],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert out.count("Virtual Router Redundancy Protocol") == 5, out[:3000]
+    assert "VRRP protocol version: 3" in out and "Virtual Rtr ID: 51" in out and "Priority: 150" in out, out[:3000]
+    assert "Adver Int: 10" in out and "IP Address: 192.0.2.1" in out, out[:3000]
+    assert "[Checksum Status: Good]" in out, out[:3000]
+    assert "00:00:5e:00:01:33" in out and "Time to Live: 255" in out, out[:3000]
