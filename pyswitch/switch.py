@@ -149,11 +149,7 @@ class Switch:
         # Handling an upcall may execute packets that upcall again (a connection's first packet now waits
         # for ARP): they join the same queue, so read on from where we were until nothing new came.  The
         # queue is bounded.
-        handled = 0
-        while upcalls := self.dp.upcalls(handled):
-            for upcall in upcalls:
-                self._upcall(upcall, now)
-            handled += len(upcalls)
+        handled = self._drain_upcalls(0, now)
         if self.ha is not None:
             self.ha.timers(now)
         if self.vips.enabled:
@@ -162,6 +158,9 @@ class Switch:
                 self.vips.health.timers(now)
         if now >= self._next_housekeeping:
             self._housekeeping(now)
+        # Packets the timers sent (health probes, HA sync) may have come up too, say to wait for ARP; the
+        # next poll starts a new run, which discards this one's upcalls, so they are handled now.
+        self._drain_upcalls(handled, now)
         if self.control is not None:
             self.control.serve_pending()
         if self._wake_r is not None:
@@ -169,6 +168,16 @@ class Switch:
                 self._wake_r.recv(64)
             except BlockingIOError:
                 pass
+
+    def _drain_upcalls(self, handled: int, now: float) -> int:
+        """Handles the run's upcalls from number `handled` on, and those that handling them adds to the
+        queue (a connection's first packet now waits for ARP), until nothing new came; returns how many
+        the queue held.  The queue is bounded."""
+        while upcalls := self.dp.upcalls(handled):
+            for upcall in upcalls:
+                self._upcall(upcall, now)
+            handled += len(upcalls)
+        return handled
 
     def _upcall(self, upcall, now: float) -> None:
         self.upcall_seq += 1

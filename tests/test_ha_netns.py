@@ -34,6 +34,32 @@ PROBE = ("import socket, sys, time\n"
          "    time.sleep(0.02)\n")
 
 
+# 50 connections held open (GET /hold: the server echoes every line), then 1000 requests over them, one line
+# each, round robin; prints each answer's time, and "reset" or "timeout" for a connection that broke.
+STREAM = ("import socket, sys, time\n"
+          "conns = []\n"
+          "for _ in range(50):\n"
+          f"    s = socket.create_connection(('{VIP}', 80), timeout=5)\n"
+          "    s.sendall(b'GET /hold HTTP/1.0\\r\\n\\r\\n')\n"
+          "    data = b''\n"
+          "    while not data.partition(b'\\r\\n\\r\\n')[2].endswith(b'\\n'):\n"
+          "        data += s.recv(100)\n"
+          "    conns.append(s)\n"
+          "print('open', flush=True)\n"
+          "sys.stdin.readline()\n"
+          "for i in range(1000):\n"
+          "    s = conns[i % 50]\n"
+          "    try:\n"
+          "        s.sendall(b'ping %d\\n' % i)\n"
+          "        answer = s.recv(100)\n"
+          "        print('ok' if answer.startswith(b'ping') else 'reset', time.time(), flush=True)\n"
+          "    except socket.timeout:\n"
+          "        print('timeout', time.time(), flush=True)\n"
+          "    except OSError:\n"
+          "        print('reset', time.time(), flush=True)\n"
+          "    time.sleep(0.003)\n")
+
+
 class Pair:
     def __init__(self, net):
         self.net = net
@@ -149,3 +175,79 @@ def test_adverts_are_valid_vrrpv3_on_the_wire(pair, tmp_path):
     assert "Adver Int: 10" in out and "IP Address: 192.0.2.1" in out, out[:3000]
     assert "[Checksum Status: Good]" in out, out[:3000]
     assert "00:00:5e:00:01:33" in out and "Time to Live: 255" in out, out[:3000]
+
+
+@pytest.mark.parametrize("datapath", ["c", "python"])
+def test_open_connections_survive_a_kill_of_the_master(pair, datapath):
+    """The issue's test: kill -9 the master while 50 long-lived connections carry 1000 requests; all of them
+    are answered, and the longest pause the client sees is under a second."""
+    p = pair(datapath)
+    stream = p.net.popen("c1", [sys.executable, "-c", STREAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert stream.stdout.readline().strip() == "open"
+        deadline = time.monotonic() + 5
+        while p.sw2.show("ha")["synced_conns"] < 50:
+            assert time.monotonic() < deadline, p.sw2.show("ha")
+            time.sleep(0.05)
+        stream.stdin.write("go\n")
+        stream.stdin.flush()
+        time.sleep(1.0)
+        killed = time.time()
+        p.sw1.kill()
+        lines = stream.communicate(timeout=60)[0].splitlines()
+    finally:
+        stream.kill()
+    words = [line.split()[0] for line in lines]
+    assert len(words) == 1000 and set(words) == {"ok"}, f"{words.count('reset')} reset, {words.count('timeout')} " \
+                                                            f"timed out of {len(words)}"
+    times = [float(line.split()[1]) for line in lines]
+    assert times[0] < killed < times[-1], "the master died while the requests were flowing"
+    gap = max(b - a for a, b in zip(times, times[1:]))
+    assert gap < 1.0, f"the client waited {gap:.2f} s for an answer"
+    assert p.states() == ("dead", "master")
+
+
+def test_a_returning_master_learns_the_connections_then_takes_over(pair):
+    """Failback: the standby served alone for a while; the first instance comes back, gets a full dump of
+    the connections opened meanwhile, then preempts, and those connections go on through it."""
+    p = pair()
+    p.sw1.kill()
+    p.wait_states(("dead", "master"), within=TAKEOVER_S + 1)
+    stream = p.net.popen("c1", [sys.executable, "-c", STREAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert stream.stdout.readline().strip() == "open"
+        p.sw1.restart()
+        p.wait_states(("master", "backup"), within=6)
+        assert p.sw1.show("ha")["synced_conns"] >= 50
+        stream.stdin.write("go\n")
+        stream.stdin.flush()
+        lines = stream.communicate(timeout=60)[0].splitlines()
+    finally:
+        stream.kill()
+    assert [line.split()[0] for line in lines] == ["ok"] * 1000
+
+
+def test_a_partitioned_sync_link_is_resynced(pair, netns_id):
+    """Cut the sync wire while connections open and close, heal it: the standby sees the sequence gap, asks
+    for a full dump and ends with exactly the master's connections."""
+    p = pair()
+    wire = f"psw-{netns_id}h1-y"
+    subprocess.run(["ip", "link", "set", wire, "down"], check=True)
+    stream = p.net.popen("c1", [sys.executable, "-c", STREAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert stream.stdout.readline().strip() == "open"
+        assert p.sw2.show("ha")["synced_conns"] == 0
+        subprocess.run(["ip", "link", "set", wire, "up"], check=True)
+        deadline = time.monotonic() + 5
+        while len(p.sw2.show("conns")) < 50:
+            assert time.monotonic() < deadline, p.sw2.show("stats")
+            time.sleep(0.05)
+    finally:
+        stream.kill()
+    stats = p.sw2.show("stats")
+    assert stats["ha_resync_requests_sent"] >= 1 and stats["ha_sync_gaps"] >= 1, stats
+    master = {c["client"] for c in p.sw1.show("conns")}
+    assert {c["client"] for c in p.sw2.show("conns")} == master

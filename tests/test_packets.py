@@ -1,5 +1,6 @@
 """Frames the switch originates decode as the real thing (scapy) with valid checksums."""
-from scapy.layers.inet import ICMP, IP
+import pytest
+from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP, Ether
 
 from pyswitch.pipeline import packets as pk
@@ -37,3 +38,15 @@ def test_time_exceeded_quotes_the_offending_packet():
     assert p[ICMP].type == 11 and p[ICMP].code == 0
     quoted = packet[20 + 8:]
     assert quoted == offending[:len(quoted)] and len(quoted) == 576 - 28
+
+
+def test_udp_checksum_and_fields():
+    src, dst = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
+    datagram = pk.udp(src, dst, 8848, 8848, b"sync")
+    parsed = IP(bytes(pk.ipv4(src, dst, pk.IP_PROTO_UDP, datagram)))
+    assert (parsed[UDP].sport, parsed[UDP].dport, bytes(parsed[UDP].payload)) == (8848, 8848, b"sync")
+    del parsed[UDP].chksum
+    assert bytes(IP(bytes(parsed))[UDP])[6:8] == datagram[6:8], "scapy computes the same checksum"
+    assert pk.udp_fields(datagram + b"pad") == (8848, 8848, b"sync")
+    with pytest.raises(ValueError):
+        pk.udp_fields(datagram[:7])

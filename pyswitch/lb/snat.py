@@ -46,6 +46,13 @@ class SnatPorts:
         self.counters["allocated"] += 1
         return port
 
+    def reserve(self, proto: int, snat: bytes, backend: bytes, backend_port: int, port: int) -> None:
+        """Marks a port in use that someone else allocated (an HA peer's connection, synced here)."""
+        used = self._used.setdefault((proto, snat, backend, backend_port), set())
+        if port not in used:
+            used.add(port)
+            self.counters["allocated"] += 1
+
     def release(self, proto: int, snat: bytes, backend: bytes, backend_port: int, port: int) -> None:
         key = (proto, snat, backend, backend_port)
         used = self._used.get(key)

@@ -19,19 +19,29 @@ every loop step, and the loop sleeps no longer than the next one is due.
 
 A tracked port whose link goes down (operstate, read from /sys/class/net every TRACK_EVERY_S) puts the
 machine in fault: it gives up mastership at once (a priority-0 advert) and stays out until the link is up.
+
+Connection sync (with [ha] peer; pyswitch/ha/sync.py): the master streams every connection the VIP stage
+adds, sees change state or sees end, as UDP to the peer's sync address, and its whole table every
+REFRESH_S (a standby's copy would otherwise expire on its own idle timers); the standby installs them in
+its own connection table behind its shut door (VipStage.apply_synced).  A standby asks for a full dump
+when it starts, when the stream comes from a new master, and when a sequence number shows a loss; until a
+full dump has arrived it does not preempt (at most preempt_delay_s), so a master that comes back takes
+over only once it knows the connections the other one served meanwhile.
 """
 from __future__ import annotations
 
 import datetime
 import ipaddress
 import logging
+import random
 import time
 
 from .. import actions as act
 from .. import consts
+from ..datapath_types import Conn
 from ..flowkey import FlowKey, mac_str
 from ..ha import machine as vm
-from ..ha import vrrp
+from ..ha import sync, vrrp
 from . import packets as pk
 from .l3 import FROM_SWITCH, VNET_NONE
 from .vlan import flood_actions, ingress_tci
@@ -43,6 +53,8 @@ DOOR_PRIORITY = 1000            # a standby drops frames to the virtual MAC: abo
 COOKIE_HA = 4 << 60
 USERDATA_VRRP = 3               # UPCALL userdata (after l3.USERDATA_ARP = 1, vip.USERDATA_BACKEND_ICMP = 2)
 TRACK_EVERY_S = 0.05            # tracked ports' link state is read this often
+SYNC_PORT = 8848                # UDP, between the instances' sync addresses (IPVS's sync daemon uses it too)
+REFRESH_S = 10.0                # the master re-sends its whole table this often (idle timers, lost updates)
 
 MATCH_VRRP = FlowKey.mask_of("in_port", "vlan_tci", "eth_type", "nw_proto", vlan_vid_only=True)
 MATCH_DOOR = FlowKey.mask_of("in_port", "vlan_tci", "eth_dst", vlan_vid_only=True)
@@ -64,7 +76,13 @@ class HaStage:
         self._tracked = {name: True for name in self.cfg.track_ports}     # port name -> link up
         self._next_track = 0.0
         self.counters = {"adverts_sent": 0, "adverts_received": 0, "adverts_invalid": 0, "adverts_other_group": 0,
-                         "became_master": 0, "became_backup": 0}
+                         "became_master": 0, "became_backup": 0, "sync_sent": 0, "sync_received": 0,
+                         "sync_applied": 0, "sync_deleted": 0, "resync_requests_sent": 0, "full_dumps_sent": 0}
+        self.peer = self.cfg.peer.packed if self.cfg.peer is not None else None
+        self.epoch = random.randrange(1, 1 << 32)
+        self.sender = sync.SyncSender(self.epoch)
+        self.receiver = sync.SyncReceiver()
+        self._next_refresh = 0.0
 
     @property
     def serving(self) -> bool:
@@ -83,6 +101,11 @@ class HaStage:
                     self.dp.flow_put(key.pack(), MATCH_VRRP, VRRP_PRIORITY, [act.upcall(USERDATA_VRRP)],
                                      cookie=COOKIE_HA | vlan)
         self._stop_serving()
+        if self.peer is not None:
+            self.l3.local_handlers.insert(0, self._local)
+            self.vips.conn_listeners.append(self._conn_changed)
+            self.machine.hold_preempt(now + self.cfg.preempt_delay_s)
+            self._request_resync()
         self._track(now)
         self._apply(self.machine.start(now), now)
 
@@ -138,6 +161,72 @@ class HaStage:
         if now >= self._next_track:
             self._track(now)
         self._apply(self.machine.timers(now), now)
+        if self.peer is None:
+            return
+        if self.serving:
+            if now >= self._next_refresh:
+                self._next_refresh = now + REFRESH_S
+                for conn in self.dp.conn_dump():
+                    self.sender.conn(conn)
+            self._send_sync(self.sender.flush(now))
+        elif self.receiver.due_resync(now):
+            self._request_resync()
+
+    # -- connection sync ----------------------------------------------------------------------------
+
+    def _conn_changed(self, conn, gone) -> None:
+        """The VIP stage added, changed or lost a connection: a master tells the standby."""
+        if not self.serving:
+            return
+        if conn is not None:
+            self.sender.conn(conn)
+        else:
+            self.sender.deleted(gone)
+
+    def _send_sync(self, payloads: list[bytes]) -> None:
+        for payload in payloads:
+            self.l3.send_ip(self.peer, pk.IP_PROTO_UDP, pk.udp(self.primary, self.peer, SYNC_PORT, SYNC_PORT, payload),
+                            source=self.primary)
+            self.counters["sync_sent"] += 1
+
+    def _request_resync(self) -> None:
+        self._send_sync([sync.resync_request(self.epoch)])
+        self.counters["resync_requests_sent"] += 1
+
+    def _local(self, ip_packet: bytes, now: float) -> bool:
+        """Sync traffic from the peer, offered first among the switch's own packets."""
+        try:
+            proto, src, dst, datagram = pk.ipv4_parts(ip_packet)
+            if proto != pk.IP_PROTO_UDP or src != self.peer or dst != self.primary:
+                return False
+            _sport, dport, payload = pk.udp_fields(datagram)
+        except ValueError:
+            return False
+        if dport != SYNC_PORT:
+            return False
+        self.counters["sync_received"] += 1
+        if sync.is_resync_request(payload):
+            if self.serving:
+                self._send_sync(self.sender.full(self.dp.conn_dump(), (), now))
+                self.counters["full_dumps_sent"] += 1
+            return True
+        if self.serving:
+            return True                 # another master's stream (a split brain about to resolve): ignore
+        received = self.receiver.receive(payload, now)
+        for entry in received.entries:
+            if isinstance(entry, sync.Deleted):
+                self.counters["sync_deleted"] += self.vips.drop_synced(entry.client)
+            elif isinstance(entry, Conn):
+                self.counters["sync_applied"] += self.vips.apply_synced(entry, now)
+        if received.full_done is not None:
+            keep = set(received.full_done)
+            for conn in self.dp.conn_dump():
+                if conn.client not in keep:
+                    self.counters["sync_deleted"] += self.vips.drop_synced(conn.client)
+            self.machine.hold_preempt(now)          # we know what the master knows: preempt when due
+        if received.request_resync:
+            self._request_resync()
+        return True
 
     def next_deadline(self) -> float | None:
         deadline = self.machine.next_deadline()
@@ -207,13 +296,16 @@ class HaStage:
             wall = time.time() - (now - m.last_transition)
             last = datetime.datetime.fromtimestamp(wall, datetime.timezone.utc).isoformat(timespec="milliseconds")
         return {"state": m.state, "priority": self.cfg.priority, "master": _address(m.master),
-                "last_transition": last, "synced_conns": 0, "group": self.cfg.group,
+                "last_transition": last, "synced_conns": self.counters["sync_applied"], "group": self.cfg.group,
                 "virtual_mac": mac_str(self.vmac), "advert_interval_s": self.cfg.advert_interval_s,
                 "preempt": self.cfg.preempt, "released": m.released,
                 "tracked_ports": dict(self._tracked), "counters": dict(self.counters)}
 
     def stats(self) -> dict:
-        return {f"ha_{k}": v for k, v in self.counters.items()}
+        out = {f"ha_{k}": v for k, v in self.counters.items()}
+        for key, value in self.receiver.counters.items():
+            out.setdefault(f"ha_sync_{key}", value)
+        return out
 
 
 def _address(raw: bytes | None) -> str | None:

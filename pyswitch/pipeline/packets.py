@@ -100,6 +100,24 @@ def tcp(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flag
     return segment[:16] + struct.pack("!H", csum(pseudo_header + segment)) + segment[18:]
 
 
+def udp(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes) -> bytes:
+    """A UDP datagram (no IP header), checksummed over the IPv4 pseudo-header (0 is sent as 0xFFFF)."""
+    datagram = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    pseudo_header = struct.pack("!4s4sxBH", src, dst, IP_PROTO_UDP, len(datagram))
+    check = csum(pseudo_header + datagram) or 0xFFFF
+    return datagram[:6] + struct.pack("!H", check) + datagram[8:]
+
+
+def udp_fields(datagram: bytes) -> tuple[int, int, bytes]:
+    """(source port, destination port, payload) of a UDP datagram; ValueError if its length does not fit."""
+    if len(datagram) < 8:
+        raise ValueError("UDP datagram shorter than 8 bytes")
+    sport, dport, length = struct.unpack_from("!HHH", datagram)
+    if not 8 <= length <= len(datagram):
+        raise ValueError("UDP length does not fit the datagram")
+    return sport, dport, datagram[8:length]
+
+
 def tcp_fields(segment: bytes) -> tuple[int, int, int, int, int, int, bytes]:
     """(source port, destination port, seq, ack, flags, window, payload) of a TCP segment.
 

@@ -85,7 +85,7 @@ class VipStage:
         self._snat_of: dict[ConnTuple, tuple] = {}     # fullnat client tuple -> (proto, snat, backend, bport, port)
         self.counters = {"conn_new": 0, "conn_refused": 0, "conn_gone": 0, "rst_sent": 0,
                          "port_unreachable_sent": 0, "unserved": 0, "no_conn": 0, "icmp_translated": 0,
-                         "icmp_untranslated": 0, "snat_exhausted": 0}
+                         "icmp_untranslated": 0, "snat_exhausted": 0, "sync_refused": 0}
         s = config.switch
         self._timeouts = {consts.CS_SYN: s.conn_syn_s, consts.CS_ESTABLISHED: s.conn_established_s,
                           consts.CS_FIN_WAIT: s.conn_fin_wait_s, consts.CS_CLOSE: s.conn_close_s,
@@ -96,6 +96,7 @@ class VipStage:
         self._drained: set[tuple[int, int]] = set()            # set to drain by the operator
         self._rings: dict[int, list[int]] = {}                 # vip id -> its ring as last written to the datapath
         self.serving = True         # False on an HA standby: it holds the VIPs' state but probes nothing
+        self.conn_listeners: list = []  # (conn: Conn | None, gone: ConnTuple | None): an HA master's sync
 
     @property
     def enabled(self) -> bool:
@@ -243,7 +244,18 @@ class VipStage:
             backend.conn_opened()
             service.counters["connections"] += 1
             self.counters["conn_new"] += 1
+            self._tell(conn, None)
         self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, [act.lb(service.id)])
+
+    def _tell(self, conn: Conn | None, gone: ConnTuple | None) -> None:
+        for listener in self.conn_listeners:
+            listener(conn, gone)
+
+    def _tell_current(self, client: ConnTuple) -> None:
+        if self.conn_listeners:
+            conn = self.dp.conn_get(client)
+            if conn is not None:
+                self._tell(conn, None)
 
     @staticmethod
     def _opens_connection(flags: int) -> bool:
@@ -365,17 +377,20 @@ class VipStage:
                     backend.conn_closed()
                 self._release_snat(event.client)
                 self.counters["conn_gone"] += 1
+                self._tell(None, event.client)
             elif event.kind == consts.CE_STATE:
                 if event.state in CLOSING:
                     backend.conn_closed()
                 else:
                     backend.conn_reopened()
+                self._tell_current(event.client)
             elif event.kind == consts.CE_RTT:
                 backend.observe_rtt(event.rtt_us / 1000.0)
             elif event.kind == consts.CE_NEW:    # scheduled by the datapath's ring
                 backend.conn_opened()
                 service.counters["connections"] += 1
                 self.counters["conn_new"] += 1
+                self._tell_current(event.client)
 
     def timers(self, now: float) -> None:
         if not self.services:
@@ -464,7 +479,55 @@ class VipStage:
                 if conn.state not in CLOSING:
                     backend.conn_closed()
                 self._release_snat(conn.client)
+                self._tell(None, conn.client)
         return removed
+
+    # -- connections synced from an HA peer ------------------------------------------------------
+
+    def apply_synced(self, conn: Conn, now: float) -> bool:
+        """Installs (or refreshes) a connection the HA master reported, as if it had been scheduled here:
+        its backend counts it, a full-NAT port is marked taken.  Returns False if the table refused it."""
+        service = self.by_id.get(conn.vip_id)
+        if service is None or not 1 <= conn.backend_id <= len(service.backends):
+            self.counters["sync_refused"] += 1
+            return False
+        backend = service.backends[conn.backend_id - 1]
+        old = self.dp.conn_get(conn.client)
+        if old is not None:
+            self.dp.conn_del(conn.client)
+        try:
+            self.dp.conn_add(conn, _now_ms(now))
+        except OSError:
+            self.counters["sync_refused"] += 1
+            if old is not None and old.state not in CLOSING:
+                backend.conn_closed()
+            return False
+        was_open = old is not None and old.state not in CLOSING
+        is_open = conn.state not in CLOSING
+        if old is None:
+            backend.conn_opened()
+            if not is_open:
+                backend.conn_closed()
+        elif is_open and not was_open:
+            backend.conn_reopened()
+        elif was_open and not is_open:
+            backend.conn_closed()
+        if conn.mode == consts.CONN_FULLNAT and conn.reply is not None and conn.client not in self._snat_of:
+            held = (conn.client.proto, conn.reply.dst, conn.reply.src, conn.reply.sport, conn.reply.dport)
+            self.snat.reserve(*held)
+            self._snat_of[conn.client] = held
+        return True
+
+    def drop_synced(self, client: ConnTuple) -> bool:
+        """Removes a connection the HA master reported gone."""
+        conn = self.dp.conn_get(client)
+        if conn is None or not self.dp.conn_del(client):
+            return False
+        service = self.by_id.get(conn.vip_id)
+        if service is not None and 1 <= conn.backend_id <= len(service.backends) and conn.state not in CLOSING:
+            service.backends[conn.backend_id - 1].conn_closed()
+        self._release_snat(client)
+        return True
 
     # -- show -------------------------------------------------------------------------------------
 
