@@ -93,11 +93,19 @@ class Pair:
 
 
 @pytest.fixture
-def pair(topology):
+def pair(topology, tmp_path):
     made = []
 
-    def make(datapath="c"):
-        p = Pair(topology(TOPOLOGY, switches=SWITCHES, datapath=datapath))
+    def make(datapath="c", persistence_s=0):
+        switches = SWITCHES
+        if persistence_s:
+            switches = []
+            for path in SWITCHES:
+                with open(path) as f:
+                    text = f.read().replace('scheduler = "rr"', f'scheduler = "rr"\npersistence_s = {persistence_s}')
+                switches.append(tmp_path / os.path.basename(path))
+                switches[-1].write_text(text)
+        p = Pair(topology(TOPOLOGY, switches=switches, datapath=datapath))
         made.append(p)
         p.wait_states(("master", "backup"), within=5)
         return p
@@ -251,3 +259,31 @@ def test_a_partitioned_sync_link_is_resynced(pair, netns_id):
     assert stats["ha_resync_requests_sent"] >= 1 and stats["ha_sync_gaps"] >= 1, stats
     master = {c["client"] for c in p.sw1.show("conns")}
     assert {c["client"] for c in p.sw2.show("conns")} == master
+
+
+def test_client_affinity_survives_a_takeover(pair):
+    """persistence_s: the master's client -> backend affinities are synced, so after a takeover the client
+    keeps its backend although the new master's round robin would have moved it."""
+    p = pair(persistence_s=60)
+
+    def backends(count):
+        out = p.net.exec("c1", ["curl", "-s", "--max-time", "3", *[f"http://{VIP}:80/"] * count],
+                         capture_output=True, text=True, timeout=60).stdout
+        return out.split()
+
+    def backend_command(change):
+        result = subprocess.run([sys.executable, "-m", "pyswitch", "backend", "web", "192.0.2.11:8080", change,
+                                 "--name", p.sw1.name], capture_output=True, text=True, timeout=10)
+        assert result.returncode == 0, result.stderr
+
+    # b1 drained on the master alone while the client comes: its affinity goes to b2, where the standby's own
+    # round robin (b1 first) would not send it.
+    backend_command("drain")
+    before = backends(6)
+    backend_command("up")
+    assert before == ["b2"] * 6, before
+    time.sleep(0.3)                     # the affinity travels with the next flush
+    p.sw1.kill()
+    p.wait_states(("dead", "master"), within=TAKEOVER_S + 1)
+    after = backends(6)
+    assert after == before, (before, after)

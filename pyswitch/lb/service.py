@@ -65,6 +65,18 @@ class VirtualService:
             self.counters["affinity_dropped"] += 1
         self._affinity[client_ip] = (backend, expires)
 
+    def affinities(self, now: float) -> list[tuple[bytes, int, float]]:
+        """(client IP, backend index, seconds left) of every live affinity: what an HA peer needs."""
+        return [(client, self.backends.index(b), expires - now) for client, (b, expires) in self._affinity.items()
+                if expires > now]
+
+    def adopt_affinity(self, client_ip: bytes, index: int, expires: float) -> bool:
+        """An affinity the HA master made: this client keeps that backend here too."""
+        if not 0 <= index < len(self.backends):
+            return False
+        self._remember(client_ip, self.backends[index], expires)
+        return True
+
     def expire_affinity(self, now: float) -> None:
         for client in [c for c, (_b, expires) in self._affinity.items() if expires <= now]:
             del self._affinity[client]

@@ -21,9 +21,9 @@ A tracked port whose link goes down (operstate, read from /sys/class/net every T
 machine in fault: it gives up mastership at once (a priority-0 advert) and stays out until the link is up.
 
 Connection sync (with [ha] peer; pyswitch/ha/sync.py): the master streams every connection the VIP stage
-adds, sees change state or sees end, as UDP to the peer's sync address, and its whole table every
-REFRESH_S (a standby's copy would otherwise expire on its own idle timers); the standby installs them in
-its own connection table behind its shut door (VipStage.apply_synced).  A standby asks for a full dump
+adds, sees change state or sees end, and every client affinity (persistence_s) it makes, as UDP to the
+peer's sync address, and all of them again every REFRESH_S (a standby's copy would otherwise expire on its
+own idle timers); the standby installs them in its own tables behind its shut door (VipStage.apply_synced).  A standby asks for a full dump
 when it starts, when the stream comes from a new master, and when a sequence number shows a loss; until a
 full dump has arrived it does not preempt (at most preempt_delay_s), so a master that comes back takes
 over only once it knows the connections the other one served meanwhile.
@@ -104,6 +104,7 @@ class HaStage:
         if self.peer is not None:
             self.l3.local_handlers.insert(0, self._local)
             self.vips.conn_listeners.append(self._conn_changed)
+            self.vips.affinity_listeners.append(self._affinity_changed)
             self.machine.hold_preempt(now + self.cfg.preempt_delay_s)
             self._request_resync()
         self._track(now)
@@ -168,6 +169,8 @@ class HaStage:
                 self._next_refresh = now + REFRESH_S
                 for conn in self.dp.conn_dump():
                     self.sender.conn(conn)
+                for affinity in self._affinities(now):
+                    self.sender.affinity(affinity)
             self._send_sync(self.sender.flush(now))
         elif self.receiver.due_resync(now):
             self._request_resync()
@@ -182,6 +185,14 @@ class HaStage:
             self.sender.conn(conn)
         else:
             self.sender.deleted(gone)
+
+    def _affinity_changed(self, service, client: bytes, index: int, seconds: float) -> None:
+        if self.serving:
+            self.sender.affinity(sync.Affinity(service.id, client, index, int(seconds * 1000)))
+
+    def _affinities(self, now: float) -> list:
+        return [sync.Affinity(s.id, client, index, int(left * 1000))
+                for s in self.vips.services for client, index, left in s.affinities(now)]
 
     def _send_sync(self, payloads: list[bytes]) -> None:
         for payload in payloads:
@@ -207,7 +218,7 @@ class HaStage:
         self.counters["sync_received"] += 1
         if sync.is_resync_request(payload):
             if self.serving:
-                self._send_sync(self.sender.full(self.dp.conn_dump(), (), now))
+                self._send_sync(self.sender.full(self.dp.conn_dump(), self._affinities(now), now))
                 self.counters["full_dumps_sent"] += 1
             return True
         if self.serving:
@@ -218,6 +229,9 @@ class HaStage:
                 self.counters["sync_deleted"] += self.vips.drop_synced(entry.client)
             elif isinstance(entry, Conn):
                 self.counters["sync_applied"] += self.vips.apply_synced(entry, now)
+            elif isinstance(entry, sync.Affinity) and entry.vip_id in self.vips.by_id:
+                self.vips.by_id[entry.vip_id].adopt_affinity(entry.client, entry.backend_index,
+                                                             now + entry.remaining_ms / 1000)
         if received.full_done is not None:
             keep = set(received.full_done)
             for conn in self.dp.conn_dump():

@@ -97,6 +97,7 @@ class VipStage:
         self._rings: dict[int, list[int]] = {}                 # vip id -> its ring as last written to the datapath
         self.serving = True         # False on an HA standby: it holds the VIPs' state but probes nothing
         self.conn_listeners: list = []  # (conn: Conn | None, gone: ConnTuple | None): an HA master's sync
+        self.affinity_listeners: list = []  # (service, client IP, backend index, seconds left): likewise
 
     @property
     def enabled(self) -> bool:
@@ -230,6 +231,9 @@ class VipStage:
         if backend is None:
             self._refuse(ip_packet)
             return
+        if service.config.persistence_s > 0:
+            for listener in self.affinity_listeners:
+                listener(service, client.src, service.backends.index(backend), service.config.persistence_s)
         conn = self._connection(service, backend, client)
         if conn is None:
             return
