@@ -144,14 +144,31 @@ def test_the_standby_takes_over_when_the_master_dies(pair, datapath):
 
 
 def test_a_tracked_link_moves_mastership_and_preempt_brings_it_back(pair, netns_id):
+    """Unplug a tracked port of the master and plug it back while 50 connections carry requests: mastership
+    goes to the peer and comes back (preempt, once the returning master has the peer's dump), and no request
+    is lost either time."""
     p = pair()
     device = f"psw-{netns_id}h1-c"          # ha1's link to the client's LAN
-    subprocess.run(["ip", "link", "set", device, "down"], check=True)
-    p.wait_states(("fault", "master"), within=1.0)
-    assert p.curl() == 5
-    assert p.sw1.show("ha")["tracked_ports"] == {"front": False, "back": True}
-    subprocess.run(["ip", "link", "set", device, "up"], check=True)
-    p.wait_states(("master", "backup"), within=3.0)
+    stream = p.net.popen("c1", [sys.executable, "-c", STREAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert stream.stdout.readline().strip() == "open"
+        stream.stdin.write("go\n")
+        stream.stdin.flush()
+        time.sleep(0.3)
+        subprocess.run(["ip", "link", "set", device, "down"], check=True)
+        p.wait_states(("fault", "master"), within=1.0)
+        assert p.sw1.show("ha")["tracked_ports"] == {"front": False, "back": True}
+        time.sleep(0.5)
+        subprocess.run(["ip", "link", "set", device, "up"], check=True)
+        p.wait_states(("master", "backup"), within=3.0)
+        back = time.time()
+        lines = stream.communicate(timeout=60)[0].splitlines()
+    finally:
+        stream.kill()
+    words = [line.split()[0] for line in lines]
+    assert words == ["ok"] * 1000, f"{words.count('reset')} reset, {words.count('timeout')} timed out"
+    assert float(lines[-1].split()[1]) > back, "requests were still flowing when mastership came back"
     assert p.curl() == 5
 
 
