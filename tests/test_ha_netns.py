@@ -304,3 +304,21 @@ def test_client_affinity_survives_a_takeover(pair):
     p.wait_states(("dead", "master"), within=TAKEOVER_S + 1)
     after = backends(6)
     assert after == before, (before, after)
+
+
+def test_a_split_brain_resolves_within_an_advert_interval(pair, netns_id):
+    """Cut ha2 off from both LANs and the sync wire without touching a tracked link: it hears no adverts and
+    becomes master too.  Heal: the two hear each other, and the lower one steps down at the first advert."""
+    p = pair()
+    for host in ("c1", "srv"):
+        p.net.exec(host, ["ip", "link", "set", "eth1", "nomaster"], check=True)
+    wire = f"psw-{netns_id}h2-y"
+    subprocess.run(["ip", "link", "set", wire, "down"], check=True)
+    p.wait_states(("master", "master"), within=TAKEOVER_S + 1)
+    for host in ("c1", "srv"):
+        p.net.exec(host, ["ip", "link", "set", "eth1", "master", "br0"], check=True)
+    subprocess.run(["ip", "link", "set", wire, "up"], check=True)
+    healed = time.monotonic()
+    p.wait_states(("master", "backup"), within=1.0)
+    assert time.monotonic() - healed < ADVERT_S + 0.3, "one master within an advert interval (plus polling)"
+    assert p.curl() == 5
