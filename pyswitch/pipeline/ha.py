@@ -20,13 +20,14 @@ every loop step, and the loop sleeps no longer than the next one is due.
 A tracked port whose link goes down (operstate, read from /sys/class/net every TRACK_EVERY_S) puts the
 machine in fault: it gives up mastership at once (a priority-0 advert) and stays out until the link is up.
 
-Connection sync (with [ha] peer; pyswitch/ha/sync.py): the master streams every connection the VIP stage
-adds, sees change state or sees end, and every client affinity (persistence_s) it makes, as UDP to the
-peer's sync address, and all of them again every REFRESH_S (a standby's copy would otherwise expire on its
-own idle timers); the standby installs them in its own tables behind its shut door (VipStage.apply_synced).  A standby asks for a full dump
-when it starts, when the stream comes from a new master, and when a sequence number shows a loss; until a
-full dump has arrived it does not preempt (at most preempt_delay_s), so a master that comes back takes
-over only once it knows the connections the other one served meanwhile.
+Connection sync (pyswitch/ha/sync.py): the master streams every connection the VIP stage adds, sees
+change state or sees end, and every client affinity (persistence_s) it makes, as UDP to the peer's sync
+address (without [ha] peer: to 224.0.0.81 on the sync VLAN), and all of them again every REFRESH_S (a
+standby's copy would otherwise expire on its own idle timers); the standby installs them in its own tables
+behind its shut door (VipStage.apply_synced).  A standby asks for a full dump when it starts, when the
+stream comes from a new master, and when a sequence number shows a loss; until a full dump has arrived it
+does not preempt (at most preempt_delay_s), so a master that comes back takes over only once it knows the
+connections the other one served meanwhile.
 """
 from __future__ import annotations
 
@@ -52,12 +53,16 @@ VRRP_PRIORITY = 1100            # adverts come up before anything else looks at 
 DOOR_PRIORITY = 1000            # a standby drops frames to the virtual MAC: above every serving flow
 COOKIE_HA = 4 << 60
 USERDATA_VRRP = 3               # UPCALL userdata (after l3.USERDATA_ARP = 1, vip.USERDATA_BACKEND_ICMP = 2)
+USERDATA_SYNC = 4               # UPCALL userdata: multicast sync from the peer
+SYNC_GROUP = bytes([224, 0, 0, 81])                # without [ha] peer, sync goes here (as IPVS's sync daemon)
+SYNC_GROUP_MAC = bytes.fromhex("01005e000051")
 TRACK_EVERY_S = 0.05            # tracked ports' link state is read this often
 SYNC_PORT = 8848                # UDP, between the instances' sync addresses (IPVS's sync daemon uses it too)
 REFRESH_S = 10.0                # the master re-sends its whole table this often (idle timers, lost updates)
 
 MATCH_VRRP = FlowKey.mask_of("in_port", "vlan_tci", "eth_type", "nw_proto", vlan_vid_only=True)
 MATCH_DOOR = FlowKey.mask_of("in_port", "vlan_tci", "eth_dst", vlan_vid_only=True)
+MATCH_SYNC = FlowKey.mask_of("in_port", "vlan_tci", "eth_type", "nw_proto", "nw_dst", "tp_dst", vlan_vid_only=True)
 
 
 class HaStage:
@@ -100,13 +105,18 @@ class HaStage:
                                   nw_proto=vrrp.IP_PROTO_VRRP)
                     self.dp.flow_put(key.pack(), MATCH_VRRP, VRRP_PRIORITY, [act.upcall(USERDATA_VRRP)],
                                      cookie=COOKIE_HA | vlan)
+            if self.peer is None and port.carries(self.cfg.sync_vlan):
+                key = FlowKey(in_port=port_no, vlan_tci=ingress_tci(port, self.cfg.sync_vlan),
+                              eth_type=consts.ETH_TYPE_IPV4, nw_proto=pk.IP_PROTO_UDP,
+                              nw_dst=SYNC_GROUP + bytes(12), tp_dst=SYNC_PORT)
+                self.dp.flow_put(key.pack(), MATCH_SYNC, VRRP_PRIORITY, [act.upcall(USERDATA_SYNC)],
+                                 cookie=COOKIE_HA | self.cfg.sync_vlan)
         self._stop_serving()
-        if self.peer is not None:
-            self.l3.local_handlers.insert(0, self._local)
-            self.vips.conn_listeners.append(self._conn_changed)
-            self.vips.affinity_listeners.append(self._affinity_changed)
-            self.machine.hold_preempt(now + self.cfg.preempt_delay_s)
-            self._request_resync()
+        self.l3.local_handlers.insert(0, self._local)
+        self.vips.conn_listeners.append(self._conn_changed)
+        self.vips.affinity_listeners.append(self._affinity_changed)
+        self.machine.hold_preempt(now + self.cfg.preempt_delay_s)
+        self._request_resync()
         self._track(now)
         self._apply(self.machine.start(now), now)
 
@@ -125,8 +135,11 @@ class HaStage:
     # -- adverts ------------------------------------------------------------------------------------
 
     def handle(self, upcall, now: float) -> bool:
-        if upcall.reason != consts.UPCALL_ACTION or upcall.userdata != USERDATA_VRRP:
+        if upcall.reason != consts.UPCALL_ACTION or upcall.userdata not in (USERDATA_VRRP, USERDATA_SYNC):
             return False
+        if upcall.userdata == USERDATA_SYNC:
+            self._local(pk.strip_ethernet(upcall.data)[1], now)
+            return True
         eth_type, ip_packet = pk.strip_ethernet(upcall.data)
         try:
             src, advert = vrrp.parse_ip_packet(ip_packet)
@@ -162,8 +175,6 @@ class HaStage:
         if now >= self._next_track:
             self._track(now)
         self._apply(self.machine.timers(now), now)
-        if self.peer is None:
-            return
         if self.serving:
             if now >= self._next_refresh:
                 self._next_refresh = now + REFRESH_S
@@ -195,9 +206,19 @@ class HaStage:
                 for s in self.vips.services for client, index, left in s.affinities(now)]
 
     def _send_sync(self, payloads: list[bytes]) -> None:
+        """To the peer (routed: ARP finds it), or without one to the sync group on the sync VLAN."""
         for payload in payloads:
-            self.l3.send_ip(self.peer, pk.IP_PROTO_UDP, pk.udp(self.primary, self.peer, SYNC_PORT, SYNC_PORT, payload),
-                            source=self.primary)
+            if self.peer is not None:
+                self.l3.send_ip(self.peer, pk.IP_PROTO_UDP,
+                                pk.udp(self.primary, self.peer, SYNC_PORT, SYNC_PORT, payload), source=self.primary)
+            else:
+                packet = pk.ipv4(self.primary, SYNC_GROUP, pk.IP_PROTO_UDP,
+                                 pk.udp(self.primary, SYNC_GROUP, SYNC_PORT, SYNC_PORT, payload), ttl=1)
+                frame = pk.ethernet(SYNC_GROUP_MAC, self.l3.svis[self.cfg.sync_vlan].mac, consts.ETH_TYPE_IPV4,
+                                    packet)
+                actions = flood_actions(self.ports, None, self.cfg.sync_vlan, False)
+                if actions:
+                    self.dp.execute(FROM_SWITCH, frame, VNET_NONE, actions)
             self.counters["sync_sent"] += 1
 
     def _request_resync(self) -> None:
@@ -208,7 +229,9 @@ class HaStage:
         """Sync traffic from the peer, offered first among the switch's own packets."""
         try:
             proto, src, dst, datagram = pk.ipv4_parts(ip_packet)
-            if proto != pk.IP_PROTO_UDP or src != self.peer or dst != self.primary:
+            if proto != pk.IP_PROTO_UDP or src == self.primary:
+                return False
+            if (self.peer is not None and src != self.peer) or dst not in (self.primary, SYNC_GROUP):
                 return False
             _sport, dport, payload = pk.udp_fields(datagram)
         except ValueError:
