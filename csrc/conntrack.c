@@ -769,13 +769,15 @@ lb_miss(struct ps_route_result *result, uint32_t vip_id)
     return PS_ROUTE_UPCALL;
 }
 
-/* Adds the connection of packet 'p', the first of a connection to VIP
- * 'vip_id', to the backend the VIP's ring holds for its client, with a
- * CE_NEW event, and returns its entry.  Returns CT_NIL to leave the packet to
- * the slow path: the VIP has no ring, the slot is empty (it refuses the
- * client), the TCP packet opens nothing (it answers with a reset), or the
- * add failed; then '*refused' says whether that was for a full table, whose
- * refusal is already counted and needs no upcall. */
+/* Adds the connection of packet 'p', to VIP 'vip_id' and of no connection
+ * in the table, to the backend the VIP's ring holds for its client, with a
+ * CE_NEW event, and returns its entry.  Not only a SYN: as in Katran, a later
+ * packet of a connection the table lost (an HA takeover before the entry was
+ * synced) lands on the same backend and goes on.  Returns CT_NIL to leave the
+ * packet to the slow path: the VIP has no ring, the slot is empty (it refuses
+ * the client), a TCP RST (nothing to go on with), or the add failed; then
+ * '*refused' says whether that was for a full table, whose refusal is already
+ * counted and needs no upcall. */
 static uint32_t
 lb_schedule(struct ps_conntrack *ct, struct ps_rings *rings, uint32_t vip_id, const struct lb_packet *p,
             int64_t now_ms, bool *refused)
@@ -785,7 +787,7 @@ lb_schedule(struct ps_conntrack *ct, struct ps_rings *rings, uint32_t vip_id, co
     uint32_t i;
     int error;
 
-    if (p->tuple.proto == PS_IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) != TCP_SYN) {
+    if (p->tuple.proto == PS_IPPROTO_TCP && (p->tcp_flags & TCP_RST)) {
         return CT_NIL;
     }
     b = ps_ring_pick(rings, vip_id, p->tuple.src);

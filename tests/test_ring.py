@@ -140,13 +140,25 @@ def test_dsr_backend_keeps_the_vip(dp):
     assert dp.conn_get(client_tuple()).reply is None
 
 
-@pytest.mark.parametrize("flags", ["A", "SA", "R", "F", "PA", "SF"])
-def test_tcp_that_opens_nothing_goes_up(dp, flags):
+@pytest.mark.parametrize("flags", ["R", "RA"])
+def test_a_reset_of_no_connection_goes_up(dp, flags):
     ring_of_one(dp)
     assert send(dp, tcp(flags=flags)) == {p: [] for p in range(4)}
     (up,) = dp.upcalls()
     assert (up.reason, up.userdata) == (consts.UPCALL_CONN_MISS, VIP_ID)
     assert dp.conn_stats()["conns"] == 0 and dp.ring_stats()["scheduled"] == 0
+
+
+@pytest.mark.parametrize("flags, state", [("A", consts.CS_ESTABLISHED), ("PA", consts.CS_ESTABLISHED),
+                                          ("F", consts.CS_FIN_WAIT), ("SA", consts.CS_SYN)])
+def test_a_lost_connection_goes_on_to_the_same_backend(dp, flags, state):
+    """A later packet of a connection the table does not hold (taken over before it was synced) is scheduled
+    like a SYN: the ring names the backend the connection had, and the state follows the packet."""
+    ring_of_one(dp)
+    pkt = tcp(flags=flags)
+    assert only_output(send(dp, pkt), BACKEND_SIDE) == routed(pkt, BACKEND_MAC, dst=BACKEND, dport=BACKEND_PORT)
+    assert dp.conn_get(client_tuple()).state == state
+    assert dp.ring_stats()["scheduled"] == 1 and dp.upcalls() == []
 
 
 def test_an_empty_slot_or_an_unset_backend_goes_up(dp):

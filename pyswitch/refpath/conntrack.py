@@ -290,12 +290,13 @@ class ConnTable:
 
 
     def _schedule(self, rings, vip_id: int, key: bytes, tcp_flags: int, now_ms: int):
-        """`lb_schedule`: (entry, refused). Adds the connection of a first packet (client tuple `key`) to the
-        backend `vip_id`'s ring holds for its client, with a CE_NEW event. (None, False) leaves the packet to the
-        slow path: no ring or an empty slot (it refuses), a TCP packet that opens nothing (it resets), a failed
-        add; (None, True) when the add failed for a full table (counted in refused: no upcall)."""
+        """`lb_schedule`: (entry, refused). Adds the connection of a packet no connection holds (client tuple
+        `key`; not only a SYN: a connection the table lost lands on the same backend) to the backend `vip_id`'s
+        ring holds for its client, with a CE_NEW event. (None, False) leaves the packet to the slow path: no ring
+        or an empty slot (it refuses), a TCP RST, a failed add; (None, True) when the add failed for a full table
+        (counted in refused: no upcall)."""
         proto = key[0]
-        if proto == IPPROTO_TCP and tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) != TCP_SYN:
+        if proto == IPPROTO_TCP and tcp_flags & TCP_RST:
             return None, False
         b = rings.pick(vip_id, key[4:8])
         if b is None:
