@@ -356,3 +356,18 @@ def test_maglev_takes_over_connections_that_were_never_synced(pair, netns_id):
         stream.kill()
     assert [line.split()[0] for line in lines] == ["ok"] * 1000
     assert p.sw2.show("stats")["ring_scheduled"] >= 50, "the survivor's ring placed the connections it never knew"
+
+
+def test_unicast_adverts_to_the_peer_keep_the_standby_down(pair, netns_id):
+    """With [ha] peer the sync VLAN carries the adverts unicast (TTL 255, straight to the peer's MAC): cut off
+    from both LANs, the standby still hears the master there and stays standby."""
+    p = pair()
+    wire = f"psw-{netns_id}h2-y"
+    dump = subprocess.run(["timeout", "5", "tcpdump", "-n", "-i", wire, "-c", "3", "-v",
+                           "ip proto 112 and dst host 198.18.0.2"], capture_output=True, text=True)
+    assert dump.stdout.count("198.18.0.1 > 198.18.0.2: VRRPv3, Advertisement, vrid 51") == 3, dump.stdout
+    assert "ttl 255" in dump.stdout
+    for host in ("c1", "srv"):
+        p.net.exec(host, ["ip", "link", "set", "eth1", "nomaster"], check=True)
+    time.sleep(3 * TAKEOVER_S)
+    assert p.states() == ("master", "backup")

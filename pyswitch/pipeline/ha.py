@@ -12,7 +12,8 @@ Becoming master opens the door (the drop flows go), announces every moving addre
 hosts and bridges turn to this switch at once, and resumes the health checks; becoming standby closes it.
 
 VRRP advertisements go to 224.0.0.18 on every moving VLAN (from the virtual MAC, as the RFC says) and on
-the sync VLAN (from the switch's own MAC there), all with the switch's own sync-VLAN address as the source:
+the sync VLAN (from the switch's own MAC there; unicast to [ha] peer when it is set), all with the
+switch's own sync-VLAN address as the source:
 the primary address that breaks ties and that `show ha` names as master.  Adverts come up through a flow per
 port (priority 1100, above the door) and drive the state machine (pyswitch/ha/machine.py); its timers run
 every loop step, and the loop sleeps no longer than the next one is due.
@@ -45,7 +46,7 @@ from ..ha import machine as vm
 from ..ha import sync, vrrp
 from . import packets as pk
 from .l3 import FROM_SWITCH, VNET_NONE
-from .vlan import flood_actions, ingress_tci
+from .vlan import flood_actions, ingress_tci, output_actions
 
 log = logging.getLogger("pyswitch.ha")
 
@@ -142,7 +143,7 @@ class HaStage:
             return True
         eth_type, ip_packet = pk.strip_ethernet(upcall.data)
         try:
-            src, advert = vrrp.parse_ip_packet(ip_packet)
+            src, advert = vrrp.parse_ip_packet(ip_packet, unicast_ok=self.peer is not None)
         except vrrp.VrrpError as exc:
             self.counters["adverts_invalid"] += 1
             log.debug("ha: invalid VRRP advert: %s", exc)
@@ -161,13 +162,28 @@ class HaStage:
                              interval_cs=vrrp.interval_cs(self.cfg.advert_interval_s),
                              addresses=tuple(self.l3.svis[v].ip for v in self.cfg.vlans))
         packet = vrrp.ip_packet(advert, self.primary)
-        for vlan in self.cfg.vlans + (self.cfg.sync_vlan,):
-            actions = flood_actions(self.ports, None, vlan, False)
-            if actions:
-                src_mac = self.vmac if vlan in self.cfg.vlans else self.l3.svis[vlan].mac
-                frame = pk.ethernet(vrrp.GROUP_MAC, src_mac, consts.ETH_TYPE_IPV4, packet)
-                self.dp.execute(FROM_SWITCH, frame, VNET_NONE, actions)
+        for vlan in self.cfg.vlans:
+            self._flood(vlan, pk.ethernet(vrrp.GROUP_MAC, self.vmac, consts.ETH_TYPE_IPV4, packet))
+        sync_mac = self.l3.svis[self.cfg.sync_vlan].mac
+        if self.peer is None:
+            self._flood(self.cfg.sync_vlan, pk.ethernet(vrrp.GROUP_MAC, sync_mac, consts.ETH_TYPE_IPV4, packet))
+        else:
+            # Unicast to the peer on the sync VLAN (keepalived's unicast_peer): straight to its MAC, since
+            # ROUTE would take one off the TTL that must arrive as 255.  Until ARP (the sync traffic's) has
+            # found the peer, the adverts on the moving VLANs are all it gets.
+            neighbor = self.l3.arp.get(self.cfg.sync_vlan, self.peer)
+            if neighbor is not None and neighbor.mac is not None:
+                frame = pk.ethernet(neighbor.mac, sync_mac, consts.ETH_TYPE_IPV4,
+                                    vrrp.ip_packet(advert, self.primary, self.peer))
+                self.dp.execute(FROM_SWITCH, frame, VNET_NONE,
+                                output_actions(self.ports[neighbor.port_no], neighbor.port_no, self.cfg.sync_vlan,
+                                               False))
         self.counters["adverts_sent"] += 1
+
+    def _flood(self, vlan: int, frame: bytes) -> None:
+        actions = flood_actions(self.ports, None, vlan, False)
+        if actions:
+            self.dp.execute(FROM_SWITCH, frame, VNET_NONE, actions)
 
     # -- timers -------------------------------------------------------------------------------------
 
