@@ -30,6 +30,7 @@ if [ "$with_tests" = 1 ]; then
     need tshark tshark
     need traceroute traceroute
     need curl curl
+    need trafgen netsniff-ng
 fi
 if command -v python3 >/dev/null 2>&1; then
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
