@@ -12,7 +12,8 @@ h2's MAC as fast as it can, with FLOWS different UDP source ports.  The forwarde
     linux bridge    the kernel's bridge on the two ends (it runs in softirq, on the generator's core)
 
 Offered and delivered rates come from interface counters (h1's eth0 tx, h2's eth0 rx) over the run; each
-figure is the median of --runs runs.  Ratios are to the ceiling row.
+figure is the median of --runs runs.  Ratios are to the ceiling row.  After the runs, 20 pings h1 -> h2 at
+light load give the RTT through each forwarder (batching must not cost latency when there is no load).
 
 A benchmark, not a test: it asserts nothing and never fails a test run.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -68,6 +70,15 @@ def offer(topo: Topology, config: Path, seconds: float) -> tuple[float, float]:
     time.sleep(0.2)                     # let the last frames drain through the forwarder
     tx, rx = counter(topo, "h1", "tx_packets") - tx0, counter(topo, "h2", "rx_packets") - rx0
     return tx / elapsed, rx / elapsed
+
+
+def ping_rtt_ms(topo: Topology) -> float:
+    """The average RTT of 20 pings h1 -> h2 at light load: what batching costs when there is no batch."""
+    topo.exec("h1", ["ping", "-c", "2", "-i", "0.2", "-W", "2", "-q", "198.51.100.12"], capture_output=True)  # ARP, flows
+    out = topo.exec("h1", ["ping", "-c", "20", "-i", "0.01", "-w", "5", "-q", "198.51.100.12"], capture_output=True,
+                    text=True)
+    match = re.search(r"= [\d.]+/([\d.]+)/", out.stdout)
+    return float(match.group(1)) if match else float("nan")
 
 
 def pin(pid: int) -> None:
@@ -130,19 +141,21 @@ def main() -> int:
                     try:
                         offer(topo, config, 1.0)        # warm up: learning, flows, caches
                         runs = [offer(topo, config, args.seconds) for _ in range(args.runs)]
+                        rtt = ping_rtt_ms(topo)
                     finally:
                         stop_forwarder()
                     results[f"{name}, {flows} flows"] = {
                         "flows": flows, "forwarder": name,
                         "offered_pps": round(statistics.median(r[0] for r in runs)),
-                        "delivered_pps": round(statistics.median(r[1] for r in runs))}
+                        "delivered_pps": round(statistics.median(r[1] for r in runs)), "ping_rtt_ms": rtt}
         finally:
             topo.down()
 
-    print(f"{'forwarder, flows':<32} {'offered pps':>12} {'delivered pps':>14} {'vs ceiling':>11}")
+    print(f"{'forwarder, flows':<32} {'offered pps':>12} {'delivered pps':>14} {'vs ceiling':>11} {'ping ms':>8}")
     for key, r in results.items():
         ceiling = results.get(f"ceiling, {r['flows']} flows", r)["delivered_pps"] or 1
-        print(f"{key:<32} {r['offered_pps']:>12} {r['delivered_pps']:>14} {r['delivered_pps'] / ceiling:>11.2f}")
+        print(f"{key:<32} {r['offered_pps']:>12} {r['delivered_pps']:>14} {r['delivered_pps'] / ceiling:>11.2f} "
+              f"{r['ping_rtt_ms']:>8.3f}")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
