@@ -60,6 +60,32 @@ STREAM = ("import socket, sys, time\n"
           "    time.sleep(0.003)\n")
 
 
+class Stream:
+    """STREAM in c1: its 50 connections are open once the block starts; go() starts the 1000 requests, lines()
+    waits for their answers; the client is killed when the block ends, also after a failure."""
+
+    def __init__(self, net):
+        self.process = net.popen("c1", [sys.executable, "-c", STREAM], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+
+    def __enter__(self):
+        if self.process.stdout.readline().strip() != "open":
+            self.__exit__()
+            raise AssertionError("the client could not open its 50 connections")
+        return self
+
+    def go(self):
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+
+    def lines(self):
+        return self.process.communicate(timeout=60)[0].splitlines()
+
+    def __exit__(self, *exc):
+        self.process.kill()
+        self.process.wait()
+
+
 class Pair:
     def __init__(self, net):
         self.net = net
@@ -153,12 +179,8 @@ def test_a_tracked_link_moves_mastership_and_preempt_brings_it_back(pair, netns_
     is lost either time."""
     p = pair()
     device = f"psw-{netns_id}h1-c"          # ha1's link to the client's LAN
-    stream = p.net.popen("c1", [sys.executable, "-c", STREAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         text=True)
-    try:
-        assert stream.stdout.readline().strip() == "open"
-        stream.stdin.write("go\n")
-        stream.stdin.flush()
+    with Stream(p.net) as stream:
+        stream.go()
         time.sleep(0.3)
         subprocess.run(["ip", "link", "set", device, "down"], check=True)
         p.wait_states(("fault", "master"), within=1.0)
@@ -167,9 +189,7 @@ def test_a_tracked_link_moves_mastership_and_preempt_brings_it_back(pair, netns_
         subprocess.run(["ip", "link", "set", device, "up"], check=True)
         p.wait_states(("master", "backup"), within=3.0)
         back = time.time()
-        lines = stream.communicate(timeout=60)[0].splitlines()
-    finally:
-        stream.kill()
+        lines = stream.lines()
     words = [line.split()[0] for line in lines]
     assert words == ["ok"] * 1000, f"{words.count('reset')} reset, {words.count('timeout')} timed out"
     assert float(lines[-1].split()[1]) > back, "requests were still flowing when mastership came back"
@@ -215,22 +235,16 @@ def test_open_connections_survive_a_kill_of_the_master(pair, datapath, mode, pee
     source ports were allocated by the dead master: the survivor knows and keeps them.  Without [ha] peer the
     sync goes to a multicast group on the sync VLAN."""
     p = pair(datapath, mode=mode, peer=peer)
-    stream = p.net.popen("c1", [sys.executable, "-c", STREAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         text=True)
-    try:
-        assert stream.stdout.readline().strip() == "open"
+    with Stream(p.net) as stream:
         deadline = time.monotonic() + 5
         while p.sw2.show("ha")["synced_conns"] < 50:
             assert time.monotonic() < deadline, p.sw2.show("ha")
             time.sleep(0.05)
-        stream.stdin.write("go\n")
-        stream.stdin.flush()
+        stream.go()
         time.sleep(1.0)
         killed = time.time()
         p.sw1.kill()
-        lines = stream.communicate(timeout=60)[0].splitlines()
-    finally:
-        stream.kill()
+        lines = stream.lines()
     words = [line.split()[0] for line in lines]
     assert len(words) == 1000 and set(words) == {"ok"}, f"{words.count('reset')} reset, {words.count('timeout')} " \
                                                             f"timed out of {len(words)}"
@@ -250,18 +264,12 @@ def test_a_returning_master_learns_the_connections_then_takes_over(pair):
     p = pair()
     p.sw1.kill()
     p.wait_states(("dead", "master"), within=TAKEOVER_S + 1)
-    stream = p.net.popen("c1", [sys.executable, "-c", STREAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         text=True)
-    try:
-        assert stream.stdout.readline().strip() == "open"
+    with Stream(p.net) as stream:
         p.sw1.restart()
         p.wait_states(("master", "backup"), within=6)
         assert p.sw1.show("ha")["synced_conns"] >= 50
-        stream.stdin.write("go\n")
-        stream.stdin.flush()
-        lines = stream.communicate(timeout=60)[0].splitlines()
-    finally:
-        stream.kill()
+        stream.go()
+        lines = stream.lines()
     assert [line.split()[0] for line in lines] == ["ok"] * 1000
 
 
@@ -271,18 +279,13 @@ def test_a_partitioned_sync_link_is_resynced(pair, netns_id):
     p = pair()
     wire = f"psw-{netns_id}h1-y"
     subprocess.run(["ip", "link", "set", wire, "down"], check=True)
-    stream = p.net.popen("c1", [sys.executable, "-c", STREAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         text=True)
-    try:
-        assert stream.stdout.readline().strip() == "open"
+    with Stream(p.net):
         assert p.sw2.show("ha")["synced_conns"] == 0
         subprocess.run(["ip", "link", "set", wire, "up"], check=True)
         deadline = time.monotonic() + 5
         while len(p.sw2.show("conns")) < 50:
             assert time.monotonic() < deadline, p.sw2.show("stats")
             time.sleep(0.05)
-    finally:
-        stream.kill()
     stats = p.sw2.show("stats")
     assert stats["ha_resync_requests_sent"] >= 1 and stats["ha_sync_gaps"] >= 1, stats
     master = {c["client"] for c in p.sw1.show("conns")}
@@ -340,21 +343,15 @@ def test_maglev_takes_over_connections_that_were_never_synced(pair, netns_id):
     was down all along) still lands on its backend after a takeover, and goes on."""
     p = pair(scheduler="maglev")
     subprocess.run(["ip", "link", "set", f"psw-{netns_id}h1-y", "down"], check=True)
-    stream = p.net.popen("c1", [sys.executable, "-c", STREAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         text=True)
-    try:
-        assert stream.stdout.readline().strip() == "open"
+    with Stream(p.net) as stream:
         assert p.sw2.show("ha")["synced_conns"] == 0
         # Let the last acknowledgements reach the master: a backend's retransmission arriving at the survivor
         # first would find no connection (see docs/HA.md, "Not done yet").
         time.sleep(0.5)
         p.sw1.kill()
         p.wait_states(("dead", "master"), within=TAKEOVER_S + 1)
-        stream.stdin.write("go\n")
-        stream.stdin.flush()
-        lines = stream.communicate(timeout=60)[0].splitlines()
-    finally:
-        stream.kill()
+        stream.go()
+        lines = stream.lines()
     assert [line.split()[0] for line in lines] == ["ok"] * 1000
     assert p.sw2.show("stats")["ring_scheduled"] >= 50, "the survivor's ring placed the connections it never knew"
 
