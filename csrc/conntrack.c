@@ -389,6 +389,12 @@ event_push(struct ps_conntrack *ct, uint8_t kind, const struct conn *c, uint32_t
 }
 
 uint32_t
+ps_conntrack_n_events(const struct ps_conntrack *ct)
+{
+    return ct->n_events;
+}
+
+uint32_t
 ps_dp_conn_events(struct ps_dp *dp, struct ps_conn_event *out, uint32_t max_out)
 {
     struct ps_conntrack *ct = ps_dp_conntrack(dp);

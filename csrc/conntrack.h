@@ -23,6 +23,9 @@ struct ps_conntrack;
 struct ps_conntrack *ps_conntrack_new(void);
 void ps_conntrack_free(struct ps_conntrack *ct);
 
+/* Returns how many events wait to be drained by ps_dp_conn_events(). */
+uint32_t ps_conntrack_n_events(const struct ps_conntrack *ct);
+
 /* Returns the connection table of 'dp' (datapath.c). */
 struct ps_conntrack *ps_dp_conntrack(const struct ps_dp *dp);
 

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "actions.h"
 #include "conntrack.h"
@@ -450,6 +451,114 @@ ps_dp_poll(struct ps_dp *dp, int timeout_ms, int64_t now_ms)
         return -errno;
     }
     return ps_dp_run(dp, now_ms);
+}
+
+static int64_t
+monotonic_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Whether a port with a ring or a memory queue has frames waiting. */
+static bool
+any_rx_ready(const struct ps_dp *dp)
+{
+    for (int i = 0; i < PS_MAX_PORTS; i++) {
+        if (dp->ports[i] && ps_port_rx_ready(dp->ports[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Waits up to 'timeout_ms' (0: just looks) for a port or, if 'with_ports' is
+ * false, only a wake fd to become readable.  Returns 1 if a wake fd is
+ * readable, 0 if not, or a negative errno from poll(2). */
+static int
+wait_readable(struct ps_dp *dp, int timeout_ms, bool with_ports)
+{
+    struct pollfd pfds[PS_MAX_PORTS + PS_MAX_WAKE_FDS];
+    nfds_t n = 0, first_wake;
+
+    for (int i = 0; with_ports && i < PS_MAX_PORTS; i++) {
+        if (dp->ports[i] && dp->ports[i]->fd >= 0) {
+            pfds[n++] = (struct pollfd) { .fd = dp->ports[i]->fd, .events = POLLIN };
+        }
+    }
+    first_wake = n;
+    for (uint32_t i = 0; i < dp->n_wake_fds; i++) {
+        pfds[n++] = (struct pollfd) { .fd = dp->wake_fds[i], .events = POLLIN };
+    }
+    if (poll(pfds, n, timeout_ms) < 0) {
+        return errno == EINTR ? 0 : -errno;
+    }
+    for (nfds_t i = first_wake; i < n; i++) {
+        if (pfds[i].revents) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Serves the ports until the slow path has something to do, so that under
+ * load Python runs once per burst of work instead of once per batch.  Runs
+ * like ps_dp_poll(), and goes on running while frames keep coming; returns
+ * after the first run that queued upcalls or connection events (they stay
+ * readable until the next run), as soon as a wake fd is readable (looked at
+ * every PS_SERVE_WAKE_CHECK_US under load), or once 'timeout_ms' (-1:
+ * forever) has passed.  When the ports fall idle it keeps looking for
+ * 'spin_us' microseconds before it sleeps in poll(2): a frame that arrives
+ * meanwhile is taken without the cost of a wakeup.  Returns the number of
+ * frames taken, or a negative errno from poll(2). */
+int
+ps_dp_serve(struct ps_dp *dp, int timeout_ms, uint32_t spin_us)
+{
+    int64_t start = monotonic_us();
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t) timeout_ms * 1000;
+    int64_t last_frame = start, next_wake_check = start + PS_SERVE_WAKE_CHECK_US;
+    int total = 0;
+
+    for (;;) {
+        struct ps_conntrack *ct = dp->ct;
+        uint32_t events_before = ps_conntrack_n_events(ct);
+        int64_t now;
+        int woken = 0, n;
+
+        if (!any_rx_ready(dp)) {
+            int64_t idle_until = last_frame + spin_us;
+
+            now = monotonic_us();
+            if (now < idle_until) {
+                woken = wait_readable(dp, 0, true);
+            } else {
+                int64_t left_ms = deadline == INT64_MAX ? -1 : (deadline - now + 999) / 1000;
+
+                woken = wait_readable(dp, left_ms > INT32_MAX ? INT32_MAX : (int) left_ms, true);
+            }
+            if (woken < 0) {
+                return woken;
+            }
+        }
+        n = ps_dp_run(dp, -1);
+        total += n;
+        now = monotonic_us();
+        if (n > 0) {
+            last_frame = now;
+        }
+        if (woken || dp->n_upcalls || ps_conntrack_n_events(ct) > events_before || now >= deadline) {
+            return total;
+        }
+        if (now >= next_wake_check) {
+            next_wake_check = now + PS_SERVE_WAKE_CHECK_US;
+            woken = wait_readable(dp, 0, false);
+            if (woken) {
+                return woken < 0 ? woken : total;
+            }
+        }
+    }
 }
 
 /* Runs 'actions' on a copy of the 'size' bytes at 'frame' (virtio header

@@ -60,6 +60,12 @@ _Static_assert(PS_HEADROOM >= 4 * (16 + 1), "headroom must hold 17 VLAN tags");
 #define PS_TXQ_LEN 256
 #endif
 
+/* Under load ps_dp_serve() looks at the wake fds (the control socket) this
+ * often, so a `pyswitch show` is answered within about a millisecond. */
+#ifndef PS_SERVE_WAKE_CHECK_US
+#define PS_SERVE_WAKE_CHECK_US 1000
+#endif
+
 /* Wake fds ps_dp_poll() watches besides the ports. */
 #ifndef PS_MAX_WAKE_FDS
 #define PS_MAX_WAKE_FDS 8

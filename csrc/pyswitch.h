@@ -378,6 +378,7 @@ int ps_dp_port_get_stats(struct ps_dp *dp, uint16_t port_no, struct ps_port_stat
 int ps_dp_add_wake_fd(struct ps_dp *dp, int fd);
 int ps_dp_del_wake_fd(struct ps_dp *dp, int fd);
 int ps_dp_poll(struct ps_dp *dp, int timeout_ms, int64_t now_ms);
+int ps_dp_serve(struct ps_dp *dp, int timeout_ms, uint32_t spin_us);
 int ps_dp_run(struct ps_dp *dp, int64_t now_ms);
 uint32_t ps_dp_upcalls(struct ps_dp *dp, struct ps_upcall **out);
 int ps_dp_execute(struct ps_dp *dp, uint16_t in_port, const uint8_t *frame, uint32_t size,

@@ -33,6 +33,7 @@ class SwitchSettings:
     max_flows: int = 65536              # fast-path flow table bound
     flow_idle_s: float = 10.0           # an unused fast-path flow is removed after this long
     ring_frames: int = 256              # AF_PACKET RX ring size, frames per port
+    busy_poll_us: int = 0               # keep looking at idle ports this long before sleeping (latency vs CPU)
     arp_reachable_s: float = 60.0       # an ARP entry is trusted this long, then probed
     arp_retries: int = 3                # requests (one a second) before a neighbor is given up
     arp_max_entries: int = 65536        # ARP table bound
@@ -405,7 +406,7 @@ def _switch(raw: dict) -> SwitchSettings:
             setattr(s, key, _number(raw, key, f"switch.{key}", minimum=0.1))
     for key, low, high in (("max_macs", 1, 1 << 24), ("max_flows", 16, 1 << 24), ("ring_frames", 8, 1 << 16),
                            ("arp_retries", 1, 10), ("arp_max_entries", 1, 65536), ("arp_queue", 1, 1024),
-                           ("max_conns", 16, 1 << 24)):
+                           ("max_conns", 16, 1 << 24), ("busy_poll_us", 0, 1000000)):
         if key in raw:
             setattr(s, key, _integer(raw, key, f"switch.{key}", low, high))
     if "control_dir" in raw:

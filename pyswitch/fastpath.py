@@ -422,6 +422,12 @@ class Datapath(_FlowTableOps):
             raise OSError(-r, f"datapath poll: {os.strerror(-r)}")
         return r
 
+    def serve(self, timeout_ms, spin_us=0) -> int:
+        r = lib.ps_dp_serve(self._dp, timeout_ms, spin_us)
+        if r < 0:
+            raise OSError(-r, f"datapath serve: {os.strerror(-r)}")
+        return r
+
     def run(self, now_ms=-1) -> int:
         return lib.ps_dp_run(self._dp, now_ms)
 

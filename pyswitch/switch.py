@@ -144,7 +144,10 @@ class Switch:
         return max(0, min(POLL_MS, int((deadline - time.monotonic()) * 1000) + 1))
 
     def step(self, timeout_ms: int) -> None:
-        self.dp.poll(timeout_ms)
+        # The datapath keeps forwarding on its own until it has upcalls or events for us, a wake fd (the
+        # control socket) is readable or the timeout passes: under load the slow path runs once per burst of
+        # work, not once per batch.
+        self.dp.serve(timeout_ms, self.settings.busy_poll_us)
         now = time.monotonic()
         # Handling an upcall may execute packets that upcall again (a connection's first packet now waits
         # for ARP): they join the same queue, so read on from where we were until nothing new came.  The

@@ -177,6 +177,10 @@ class ConnTable:
         events, self._events = self._events, []
         return events
 
+    def n_events(self) -> int:
+        """How many events wait to be drained (ps_conntrack_n_events)."""
+        return len(self._events)
+
     def stats(self) -> dict:
         """The twin holds no C memory: bytes_used and bytes_per_conn are 0 (the C table's are its design)."""
         stats = dict(self._stats)

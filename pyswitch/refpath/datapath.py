@@ -7,7 +7,9 @@ transmit queue. Upcalls of one run stay readable until the next run starts.
 from __future__ import annotations
 
 import errno
+import math
 import select
+import time
 
 from .. import consts
 from ..datapath_types import Conn, ConnEvent, ConnTuple, RingBackend, Upcall, conn_max, conn_timeouts
@@ -23,6 +25,7 @@ _PORT_STAT_KEYS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropp
 _DP_STAT_KEYS = ("rx_packets", "tx_packets", "upcalls", "upcall_dropped", "bad_port", "routed", "route_dropped",
                  "martian", "decap_errors")
 _PE_NAMES = consts.PARSE_ERROR_NAMES
+SERVE_WAKE_CHECK_S = 0.001                      # PS_SERVE_WAKE_CHECK_US: wake fds looked at this often under load
 
 
 class Port:
@@ -137,6 +140,59 @@ class Datapath:
             except InterruptedError:
                 pass
         return self.run(now_ms)
+
+    def serve(self, timeout_ms: int, spin_us: int = 0) -> int:
+        """Run until the slow path has something to do (ps_dp_serve): like poll, and on while frames keep coming;
+        return after the first run that queued upcalls or connection events, when a wake fd is readable, or once
+        `timeout_ms` (-1: forever) has passed. Idle ports are looked at for `spin_us` before sleeping."""
+        start = time.monotonic()
+        deadline = math.inf if timeout_ms < 0 else start + timeout_ms / 1000
+        last_frame, next_wake_check = start, start + SERVE_WAKE_CHECK_S
+        total = 0
+        while True:
+            events_before = self.conns.n_events()
+            woken = False
+            if not self._rx_ready():
+                now = time.monotonic()
+                if now < last_frame + spin_us / 1e6:
+                    woken = self._wait_readable(0, with_ports=True)
+                else:
+                    left = -1 if deadline == math.inf else max(0, math.ceil((deadline - now) * 1000))
+                    woken = self._wait_readable(left, with_ports=True)
+            n = self.run()
+            total += n
+            now = time.monotonic()
+            if n:
+                last_frame = now
+            if woken or self._upcalls or self.conns.n_events() > events_before or now >= deadline:
+                return total
+            if now >= next_wake_check:
+                next_wake_check = now + SERVE_WAKE_CHECK_S
+                if self._wait_readable(0, with_ports=False):
+                    return total
+
+    def _rx_ready(self) -> bool:
+        """Whether a memory port holds frames: the only kind whose readiness is known without a system call."""
+        return any(isinstance(p.io, MemoryIO) and p.io.rx_queue for p in self._port_order)
+
+    def _wait_readable(self, timeout_ms: int, with_ports: bool) -> bool:
+        """Wait up to `timeout_ms` for a port (if `with_ports`) or a wake fd; return whether a wake fd is
+        readable."""
+        fds = [p.io.fileno() for p in self._port_order if p.io.fileno() >= 0] if with_ports else []
+        wake = list(self._wake_fds)
+        if not fds and not wake:
+            if timeout_ms > 0:
+                time.sleep(timeout_ms / 1000)
+            return False
+        poller = select.poll()
+        for fd in fds + wake:
+            poller.register(fd, select.POLLIN)
+        try:
+            ready = poller.poll(timeout_ms)
+        except InterruptedError:
+            return False
+        wake_set = set(wake)
+        return any(fd in wake_set for fd, _ in ready)
 
     def run(self, now_ms: int = -1) -> int:
         """One round over all ports; returns the number of frames taken."""
