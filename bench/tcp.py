@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 from pyswitch.control.client import request  # noqa: E402
 from pyswitch.topology import Topology  # noqa: E402
 
-BENCH_ID = "b0"
+# Namespaces and links are psw-{BENCH_ID}...: PSW_BENCH_ID lets two benchmark runs (or a run and the test suite) coexist.
+BENCH_ID = os.environ.get("PSW_BENCH_ID", "b0")
 SCENARIOS = {
     # topology, switch configs (the first is the one measured), target address, ends a Linux bridge may join
     "l2": ("netns/demo.toml", ["netns/demo-sw.toml"], "198.51.100.12",

@@ -57,6 +57,7 @@ ring_frame(const struct ps_port *port, uint32_t index)
 static int
 afpacket_open(struct ps_port *port, int ifindex, uint32_t ring_frames)
 {
+    int rcvbuf = PS_RX_COPY_RCVBUF;
     int version = TPACKET_V2, one = 1, reserve = PS_HEADROOM;
     long page = sysconf(_SC_PAGESIZE);
     struct packet_mreq mreq = { .mr_ifindex = ifindex, .mr_type = PACKET_MR_PROMISC };
@@ -85,10 +86,19 @@ afpacket_open(struct ps_port *port, int ifindex, uint32_t ring_frames)
     }
 
     /* A frame holds the tpacket2_hdr and sockaddr_ll, the reserve (our
-     * headroom), the vnet header and a whole GSO super-frame.  Several frames
-     * share a block because the kernel allocates blocks in power-of-two
-     * pages; one frame per block would waste almost half. */
-    frame_size = align_up(PS_RING_HDR_ROOM + PS_HEADROOM + PS_VNET_HDR_SIZE + PS_FRAME_MAX, TPACKET_ALIGNMENT);
+     * headroom), the vnet header and one frame of the port's MTU.  A frame
+     * that does not fit (a GSO super-frame of up to 64 KiB) is truncated in
+     * the ring, and with PACKET_COPY_THRESH the kernel also queues it whole
+     * on the socket (TP_STATUS_COPY), where afpacket_rx() reads it: small
+     * ring frames hold many more packets in the same memory than frames
+     * sized for the rare super-frame would.  Several frames share a block
+     * because the kernel allocates blocks in power-of-two pages. */
+    frame_size = align_up(PS_RING_HDR_ROOM + PS_HEADROOM + PS_VNET_HDR_SIZE
+                          + (port->max_frame > PS_RING_SNAP_MIN ? port->max_frame : PS_RING_SNAP_MIN),
+                          TPACKET_ALIGNMENT);
+    if (frame_size > PS_RING_HDR_ROOM + PS_HEADROOM + PS_VNET_HDR_SIZE + PS_FRAME_MAX) {
+        frame_size = align_up(PS_RING_HDR_ROOM + PS_HEADROOM + PS_VNET_HDR_SIZE + PS_FRAME_MAX, TPACKET_ALIGNMENT);
+    }
     per_block = PS_RING_BLOCK_MAX / frame_size ? PS_RING_BLOCK_MAX / frame_size : 1;
     block_size = align_up(per_block * frame_size, page);
     if (ring_frames == 0) {
@@ -124,9 +134,16 @@ afpacket_open(struct ps_port *port, int ifindex, uint32_t ring_frames)
      * like a NIC driver would, since the switch does its own queueing. */
     if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0
         || setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one) < 0
+        || setsockopt(fd, SOL_PACKET, PACKET_COPY_THRESH, &one, sizeof one) < 0
         || setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, sizeof mreq) < 0
         || bind(fd, (struct sockaddr *) &sll, sizeof sll) < 0) {
         goto fail_errno;
+    }
+    /* The copies of oversized frames count against the receive buffer; a
+     * copy that does not fit is not made and its frame is dropped (counted).
+     * SO_RCVBUFFORCE needs CAP_NET_ADMIN; without it the sysctl caps SO_RCVBUF. */
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     }
     error = set_nonblock(fd);
     if (error) {
@@ -146,11 +163,34 @@ fail:
     return error;
 }
 
+/* Reads the whole copy of a frame the ring holds truncated (TP_STATUS_COPY)
+ * from the socket into the next copy slot, and points 'f' at it.  Returns
+ * false if there is none to read. */
+static bool
+afpacket_rx_copy(struct ps_port *port, struct ps_frame *f)
+{
+    uint8_t *slot = port->copy_buf + (size_t) port->n_copy * PS_RX_COPY_SLOT_SIZE;
+    struct iovec iov = { .iov_base = slot + PS_HEADROOM, .iov_len = PS_VNET_HDR_SIZE + PS_FRAME_MAX };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+    ssize_t r = recvmsg(port->fd, &msg, MSG_DONTWAIT);
+
+    if (r < (ssize_t) (PS_VNET_HDR_SIZE + sizeof(struct ps_eth_hdr)) || (msg.msg_flags & MSG_TRUNC)) {
+        return false;
+    }
+    port->n_copy++;
+    /* recvmsg() writes the virtio_net_hdr first, then the frame. */
+    memcpy(&f->vnet, slot + PS_HEADROOM, PS_VNET_HDR_SIZE);
+    f->data = slot + PS_HEADROOM + PS_VNET_HDR_SIZE;
+    f->size = r - PS_VNET_HDR_SIZE;
+    return true;
+}
+
 static uint32_t
 afpacket_rx(struct ps_port *port, struct ps_frame *frames, uint32_t max)
 {
     uint32_t n = 0;
 
+    port->n_copy = 0;
     while (n < max && port->ring_n_held < port->ring_n_frames) {
         struct tpacket2_hdr *h = ring_frame(port, port->ring_head);
         uint32_t status = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
@@ -160,18 +200,35 @@ afpacket_rx(struct ps_port *port, struct ps_frame *frames, uint32_t max)
         if (!(status & TP_STATUS_USER)) {
             break;
         }
+        if (status & TP_STATUS_COPY) {
+            /* The copy slots are used up: the frame waits for the next batch. */
+            if (port->n_copy == PS_RX_COPY_SLOTS) {
+                break;
+            }
+            if (!port->copy_buf && !(port->copy_buf = malloc((size_t) PS_RX_COPY_SLOTS * PS_RX_COPY_SLOT_SIZE))) {
+                break;
+            }
+        }
         port->ring_head = (port->ring_head + 1) % port->ring_n_frames;
         port->ring_n_held++;
-        if (h->tp_snaplen < h->tp_len || h->tp_snaplen < sizeof(struct ps_eth_hdr)) {
+        f = &frames[n];
+        if (status & TP_STATUS_COPY) {
+            if (!afpacket_rx_copy(port, f)) {
+                port->stats.rx_errors++;
+                continue;
+            }
+        } else if (h->tp_snaplen < h->tp_len || h->tp_snaplen < sizeof(struct ps_eth_hdr)) {
+            /* Too big for the ring, and the socket had no room for a copy. */
             port->stats.rx_errors++;
             continue;
+        } else {
+            mac = (uint8_t *) h + h->tp_mac;
+            f->data = mac;
+            f->size = h->tp_snaplen;
+            /* The kernel writes the virtio_net_hdr right before the MAC header. */
+            memcpy(&f->vnet, mac - PS_VNET_HDR_SIZE, PS_VNET_HDR_SIZE);
         }
-        mac = (uint8_t *) h + h->tp_mac;
-        f = &frames[n++];
-        f->data = mac;
-        f->size = h->tp_snaplen;
-        /* The kernel writes the virtio_net_hdr right before the MAC header. */
-        memcpy(&f->vnet, mac - PS_VNET_HDR_SIZE, PS_VNET_HDR_SIZE);
+        n++;
         if (status & TP_STATUS_VLAN_VALID) {
             uint16_t tpid = status & TP_STATUS_VLAN_TPID_VALID ? h->tp_vlan_tpid : PS_ETH_TYPE_VLAN;
 
@@ -524,6 +581,7 @@ ps_port_close(struct ps_port *port)
     switch (port->kind) {
     case PS_PORT_AFPACKET:
         munmap(port->ring, port->ring_size);
+        free(port->copy_buf);
         close(port->fd);
         break;
     case PS_PORT_TAP:

@@ -57,6 +57,8 @@ struct ps_port {
     uint32_t ring_n_frames;        /* frames in the ring */
     uint32_t ring_head;            /* next frame to look at */
     uint32_t ring_n_held;          /* frames before ring_head handed out, not yet released */
+    uint8_t *copy_buf;             /* PS_RX_COPY_SLOTS slots for frames too big for the ring; NULL until needed */
+    uint32_t n_copy;               /* slots used by the current batch */
 
     /* TAP. */
     uint8_t *tap_buf;              /* PS_BATCH receive buffers of tap_slot_size bytes */

@@ -38,6 +38,24 @@ _Static_assert(PS_HEADROOM >= 4 * (16 + 1), "headroom must hold 17 VLAN tags");
 #define PS_RING_FRAMES_DEFAULT 256
 #endif
 
+/* The smallest frame an AF_PACKET ring frame holds whole, whatever the
+ * port's MTU: 1500 bytes of payload, Ethernet and two VLAN tags. */
+#ifndef PS_RING_SNAP_MIN
+#define PS_RING_SNAP_MIN 1522
+#endif
+
+/* Frames too big for an AF_PACKET ring frame (GSO super-frames) are read
+ * from the socket into one of this many slots per batch; a batch ends early
+ * when they are used up.  The socket's receive buffer, which holds those
+ * frames until they are read, is this big. */
+#ifndef PS_RX_COPY_SLOTS
+#define PS_RX_COPY_SLOTS 16
+#endif
+#define PS_RX_COPY_SLOT_SIZE (PS_HEADROOM + PS_VNET_HDR_SIZE + PS_FRAME_MAX)
+#ifndef PS_RX_COPY_RCVBUF
+#define PS_RX_COPY_RCVBUF (8 << 20)
+#endif
+
 /* Largest AF_PACKET ring block: several frames share a block so that the
  * kernel's power-of-two page allocation wastes little. */
 #ifndef PS_RING_BLOCK_MAX
