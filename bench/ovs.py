@@ -1,0 +1,374 @@
+"""Open vSwitch's userspace datapath as a forwarder for the benchmarks, beside pyswitch on the same veth ends.
+
+    sudo .venv/bin/python bench/ovs.py          # self-check: ping and one short trafgen load through OVS
+
+`ensure_installed()` installs Debian's openvswitch-switch if it is missing, without leaving the system's OVS
+service running.  `OpenVSwitch` starts a private ovsdb-server and ovs-vswitchd, whose databases, sockets, logs
+and pidfiles all live in a /tmp/psw-ovs-* directory, so a system instance is never touched:
+
+    with OpenVSwitch(["psw-b0sw-h1", "psw-b0sw-h2"], cpu=1, port_type="afxdp") as ovs:
+        ...                                     # forwarding; ovs.pids() are the two daemons
+
+The bridge is of datapath_type=netdev (OVS's userspace datapath; this machine has no openvswitch kernel module)
+with one flow, actions=NORMAL, OVS's learning switch.  Its ports are of type "system" (the netdev datapath reads
+and writes a Linux interface through an AF_PACKET socket) or "afxdp" (an AF_XDP socket on an XDP program OVS
+attaches to the interface, polled by a PMD thread).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+OVS_PACKAGE = "openvswitch-switch"
+SYSTEM_RUNDIR = Path("/run/openvswitch")  # where the package's own service keeps its pidfiles
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")  # asked by invoke-rc.d before a package's script starts a service
+VSWITCH_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
+PORT_TYPES = ("system", "afxdp")
+XDP_MODES = ("native-with-zerocopy", "native", "generic", "best-effort")
+IFNAMSIZ = 15  # longest Linux interface name
+POLICY_DENY = "#!/bin/sh\n# pyswitch bench/ovs.py: no service may start while openvswitch-switch installs.\nexit 101\n"
+
+
+def ensure_installed() -> tuple[bool, str]:
+    """Installs openvswitch-switch if ovs-vswitchd is missing; (True, "") if OVS can run, else (False, why).
+
+    The package's postinst starts the system service (`invoke-rc.d openvswitch-switch start`, which runs
+    ovsdb-server and ovs-vswitchd with /run/openvswitch).  A policy-rc.d that answers 101 ("forbidden") for the
+    duration of the install keeps it from starting; one already in place is left as it is.  Should a daemon have
+    started all the same, it is stopped by the PID in its pidfile, and only if that pidfile is new.
+    """
+    if all(shutil.which(tool) for tool in ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl")):
+        return True, ""
+    if os.geteuid() != 0:
+        return False, "Open vSwitch is not installed, and installing it needs root"
+    pidfiles_before = set(SYSTEM_RUNDIR.glob("*.pid"))
+    own_policy = not POLICY_RC_D.exists()
+    if own_policy:
+        POLICY_RC_D.write_text(POLICY_DENY)
+        POLICY_RC_D.chmod(0o755)
+    try:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", OVS_PACKAGE]
+        result = subprocess.run(install, env=env, capture_output=True, text=True)
+        if result.returncode != 0:          # perhaps the package lists are missing or stale
+            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+            result = subprocess.run(install, env=env, capture_output=True, text=True)
+    finally:
+        if own_policy:
+            POLICY_RC_D.unlink()
+    for pidfile in set(SYSTEM_RUNDIR.glob("*.pid")) - pidfiles_before:
+        _stop_pid(_read_pid(pidfile))
+    if result.returncode != 0:
+        return False, f"apt-get install {OVS_PACKAGE} failed: {(result.stderr or result.stdout).strip()[-500:]}"
+    if not shutil.which("ovs-vswitchd"):
+        return False, f"{OVS_PACKAGE} is installed but ovs-vswitchd is not on PATH"
+    return True, ""
+
+
+
+class OpenVSwitch:
+    """A private ovsdb-server and ovs-vswitchd forwarding between `interfaces` with actions=NORMAL.
+
+    `cpu` pins both daemons (taskset, so every thread they create inherits it) and is the PMD CPU mask, so the
+    PMD thread that polls afxdp ports runs there too; system ports are polled by ovs-vswitchd's main thread.
+    `port_type` is "system" or "afxdp"; `xdp_mode` (afxdp only) is OVS's options:xdp-mode: "native" (the
+    driver's XDP hook, copy mode), "native-with-zerocopy", "generic" (the XDP hook on the skb path) or
+    "best-effort".  Entering returns once every port is up in the datapath; leaving (also after a failure)
+    deletes the bridge, stops both daemons by the PIDs in their pidfiles and removes the directory.
+    """
+
+    def __init__(self, interfaces: list[str], *, cpu: int | None = None, port_type: str = "system",
+                 xdp_mode: str = "native", bridge: str = "psw-ovs", timeout: float = 30.0):
+        if port_type not in PORT_TYPES:
+            raise ValueError(f"port_type {port_type!r}: one of {', '.join(PORT_TYPES)}")
+        if port_type == "afxdp" and xdp_mode not in XDP_MODES:
+            raise ValueError(f"xdp_mode {xdp_mode!r}: one of {', '.join(XDP_MODES)}")
+        if not bridge.startswith("psw-") or len(bridge) > IFNAMSIZ:
+            raise ValueError(f"bridge {bridge!r}: names a root-namespace TAP device, so psw-* of at most {IFNAMSIZ}")
+        self.interfaces = list(interfaces)
+        self.cpu = cpu
+        self.port_type = port_type
+        self.xdp_mode = xdp_mode
+        self.bridge = bridge
+        self.timeout = timeout
+        self.dir: Path | None = None
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._bridge_added = False
+        self._xdp_before: set[str] = set()
+
+    # -- the caller's view
+
+    def pids(self) -> dict[str, int]:
+        """{"ovsdb-server": pid, "ovs-vswitchd": pid} of the daemons running now (from their pidfiles)."""
+        return {name: pid for name in self._procs if (pid := self._pid(name)) is not None}
+
+    def vsctl(self, *args: str, check: bool = True) -> str:
+        """ovs-vsctl against this instance's database; waits for ovs-vswitchd to apply a change."""
+        return self._run(["ovs-vsctl", f"--db=unix:{self.dir}/db.sock", f"--timeout={self.timeout:.0f}", *args],
+                         check=check)
+
+    def appctl(self, *args: str, check: bool = True) -> str:
+        """ovs-appctl to this instance's ovs-vswitchd (e.g. "dpif-netdev/pmd-stats-show")."""
+        return self._run(["ovs-appctl", "-t", str(self.dir / "ovs-vswitchd.ctl"), *args], check=check)
+
+    def log(self) -> str:
+        """ovs-vswitchd's log so far."""
+        try:
+            return (self.dir / "ovs-vswitchd.log").read_text()
+        except (OSError, TypeError):
+            return ""
+
+    # -- start
+
+    def __enter__(self) -> OpenVSwitch:
+        self.dir = Path(tempfile.mkdtemp(prefix="psw-ovs-", dir="/tmp"))
+        try:
+            self._xdp_before = {name for name in self.interfaces if _has_xdp(name)}
+            self._start_ovsdb()
+            self._start_vswitchd()
+            self._add_bridge()
+            self._wait_ports()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _env(self) -> dict[str, str]:
+        # Every default path of the OVS tools points into our directory, so that nothing, even a tool called
+        # without --db or -t, can reach a system instance in /run/openvswitch.
+        here = str(self.dir)
+        return dict(os.environ, OVS_RUNDIR=here, OVS_DBDIR=here, OVS_LOGDIR=here, OVS_SYSCONFDIR=here)
+
+    def _run(self, argv: list[str], check: bool = True) -> str:
+        result = subprocess.run(argv, env=self._env(), capture_output=True, text=True, timeout=self.timeout + 10)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def _pinned(self, argv: list[str]) -> list[str]:
+        return argv if self.cpu is None else ["taskset", "-c", str(self.cpu), *argv]
+
+    def _daemon(self, name: str, argv: list[str], ready) -> None:
+        """Starts daemon `name` in the foreground (our child, so it can be waited for) and waits for `ready()`."""
+        out = open(self.dir / f"{name}.out", "w")
+        with out:
+            self._procs[name] = subprocess.Popen(
+                self._pinned([name, *argv, f"--pidfile={self.dir}/{name}.pid", f"--unixctl={self.dir}/{name}.ctl",
+                              f"--log-file={self.dir}/{name}.log", "-vconsole:off", "--no-chdir"]),
+                env=self._env(), stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + self.timeout
+        while not (self._pid(name) and ready()):
+            if self._procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited ({self._procs[name].returncode}): {self._tail(name)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start in {self.timeout} s: {self._tail(name)}")
+            time.sleep(0.05)
+
+    def _start_ovsdb(self) -> None:
+        self._run(["ovsdb-tool", "create", str(self.dir / "conf.db"), str(VSWITCH_SCHEMA)])
+        self._daemon("ovsdb-server", [str(self.dir / "conf.db"), f"--remote=punix:{self.dir}/db.sock"],
+                     ready=(self.dir / "db.sock").exists)
+        self.vsctl("--no-wait", "init")
+        config = {"n-handler-threads": "1", "n-revalidator-threads": "1"}
+        if self.cpu is not None:
+            # PMD threads set their own affinity from this mask.  dpdk-lcore-mask would matter only with
+            # dpdk-init=true, and Debian's openvswitch-switch is built without DPDK.
+            config["pmd-cpu-mask"] = hex(1 << self.cpu)
+        self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
+                   *(f"other_config:{key}={value}" for key, value in config.items()))
+
+    def _start_vswitchd(self) -> None:
+        # --disable-system: the kernel datapath (the openvswitch module, absent here) is never probed.
+        self._daemon("ovs-vswitchd", [f"unix:{self.dir}/db.sock", "--disable-system"],
+                     ready=lambda: self.appctl("version", check=False) != "")
+
+    def _add_bridge(self) -> None:
+        # fail_mode=secure: no flow but ours, and no controller to fall back from.
+        self.vsctl("add-br", self.bridge, "--", "set", "Bridge", self.bridge, "datapath_type=netdev",
+                   "fail_mode=secure", "other_config:disable-in-band=true")
+        self._bridge_added = True
+        for name in self.interfaces:
+            settings = [f"type={self.port_type}"]
+            if self.port_type == "afxdp":
+                settings += [f"options:xdp-mode={self.xdp_mode}", "options:n_rxq=1"]
+            self.vsctl("add-port", self.bridge, name, "--", "set", "Interface", name, *settings)
+        self._run(["ovs-ofctl", "del-flows", f"unix:{self.dir}/{self.bridge}.mgmt"])
+        self._run(["ovs-ofctl", "add-flow", f"unix:{self.dir}/{self.bridge}.mgmt", "actions=NORMAL"])
+
+    def _wait_ports(self) -> None:
+        """Waits until each port has an OpenFlow number, no error and carrier, and (afxdp) a PMD polling it."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            waiting = []
+            for name in self.interfaces:
+                ofport, error, link = self.vsctl("--", "get", "Interface", name, "ofport", "error",
+                                                 "link_state").split("\n")[:3]
+                if error.strip() not in ("", "[]"):
+                    raise RuntimeError(f"port {name}: {error.strip()}")
+                if int(ofport) <= 0 or link.strip() != "up":
+                    waiting.append(name)
+            if self.port_type == "afxdp" and not waiting:
+                polled = self.appctl("dpif-netdev/pmd-rxq-show")
+                waiting = [name for name in self.interfaces if f"port: {name} " not in polled]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ports {', '.join(waiting)} not up in {self.timeout} s: "
+                                   f"{self._tail('ovs-vswitchd')}")
+            time.sleep(0.1)
+
+    # -- stop
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self._bridge_added:
+                self.vsctl("--if-exists", "del-br", self.bridge, check=False)
+                self._bridge_added = False
+            for name in ("ovs-vswitchd", "ovsdb-server"):
+                if name in self._procs:
+                    self._stop_daemon(name)
+        finally:
+            # A daemon that had to be killed cannot have detached its XDP program: do it for it, on our ports.
+            for name in self.interfaces:
+                if name not in self._xdp_before and _has_xdp(name):
+                    subprocess.run(["ip", "link", "set", "dev", name, "xdp", "off"], capture_output=True)
+            if self.dir is not None:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                self.dir = None
+
+    def _stop_daemon(self, name: str) -> None:
+        proc = self._procs.pop(name)
+        pid = _read_pid(self.dir / f"{name}.pid")
+        # The pidfile names the process we started (taskset execs it, so the PIDs are the same); should it name
+        # another, or none, our child's own PID is the one to stop.
+        if proc.poll() is None:
+            os.kill(pid if pid == proc.pid else proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def _pid(self, name: str) -> int | None:
+        proc = self._procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return None
+        return _read_pid(self.dir / f"{name}.pid")
+
+    def _tail(self, name: str) -> str:
+        text = ""
+        for suffix in ("out", "log"):
+            try:
+                text += (self.dir / f"{name}.{suffix}").read_text()
+            except OSError:
+                pass
+        return text.strip()[-1500:]
+
+
+def _has_xdp(interface: str) -> bool:
+    """Whether an XDP program is attached to `interface` (in the root namespace)."""
+    out = subprocess.run(["ip", "-d", "link", "show", "dev", interface], capture_output=True, text=True).stdout
+    return " prog/xdp" in out or "xdpgeneric" in out or "xdpdrv" in out or " xdp " in out
+
+
+def _read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _stop_pid(pid: int | None, timeout: float = 5.0) -> None:
+    """SIGTERM to `pid`, SIGKILL if it is still there after `timeout` (for a daemon that is not our child)."""
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+    except ProcessLookupError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Self-check: ping and one trafgen load through OVS's userspace "
+                                                 "datapath on netns/demo.toml")
+    parser.add_argument("--seconds", type=float, default=3)
+    parser.add_argument("--flows", type=int, default=256)
+    args = parser.parse_args()
+    # Imported here, not at the top: bench/pps.py imports this module, and the library part needs neither.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from pps import ENDS, FORWARDER_CPU, H2_MAC, ensure_trafgen, offer, ping_rtt_ms, trafgen_config
+    from tcp import BENCH_ID, ROOT
+
+    from pyswitch.topology import Topology
+
+    installed, why = ensure_installed()
+    if not installed:
+        print(f"Open vSwitch: {why}")
+        return 1
+    ensure_trafgen()
+    topo = Topology.load(ROOT / "netns/demo.toml", id=BENCH_ID)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="psw-bench-") as tmp:
+        config = Path(tmp) / f"udp-{args.flows}.trafgen"
+        config.write_text(trafgen_config(args.flows))
+        try:
+            topo.up()
+            topo.exec("h1", ["ip", "neigh", "replace", "198.51.100.12", "lladdr", H2_MAC, "dev", "eth0"], check=True)
+            for port_type, xdp_mode in SELF_CHECKS:
+                label = port_type if xdp_mode is None else f"{port_type} {xdp_mode}"
+                start = time.monotonic()
+                try:
+                    with OpenVSwitch(ENDS, cpu=int(FORWARDER_CPU), port_type=port_type, xdp_mode=xdp_mode or "native",
+                                     bridge=f"psw-{BENCH_ID}ovs") as ovs:
+                        startup = time.monotonic() - start
+                        ping = topo.exec("h1", ["ping", "-c", "3", "-i", "0.2", "-W", "2", "-q", "198.51.100.12"],
+                                         capture_output=True, text=True)
+                        if ping.returncode != 0:
+                            rows.append((label, f"started in {startup:.1f} s, but ping h1 -> h2 failed"))
+                            continue
+                        offer(topo, config, 1.0)            # warm up: learning, flows, caches
+                        offered, delivered = offer(topo, config, args.seconds)
+                        rtt = ping_rtt_ms(topo)
+                        mode = ovs.vsctl("get", "Interface", ENDS[0], "status:xdp-mode-in-use",
+                                         check=False).strip() if port_type == "afxdp" else ""
+                        rows.append((label, f"{offered:>10.0f} {delivered:>10.0f} {rtt:>8.3f} {startup:>8.1f}"
+                                            + (f"  (in use: {mode})" if mode else "")))
+                except RuntimeError as error:
+                    rows.append((label, f"does not start: {str(error).splitlines()[0][:200]}"))
+        finally:
+            topo.down()
+
+    print(f"OVS userspace datapath, {args.flows} flows, {args.seconds:g} s; ovs-vswitchd on core {FORWARDER_CPU}")
+    print(f"{'port type':<30} {'offered':>10} {'delivered':>10} {'ping ms':>8} {'start s':>8}")
+    for label, text in rows:
+        print(f"{label:<30} {text}")
+    return 0
+
+
+# The self-check's port types: AF_PACKET, then AF_XDP in each mode OVS has (veth has no zero-copy AF_XDP).
+SELF_CHECKS = [("system", None), ("afxdp", "native-with-zerocopy"), ("afxdp", "native"), ("afxdp", "generic")]
+
+if __name__ == "__main__":
+    sys.exit(main())
