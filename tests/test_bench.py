@@ -14,9 +14,10 @@ def test_pps_quick(tmp_path):
                          capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout + run.stderr
     results = json.loads(out.read_text())["results"]
-    assert set(results) == {"ceiling, 1 flows", "pyswitch c, 1 flows"}
+    assert set(results) == {"l2, ceiling, 1 flows", "l2, pyswitch c, 1 flows"}
     assert all(r["delivered_pps"] > 0 for r in results.values()), results
-    assert "vs ceiling" in run.stdout
+    assert all(r["core1_ns_per_packet"] > 0 for r in results.values()), results
+    assert "vs first" in run.stdout
 
 
 def test_conns_quick(tmp_path):
@@ -27,3 +28,13 @@ def test_conns_quick(tmp_path):
     rates = json.loads(out.read_text())["new_conns_per_s"]
     assert set(rates) == {"c ring", "c slow path", "python ring", "python slow path"}
     assert all(rate > 0 for rate in rates.values())
+
+
+def test_memory_quick(tmp_path):
+    out = tmp_path / "memory.json"
+    run = subprocess.run([sys.executable, "bench/memory.py", "--conns", "5000", "--json", str(out)],
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    result = json.loads(out.read_text())
+    assert result["conns"] == 5000 and result["evictions"] == result["refused"] == 0
+    assert result["table_bytes_per_conn"] > 0 and result["rss_after_bytes"] >= result["rss_before_bytes"]
