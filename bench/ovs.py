@@ -17,7 +17,9 @@ attaches to the interface, polled by a PMD thread).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import re
 import signal
 import shutil
 import subprocess
@@ -26,6 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tcp import BENCH_ID  # noqa: E402
+
 OVS_PACKAGE = "openvswitch-switch"
 SYSTEM_RUNDIR = Path("/run/openvswitch")  # where the package's own service keeps its pidfiles
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")  # asked by invoke-rc.d before a package's script starts a service
@@ -33,11 +38,22 @@ VSWITCH_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 PORT_TYPES = ("system", "afxdp")
 XDP_MODES = ("native-with-zerocopy", "native", "generic", "best-effort")
 IFNAMSIZ = 15  # longest Linux interface name
+IFF_PROMISC = 0x100  # in /sys/class/net/*/flags
 POLICY_DENY = "#!/bin/sh\n# pyswitch bench/ovs.py: no service may start while openvswitch-switch installs.\nexit 101\n"
 
 
-def ensure_installed() -> tuple[bool, str]:
-    """Installs openvswitch-switch if ovs-vswitchd is missing; (True, "") if OVS can run, else (False, why).
+@dataclasses.dataclass(frozen=True)
+class Installed:
+    """ensure_installed()'s answer: true if OVS can run here; if not, `reason` says why."""
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def ensure_installed() -> Installed:
+    """Installs openvswitch-switch if ovs-vswitchd is missing; true if Open vSwitch can run, else false with why.
 
     The package's postinst starts the system service (`invoke-rc.d openvswitch-switch start`, which runs
     ovsdb-server and ovs-vswitchd with /run/openvswitch).  A policy-rc.d that answers 101 ("forbidden") for the
@@ -45,9 +61,9 @@ def ensure_installed() -> tuple[bool, str]:
     started all the same, it is stopped by the PID in its pidfile, and only if that pidfile is new.
     """
     if all(shutil.which(tool) for tool in ("ovs-vswitchd", "ovsdb-server", "ovs-vsctl")):
-        return True, ""
+        return Installed(True)
     if os.geteuid() != 0:
-        return False, "Open vSwitch is not installed, and installing it needs root"
+        return Installed(False, "Open vSwitch is not installed, and installing it needs root")
     pidfiles_before = set(SYSTEM_RUNDIR.glob("*.pid"))
     own_policy = not POLICY_RC_D.exists()
     if own_policy:
@@ -66,11 +82,11 @@ def ensure_installed() -> tuple[bool, str]:
     for pidfile in set(SYSTEM_RUNDIR.glob("*.pid")) - pidfiles_before:
         _stop_pid(_read_pid(pidfile))
     if result.returncode != 0:
-        return False, f"apt-get install {OVS_PACKAGE} failed: {(result.stderr or result.stdout).strip()[-500:]}"
+        return Installed(False, f"apt-get install {OVS_PACKAGE} failed: "
+                                f"{(result.stderr or result.stdout).strip()[-500:]}")
     if not shutil.which("ovs-vswitchd"):
-        return False, f"{OVS_PACKAGE} is installed but ovs-vswitchd is not on PATH"
-    return True, ""
-
+        return Installed(False, f"{OVS_PACKAGE} is installed but ovs-vswitchd is not on PATH")
+    return Installed(True)
 
 
 class OpenVSwitch:
@@ -84,8 +100,8 @@ class OpenVSwitch:
     deletes the bridge, stops both daemons by the PIDs in their pidfiles and removes the directory.
     """
 
-    def __init__(self, interfaces: list[str], *, cpu: int | None = None, port_type: str = "system",
-                 xdp_mode: str = "native", bridge: str = "psw-ovs", timeout: float = 30.0):
+    def __init__(self, interfaces: list[str], *, cpu: int | str | None = None, port_type: str = "system",
+                 xdp_mode: str = "native", bridge: str = f"psw-{BENCH_ID}ovs", timeout: float = 30.0):
         if port_type not in PORT_TYPES:
             raise ValueError(f"port_type {port_type!r}: one of {', '.join(PORT_TYPES)}")
         if port_type == "afxdp" and xdp_mode not in XDP_MODES:
@@ -93,7 +109,7 @@ class OpenVSwitch:
         if not bridge.startswith("psw-") or len(bridge) > IFNAMSIZ:
             raise ValueError(f"bridge {bridge!r}: names a root-namespace TAP device, so psw-* of at most {IFNAMSIZ}")
         self.interfaces = list(interfaces)
-        self.cpu = cpu
+        self.cpu = None if cpu is None else int(cpu)
         self.port_type = port_type
         self.xdp_mode = xdp_mode
         self.bridge = bridge
@@ -101,7 +117,7 @@ class OpenVSwitch:
         self.dir: Path | None = None
         self._procs: dict[str, subprocess.Popen] = {}
         self._bridge_added = False
-        self._xdp_before: set[str] = set()
+        self._touched: list[str] = []        # interfaces that had neither XDP nor IFF_PROMISC before we began
 
     # -- the caller's view
 
@@ -130,7 +146,7 @@ class OpenVSwitch:
     def __enter__(self) -> OpenVSwitch:
         self.dir = Path(tempfile.mkdtemp(prefix="psw-ovs-", dir="/tmp"))
         try:
-            self._xdp_before = {name for name in self.interfaces if _has_xdp(name)}
+            self._touched = [name for name in self.interfaces if not _has_xdp(name) and not _promiscuous(name)]
             self._start_ovsdb()
             self._start_vswitchd()
             self._add_bridge()
@@ -197,7 +213,9 @@ class OpenVSwitch:
         for name in self.interfaces:
             settings = [f"type={self.port_type}"]
             if self.port_type == "afxdp":
-                settings += [f"options:xdp-mode={self.xdp_mode}", "options:n_rxq=1"]
+                # One AF_XDP socket per RX queue: a veth has one per CPU, and the sender's flow hash spreads
+                # frames over all of them (a queue without a socket would hand its frames to the kernel stack).
+                settings += [f"options:xdp-mode={self.xdp_mode}", f"options:n_rxq={_rx_queues(name)}"]
             self.vsctl("add-port", self.bridge, name, "--", "set", "Interface", name, *settings)
         self._run(["ovs-ofctl", "del-flows", f"unix:{self.dir}/{self.bridge}.mgmt"])
         self._run(["ovs-ofctl", "add-flow", f"unix:{self.dir}/{self.bridge}.mgmt", "actions=NORMAL"])
@@ -229,16 +247,21 @@ class OpenVSwitch:
     def __exit__(self, *exc) -> None:
         try:
             if self._bridge_added:
-                self.vsctl("--if-exists", "del-br", self.bridge, check=False)
+                # Deleting the ports lets ovs-vswitchd detach its XDP programs and restore the interfaces'
+                # flags; wait for that only if it is still there to do it.
+                wait = [] if self._pid("ovs-vswitchd") else ["--no-wait"]
+                self.vsctl(*wait, "--if-exists", "del-br", self.bridge, check=False)
                 self._bridge_added = False
             for name in ("ovs-vswitchd", "ovsdb-server"):
                 if name in self._procs:
                     self._stop_daemon(name)
         finally:
-            # A daemon that had to be killed cannot have detached its XDP program: do it for it, on our ports.
-            for name in self.interfaces:
-                if name not in self._xdp_before and _has_xdp(name):
+            # An ovs-vswitchd that died or had to be killed left its XDP programs and promiscuous mode behind.
+            for name in self._touched:
+                if _has_xdp(name):
                     subprocess.run(["ip", "link", "set", "dev", name, "xdp", "off"], capture_output=True)
+                if _promiscuous(name):
+                    subprocess.run(["ip", "link", "set", "dev", name, "promisc", "off"], capture_output=True)
             if self.dir is not None:
                 shutil.rmtree(self.dir, ignore_errors=True)
                 self.dir = None
@@ -273,9 +296,20 @@ class OpenVSwitch:
 
 
 def _has_xdp(interface: str) -> bool:
-    """Whether an XDP program is attached to `interface` (in the root namespace)."""
+    """Whether an XDP program (native or generic) is attached to `interface`."""
     out = subprocess.run(["ip", "-d", "link", "show", "dev", interface], capture_output=True, text=True).stdout
-    return " prog/xdp" in out or "xdpgeneric" in out or "xdpdrv" in out or " xdp " in out
+    return re.search(r"\s(xdp|xdpgeneric|xdpdrv|xdpoffload)\s", out) is not None
+
+
+def _promiscuous(interface: str) -> bool:
+    try:
+        return int(Path(f"/sys/class/net/{interface}/flags").read_text(), 16) & IFF_PROMISC != 0
+    except OSError:
+        return False
+
+
+def _rx_queues(interface: str) -> int:
+    return max(1, len(list(Path(f"/sys/class/net/{interface}/queues").glob("rx-*"))))
 
 
 def _read_pid(pidfile: Path) -> int | None:
@@ -317,57 +351,60 @@ def main() -> int:
     parser.add_argument("--flows", type=int, default=256)
     args = parser.parse_args()
     # Imported here, not at the top: bench/pps.py imports this module, and the library part needs neither.
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from pps import ENDS, FORWARDER_CPU, H2_MAC, ensure_trafgen, offer, ping_rtt_ms, trafgen_config
-    from tcp import BENCH_ID, ROOT
+    from pps import FORWARDER_CPU, discard_udp, ensure_tools, offer, ping_rtt_ms, trafgen_config
+    from tcp import ROOT
 
     from pyswitch.topology import Topology
 
-    installed, why = ensure_installed()
+    installed = ensure_installed()
     if not installed:
-        print(f"Open vSwitch: {why}")
+        print(f"Open vSwitch: {installed.reason}")
         return 1
-    ensure_trafgen()
+    ensure_tools()
     topo = Topology.load(ROOT / "netns/demo.toml", id=BENCH_ID)
+    ends = [f"psw-{BENCH_ID}sw-h1", f"psw-{BENCH_ID}sw-h2"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="psw-bench-") as tmp:
         config = Path(tmp) / f"udp-{args.flows}.trafgen"
-        config.write_text(trafgen_config(args.flows))
+        config.write_text(trafgen_config(args.flows, H1_MAC, H2_MAC, H1_ADDRESS, H2_ADDRESS))
         try:
             topo.up()
-            topo.exec("h1", ["ip", "neigh", "replace", "198.51.100.12", "lladdr", H2_MAC, "dev", "eth0"], check=True)
+            discard_udp(topo, "h2")
             for port_type, xdp_mode in SELF_CHECKS:
                 label = port_type if xdp_mode is None else f"{port_type} {xdp_mode}"
                 start = time.monotonic()
                 try:
-                    with OpenVSwitch(ENDS, cpu=int(FORWARDER_CPU), port_type=port_type, xdp_mode=xdp_mode or "native",
-                                     bridge=f"psw-{BENCH_ID}ovs") as ovs:
+                    with OpenVSwitch(ends, cpu=FORWARDER_CPU, port_type=port_type,
+                                     xdp_mode=xdp_mode or "native") as ovs:
                         startup = time.monotonic() - start
-                        ping = topo.exec("h1", ["ping", "-c", "3", "-i", "0.2", "-W", "2", "-q", "198.51.100.12"],
+                        ping = topo.exec("h1", ["ping", "-c", "3", "-i", "0.2", "-W", "2", "-q", H2_ADDRESS],
                                          capture_output=True, text=True)
                         if ping.returncode != 0:
                             rows.append((label, f"started in {startup:.1f} s, but ping h1 -> h2 failed"))
                             continue
                         offer(topo, config, 1.0)            # warm up: learning, flows, caches
-                        offered, delivered = offer(topo, config, args.seconds)
-                        rtt = ping_rtt_ms(topo)
-                        mode = ovs.vsctl("get", "Interface", ENDS[0], "status:xdp-mode-in-use",
-                                         check=False).strip() if port_type == "afxdp" else ""
+                        offered, delivered = offer(topo, config, args.seconds)[:2]
+                        rtt = ping_rtt_ms(topo, "h1", H2_ADDRESS)
+                        in_use = ovs.vsctl("get", "Interface", ends[0], "status:xdp-mode-in-use",
+                                           check=False).strip() if port_type == "afxdp" else ""
                         rows.append((label, f"{offered:>10.0f} {delivered:>10.0f} {rtt:>8.3f} {startup:>8.1f}"
-                                            + (f"  (in use: {mode})" if mode else "")))
+                                            + (f"  (in use: {in_use})" if in_use else "")))
                 except RuntimeError as error:
                     rows.append((label, f"does not start: {str(error).splitlines()[0][:200]}"))
         finally:
             topo.down()
 
-    print(f"OVS userspace datapath, {args.flows} flows, {args.seconds:g} s; ovs-vswitchd on core {FORWARDER_CPU}")
+    print(f"OVS userspace datapath, netns/demo.toml h1 -> h2, {args.flows} flows, {args.seconds:g} s, "
+          f"ovs-vswitchd on core {FORWARDER_CPU}")
     print(f"{'port type':<30} {'offered':>10} {'delivered':>10} {'ping ms':>8} {'start s':>8}")
     for label, text in rows:
         print(f"{label:<30} {text}")
     return 0
 
 
-# The self-check's port types: AF_PACKET, then AF_XDP in each mode OVS has (veth has no zero-copy AF_XDP).
+# The self-check: netns/demo.toml's h1 sends to h2.  Its port types: AF_PACKET, then AF_XDP in each mode of OVS.
+H1_MAC, H1_ADDRESS = "02:00:00:00:00:11", "198.51.100.11"
+H2_MAC, H2_ADDRESS = "02:00:00:00:00:12", "198.51.100.12"
 SELF_CHECKS = [("system", None), ("afxdp", "native-with-zerocopy"), ("afxdp", "native"), ("afxdp", "generic")]
 
 if __name__ == "__main__":
