@@ -134,6 +134,11 @@ class OpenVSwitch:
         """ovs-appctl to this instance's ovs-vswitchd (e.g. "dpif-netdev/pmd-stats-show")."""
         return self._run(["ovs-appctl", "-t", str(self.dir / "ovs-vswitchd.ctl"), *args], check=check)
 
+    def xdp_modes_in_use(self) -> dict[str, str]:
+        """{interface: "native" or "generic"} for the afxdp ports, as ovs-vswitchd reports them."""
+        return dict(re.findall(r"^\s+(\S+) \d+/\d+: \(afxdp:.*?xdp-mode-in-use=([\w-]+)", self.appctl("dpif/show"),
+                               re.MULTILINE))
+
     def log(self) -> str:
         """ovs-vswitchd's log so far."""
         try:
@@ -192,6 +197,8 @@ class OpenVSwitch:
         self._daemon("ovsdb-server", [str(self.dir / "conf.db"), f"--remote=punix:{self.dir}/db.sock"],
                      ready=(self.dir / "db.sock").exists)
         self.vsctl("--no-wait", "init")
+        # The netdev datapath handles its upcalls in the thread that polled the packet, so one handler (and one
+        # revalidator) is plenty, and keeps the forwarder's core to the threads that forward.
         config = {"n-handler-threads": "1", "n-revalidator-threads": "1"}
         if self.cpu is not None:
             # PMD threads set their own affinity from this mask.  dpdk-lcore-mask would matter only with
@@ -213,8 +220,8 @@ class OpenVSwitch:
         for name in self.interfaces:
             settings = [f"type={self.port_type}"]
             if self.port_type == "afxdp":
-                # One AF_XDP socket per RX queue: a veth has one per CPU, and the sender's flow hash spreads
-                # frames over all of them (a queue without a socket would hand its frames to the kernel stack).
+                # One AF_XDP socket per RX queue in use: a frame arriving on a queue without one would go to the
+                # kernel stack instead (a veth uses one queue unless its channels are raised).
                 settings += [f"options:xdp-mode={self.xdp_mode}", f"options:n_rxq={_rx_queues(name)}"]
             self.vsctl("add-port", self.bridge, name, "--", "set", "Interface", name, *settings)
         self._run(["ovs-ofctl", "del-flows", f"unix:{self.dir}/{self.bridge}.mgmt"])
@@ -229,7 +236,7 @@ class OpenVSwitch:
                 ofport, error, link = self.vsctl("--", "get", "Interface", name, "ofport", "error",
                                                  "link_state").split("\n")[:3]
                 if error.strip() not in ("", "[]"):
-                    raise RuntimeError(f"port {name}: {error.strip()}")
+                    raise RuntimeError(f"port {name}: {error.strip()}; ovs-vswitchd's errors: {self._errors()}")
                 if int(ofport) <= 0 or link.strip() != "up":
                     waiting.append(name)
             if self.port_type == "afxdp" and not waiting:
@@ -284,6 +291,11 @@ class OpenVSwitch:
         if proc is None or proc.poll() is not None:
             return None
         return _read_pid(self.dir / f"{name}.pid")
+
+    def _errors(self) -> str:
+        """ovs-vswitchd's logged errors, the last few (they say why a port failed, e.g. which AF_XDP bind)."""
+        errors = [line.split("|ERR|", 1)[1] for line in self.log().splitlines() if "|ERR|" in line]
+        return " / ".join(errors[-6:]) or "none"
 
     def _tail(self, name: str) -> str:
         text = ""
@@ -385,12 +397,11 @@ def main() -> int:
                         offer(topo, config, 1.0)            # warm up: learning, flows, caches
                         offered, delivered = offer(topo, config, args.seconds)[:2]
                         rtt = ping_rtt_ms(topo, "h1", H2_ADDRESS)
-                        in_use = ovs.vsctl("get", "Interface", ends[0], "status:xdp-mode-in-use",
-                                           check=False).strip() if port_type == "afxdp" else ""
+                        in_use = ", ".join(sorted(set(ovs.xdp_modes_in_use().values())))
                         rows.append((label, f"{offered:>10.0f} {delivered:>10.0f} {rtt:>8.3f} {startup:>8.1f}"
-                                            + (f"  (in use: {in_use})" if in_use else "")))
+                                            + (f"  (xdp-mode-in-use={in_use})" if in_use else "")))
                 except RuntimeError as error:
-                    rows.append((label, f"does not start: {str(error).splitlines()[0][:200]}"))
+                    rows.append((label, f"does not start: {error}"))
         finally:
             topo.down()
 
