@@ -119,8 +119,8 @@ def main() -> int:
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"quick": args.quick, "passes": passes, "statistic": args.statistic, "python": platform.python_version(),
-                       "cpus": os.cpu_count(), "results": results}, f, indent=2)
+            json.dump({"quick": args.quick, "passes": passes, "statistic": args.statistic,
+                       "python": platform.python_version(), "cpus": os.cpu_count(), "results": results}, f, indent=2)
     return 0
 
 
