@@ -1,13 +1,20 @@
-"""New connections per second: scheduled in the datapath from a Maglev ring, or by the slow path on each upcall.
+"""New connections per second in one process: scheduled from a Maglev ring, by the slow path on each upcall, and by
+the whole switch's VIP stage.
 
     .venv/bin/python bench/conns.py [--conns 50000] [--json FILE]
 
-No namespaces: one datapath with memory ports, a VIP in nat mode with three backends, and SYNs from distinct
-clients (198.18.0.0/15) injected in batches of 256. "ring" writes the VIP's Maglev table into the datapath, whose
-LB action adds each connection itself (what a maglev VIP does); "slow path" leaves the datapath without a ring, so
-every SYN comes up as CONN_MISS and is scheduled as the VIP stage does it: Maglev pick, conn_add, execute LB again.
-Both rows pay the same per-frame cost of injecting from Python and taking the outputs, so the ratio understates
-what the ring saves on real ports.
+No namespaces: datapaths with memory ports, a VIP in nat mode with three backends, and SYNs from distinct clients
+(198.18.0.0/15) injected in batches of 256.  Rows, for each datapath:
+
+    ring        the VIP's Maglev table is written into the datapath, whose LB action adds each connection itself
+                (what a maglev VIP does)
+    slow path   no ring: every SYN comes up as CONN_MISS and is scheduled the way the VIP stage does it, minus
+                its bookkeeping: Maglev pick, conn_add, execute LB again
+    stage rr    a whole Switch (pyswitch/switch.py) with memory ports, its L3 and VIP stages, a round-robin VIP:
+                what one new connection costs the real slow path, every counter and event included
+
+All rows pay the same per-frame cost of injecting from Python and taking the outputs, so the ratios understate
+what the ring saves on real ports; bench/tcp_conns.py measures real TCP connections.
 
 A benchmark, not a test: it asserts nothing and never fails a test run.
 """
@@ -19,16 +26,19 @@ import json
 import os
 import struct
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pyswitch import actions as A, consts, fastpath, refpath  # noqa: E402
+from pyswitch.config import from_dict  # noqa: E402
 from pyswitch.datapath_types import Conn, ConnTuple, RingBackend  # noqa: E402
 from pyswitch.flowkey import FlowKey  # noqa: E402
 from pyswitch.lb.backend import Backend  # noqa: E402
 from pyswitch.lb.schedulers import Maglev  # noqa: E402
 from pyswitch.refpath.csum import csum  # noqa: E402
+from pyswitch.switch import Switch  # noqa: E402
 
 VIP, VIP_ID = ipaddress.IPv4Address("203.0.113.10").packed, 1
 BACKENDS = [Backend(f"192.0.2.{i}", 8080) for i in (11, 12, 13)]
@@ -98,6 +108,59 @@ def run(impl, ring: bool, frames: list[bytes]) -> float:
     return len(frames) / elapsed
 
 
+def arp_request(sender_mac: bytes, sender: bytes, target: bytes) -> bytes:
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, sender_mac, sender, bytes(6), target)
+    return b"\xff" * 6 + sender_mac + b"\x08\x06" + arp
+
+
+def stage_switch(datapath: str, scheduler: str, control_dir: str) -> Switch:
+    """A whole switch with two memory ports: clients on VLAN 10 (port 0), the backends on VLAN 20 (port 1)."""
+    config = from_dict({
+        "switch": {"name": "bench-conns", "datapath": datapath, "control_dir": control_dir},
+        "port": [{"name": "clients", "type": "afpacket", "device": "psw-none0", "vlan": 10},
+                 {"name": "backends", "type": "afpacket", "device": "psw-none1", "vlan": 20}],
+        "vlan": [{"id": 10, "address": "198.18.0.254/15"}, {"id": 20, "address": "192.0.2.1/24"}],
+        "vip": [{"name": "web", "address": "203.0.113.10", "port": 80, "protocol": "tcp", "mode": "nat",
+                 "scheduler": scheduler, "health": {"type": "none"},
+                 "backend": [{"address": b.address, "port": b.port} for b in BACKENDS]}],
+    })
+    for port in config.ports:
+        port.type = "memory"            # a config file cannot say so: memory ports are for tests and benchmarks
+    switch = Switch(config)
+    switch.open()
+    # The backends ask for their gateway, so the switch knows their MACs before the first SYN.
+    for index, b in enumerate(BACKENDS):
+        mac = BACKEND_MAC[:5] + bytes([index + 1])
+        switch.dp.inject(1, arp_request(mac, ipaddress.IPv4Address(b.address).packed,
+                                        ipaddress.IPv4Address("192.0.2.1").packed))
+    switch.step(0)
+    switch.dp.take(1)
+    return switch
+
+
+def run_stage(datapath: str, scheduler: str, frames: list[bytes]) -> float:
+    """SYNs from the clients' port through a whole switch; returns new connections per second."""
+    with tempfile.TemporaryDirectory(prefix="psw-bench-") as control_dir:
+        switch = stage_switch(datapath, scheduler, control_dir)
+        gw_mac = switch.l3.svis[10].mac      # the SYNs go to the switch's MAC on the clients' VLAN
+        try:
+            sent = 0
+            start = time.perf_counter()
+            for ofs in range(0, len(frames), BATCH):
+                for frame in frames[ofs:ofs + BATCH]:
+                    switch.dp.inject(0, gw_mac + frame[6:])
+                for _ in range((BATCH + consts.BATCH - 1) // consts.BATCH):
+                    switch.step(0)
+                sent += len(switch.dp.take(1))
+            elapsed = time.perf_counter() - start
+            conns = switch.dp.conn_stats()["conns"]
+        finally:
+            switch.close()
+    if sent != len(frames) or conns != len(frames):
+        raise SystemExit(f"stage {datapath} {scheduler}: {sent} sent, {conns} connections of {len(frames)}")
+    return len(frames) / elapsed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conns", type=int, default=50000)
@@ -109,6 +172,7 @@ def main() -> int:
     for name, impl in (("c", fastpath), ("python", refpath)):
         for ring in (True, False):
             results[f"{name} {'ring' if ring else 'slow path'}"] = round(run(impl, ring, frames))
+        results[f"{name} stage rr"] = round(run_stage(name, "rr", frames))
     print(f"{'datapath, scheduling':<22} {'new conns/s':>12} {'vs slow path':>13}")
     for name, rate in results.items():
         slow = results[name.split()[0] + " slow path"]

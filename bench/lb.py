@@ -73,6 +73,7 @@ def main() -> int:
     parser.add_argument("--modes", default="nat,fullnat,dsr")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--datapaths", default="c,python")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -88,7 +89,7 @@ def main() -> int:
                     servers.append(topo.popen(name, [sys.executable, str(SERVER), name, "0.0.0.0", str(port)],
                                               stdout=subprocess.DEVNULL))
             cases = [("routed", "nat")] + [(m, m) for m in args.modes.split(",")]
-            for datapath in ("c", "python"):
+            for datapath in args.datapaths.split(","):
                 for label, mode in cases:
                     proc = start_switch(switch_template(mode, Path(tmp)), datapath, Path(tmp))
                     try:

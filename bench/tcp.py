@@ -107,6 +107,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="l2")
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--datapaths", default="c,python")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -119,7 +120,7 @@ def main() -> int:
             if bridge_ends:
                 with Bridge(bridge_ends):
                     results["linux bridge"] = measure(topo, target, args.seconds)
-            for datapath in ("c", "python"):
+            for datapath in args.datapaths.split(","):
                 procs = [start_switch(t, datapath, Path(tmp)) for t in switches]
                 try:
                     topo.exec("h1", ["ping", "-c", "2", "-W", "2", target], capture_output=True)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from ..config import PortConfig
 from .afpacket import AfPacketPort
 from .base import Port, PortError
+from .memory import MemoryPort
 from .tap import TapPort
 
-__all__ = ["AfPacketPort", "Port", "PortError", "TapPort", "make_port"]
+__all__ = ["AfPacketPort", "MemoryPort", "Port", "PortError", "TapPort", "make_port"]
 
 
 def make_port(config: PortConfig, port_no: int, ring_frames: int):
@@ -19,4 +20,6 @@ def make_port(config: PortConfig, port_no: int, ring_frames: int):
         return AfPacketPort(config, port_no, ring_frames)
     if config.type == "tap":
         return TapPort(config, port_no)
+    if config.type == "memory":
+        return MemoryPort(config, port_no)
     raise PortError(f"port {config.name}: unknown type {config.type!r}")
