@@ -56,9 +56,15 @@ class ConnTuple(NamedTuple):
 
     def pack(self) -> bytes:
         """The 16 bytes of `struct ps_conn_tuple`; ValueError for a field that does not fit."""
-        return _TUPLE.pack(_uint(self.proto, 8, "protocol"), _addr4(self.src, "source"),
-                           _addr4(self.dst, "destination"), _uint(self.sport, 16, "source port"),
-                           _uint(self.dport, 16, "destination port"))
+        proto, src, dst, sport, dport = self
+        # Every new connection packs two tuples: the common case (exact types, in range) is checked inline,
+        # anything else goes through the checks that name the field.
+        if type(proto) is int and type(sport) is int and type(dport) is int and type(src) is bytes \
+                and type(dst) is bytes and len(src) == 4 and len(dst) == 4 and 0 <= proto < 256 \
+                and 0 <= sport < 65536 and 0 <= dport < 65536:
+            return _TUPLE.pack(proto, src, dst, sport, dport)
+        return _TUPLE.pack(_uint(proto, 8, "protocol"), _addr4(src, "source"), _addr4(dst, "destination"),
+                           _uint(sport, 16, "source port"), _uint(dport, 16, "destination port"))
 
     @classmethod
     def unpack(cls, raw) -> ConnTuple:
@@ -97,11 +103,21 @@ def conn_wire(conn: Conn) -> tuple[bytes, bytes, bytes, bytes, int, int, int, in
     backend_id), tuples packed to 16 bytes (reply None: zeros), addresses 4 bytes (empty: zeros), a mode name
     (consts.CONN_MODES) as its number. ValueError for what does not fit the C struct; what fits but the table
     refuses (an unknown mode or state) is the table's EINVAL."""
-    reply = bytes(CONN_TUPLE_SIZE) if conn.reply is None else ConnTuple(*conn.reply).pack()
-    return (ConnTuple(*conn.client).pack(), reply, _addr4(conn.backend or bytes(4), "backend"),
-            _addr4(conn.tunnel_src or bytes(4), "tunnel source"),
-            _uint(consts.CONN_MODES.get(conn.mode, conn.mode), 8, "mode"), _uint(conn.state, 8, "state"),
-            _uint(conn.vip_id, 32, "VIP id"), _uint(conn.backend_id, 32, "backend id"))
+    reply = _NO_TUPLE if conn.reply is None else ConnTuple.pack(conn.reply)
+    client = ConnTuple.pack(conn.client)
+    backend, tunnel_src = conn.backend or _NO_ADDRESS, conn.tunnel_src or _NO_ADDRESS
+    mode, state, vip_id, backend_id = conn.mode, conn.state, conn.vip_id, conn.backend_id
+    if type(backend) is bytes and type(tunnel_src) is bytes and len(backend) == 4 and len(tunnel_src) == 4 \
+            and type(mode) is int and type(state) is int and type(vip_id) is int and type(backend_id) is int \
+            and 0 <= mode < 256 and 0 <= state < 256 and 0 <= vip_id < 1 << 32 and 0 <= backend_id < 1 << 32:
+        return client, reply, backend, tunnel_src, mode, state, vip_id, backend_id
+    return (client, reply, _addr4(backend, "backend"), _addr4(tunnel_src, "tunnel source"),
+            _uint(consts.CONN_MODES.get(mode, mode), 8, "mode"), _uint(state, 8, "state"),
+            _uint(vip_id, 32, "VIP id"), _uint(backend_id, 32, "backend id"))
+
+
+_NO_TUPLE = bytes(CONN_TUPLE_SIZE)             # a dsr/ipip/gre connection's reply tuple
+_NO_ADDRESS = bytes(4)
 
 
 class RingBackend(NamedTuple):

@@ -9,7 +9,8 @@ Weight 0 drains as well: the connections it has continue, no scheduler gives it 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ipaddress
+from dataclasses import dataclass, field
 
 STATES = ("up", "down", "drain")
 RTT_ALPHA = 0.3             # weight of a new RTT sample in the EWMA: recent enough to follow a backend
@@ -26,8 +27,11 @@ class Backend:
                                         # activeconns: a connection that saw a FIN or RST no longer counts)
     total_conns: int = 0                # connections ever given to this backend
     rtt_ewma_ms: float | None = None    # smoothed response time; None until first measured
+    packed: bytes = field(init=False, repr=False, compare=False)    # the address in network order, parsed once:
+                                                                    # every new connection needs it
 
     def __post_init__(self):
+        self.packed = ipaddress.ip_address(self.address).packed
         if self.state not in STATES:
             raise ValueError(f"backend state {self.state!r} is not one of {STATES}")
         if self.weight < 0:

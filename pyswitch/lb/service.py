@@ -25,6 +25,7 @@ class VirtualService:
         self.port = config.port
         self.proto = 6 if config.protocol == "tcp" else 17
         self.backends = [Backend(str(b.address), b.port, b.weight) for b in config.backends]
+        self._ids = {id(b): i + 1 for i, b in enumerate(self.backends)}   # the list never changes
         self.scheduler = make_scheduler(config.scheduler)
         self.scheduler.on_backends_changed(self.backends)
         self._affinity: dict[bytes, tuple[Backend, float]] = {}    # client IP -> (backend, expires)
@@ -36,6 +37,10 @@ class VirtualService:
             if b.address == address and b.port == port:
                 return b
         return None
+
+    def backend_id(self, backend: Backend) -> int:
+        """The backend's tag in the datapath's connections and events: its place in the list, from 1."""
+        return self._ids[id(backend)]
 
     def changed(self) -> None:
         """A backend's state or weight changed: stateful schedulers rebuild their tables."""

@@ -131,7 +131,7 @@ class VipStage:
             return
         table = service.scheduler
         for index, b in enumerate(service.backends):
-            address = ipaddress.IPv4Address(b.address).packed
+            address = b.packed
             if service.config.mode == "tunnel":
                 mode = consts.CONN_GRE if service.config.encap == "gre" else consts.CONN_IPIP
                 tunnel_src = self.l3.source_address_toward(address)
@@ -155,7 +155,7 @@ class VipStage:
                 self._health_up[(s.id, index)] = True
                 if s.config.health.type == "none":
                     continue
-                address = ipaddress.IPv4Address(b.address).packed
+                address = b.packed
                 self.health.add(HealthTarget(key=(s.id, index), address=address, port=b.port,
                                              source=self.l3.source_address_toward(address),
                                              spec=s.config.health), now)
@@ -169,7 +169,7 @@ class VipStage:
             if s.config.mode not in ("nat", "fullnat"):
                 continue
             for b in s.backends:
-                addr = ipaddress.IPv4Address(b.address).packed + bytes(12)
+                addr = b.packed + bytes(12)
                 reply = FlowKey(nw_proto=s.proto, nw_src=addr, tp_src=b.port, **base)
                 self.dp.flow_put(reply.pack(), MATCH_REPLY, VIP_PRIORITY, [act.lb_reply()],
                                  cookie=COOKIE_VIP | s.id)
@@ -233,7 +233,7 @@ class VipStage:
             return
         if service.config.persistence_s > 0:
             for listener in self.affinity_listeners:
-                listener(service, client.src, service.backends.index(backend), service.config.persistence_s)
+                listener(service, client.src, service.backend_id(backend) - 1, service.config.persistence_s)
         conn = self._connection(service, backend, client)
         if conn is None:
             return
@@ -267,8 +267,8 @@ class VipStage:
 
     def _connection(self, service: VirtualService, backend, client: ConnTuple) -> Conn | None:
         mode = service.config.mode
-        address = ipaddress.IPv4Address(backend.address).packed
-        backend_id = service.backends.index(backend) + 1
+        address = backend.packed
+        backend_id = service.backend_id(backend)
         common = dict(client=client, vip_id=service.id, backend_id=backend_id)
         if mode == "nat":
             reply = ConnTuple(client.proto, address, client.src, backend.port, client.sport)
