@@ -8,7 +8,8 @@ missing), pinned to core 0, as fast as it can; the forwarder runs pinned to core
 
     l2      netns/demo.toml: h1 -> h2 in one VLAN.  Forwarders: the ceiling (bench/forwarder.c: TPACKET_V3 RX ring
             + sendmmsg, no parsing: the AF_PACKET I/O ceiling), pyswitch C and Python, the Linux bridge, and Open
-            vSwitch's userspace datapath (bench/ovs.py) where it can be installed.
+            vSwitch's userspace datapath (bench/ovs.py) where it can be installed, with AF_PACKET ("system")
+            and AF_XDP ports.
     l3      netns/routed.toml: h1 (VLAN 10) -> h2 (VLAN 20) through the switch's VLAN interfaces.  Reference:
             Linux routing (the switch's ends moved into a router namespace with the same addresses).
     l4-nat  netns/lb.toml: c1 -> the UDP VIP 203.0.113.10:9 (maglev, nat) and its three backends.  Reference:
@@ -75,7 +76,8 @@ def _ends(*names):
 SCENARIOS = {
     "l2": Scenario("netns/demo.toml", "netns/demo-sw.toml", "h1", ["h2"], "198.51.100.12", None,
                    _ends("sw-h1", "sw-h2"),
-                   ["ceiling", "pyswitch c", "pyswitch python", "linux bridge", "open vswitch"]),
+                   ["ceiling", "pyswitch c", "pyswitch python", "linux bridge", "open vswitch",
+                    "open vswitch afxdp"]),
     "l3": Scenario("netns/routed.toml", "netns/routed-sw.toml", "h1", ["h2"], "192.0.2.11", "198.51.100.1",
                    _ends("r-h1", "r-h2"), ["pyswitch c", "pyswitch python", "linux routing"],
                    router={"198.51.100.1/24": _ends("r-h1"), "192.0.2.1/24": _ends("r-h2")}),
@@ -295,7 +297,8 @@ def run_forwarder(name: str, scenario: Scenario, workdir: Path, forwarder: Path)
         import ovs
         if not ovs.ensure_installed():
             return None
-        switch = ovs.OpenVSwitch(scenario.ends, cpu=FORWARDER_CPU)
+        switch = ovs.OpenVSwitch(scenario.ends, cpu=FORWARDER_CPU,
+                                 port_type="afxdp" if name.endswith("afxdp") else "system")
         switch.__enter__()
         return lambda: switch.__exit__(None, None, None)
     if name == "linux bridge":
