@@ -139,6 +139,26 @@ class OpenVSwitch:
         return dict(re.findall(r"^\s+(\S+) \d+/\d+: \(afxdp:.*?xdp-mode-in-use=([\w-]+)", self.appctl("dpif/show"),
                                re.MULTILINE))
 
+    def clear_pmd_stats(self) -> None:
+        self.appctl("dpif-netdev/pmd-stats-clear")
+
+    def pmd_stats(self) -> dict[str, float]:
+        """Since clear_pmd_stats(), over the PMD threads (the afxdp ports' pollers; {} with system ports):
+        "busy", the share of their cycles spent processing rather than polling empty queues, and
+        "cycles_per_packet", the processing cycles per packet.  A PMD spins at 100% CPU whatever the load,
+        so these, not the CPU time, say how close to its limit it runs."""
+        text = self.appctl("dpif-netdev/pmd-stats-show")
+        pmds = [section for section in re.split(r"(?m)^(?=\S)", text) if section.startswith("pmd thread")]
+        idle = processing = packets = 0
+        for section in pmds:
+            idle += int(re.search(r"idle cycles: (\d+)", section).group(1))
+            processing += int(re.search(r"processing cycles: (\d+)", section).group(1))
+            packets += int(re.search(r"packets received: (\d+)", section).group(1))
+        if not pmds or idle + processing == 0:
+            return {}
+        return {"busy": processing / (idle + processing),
+                "cycles_per_packet": processing / packets if packets else float("nan")}
+
     def log(self) -> str:
         """ovs-vswitchd's log so far."""
         try:
@@ -395,10 +415,14 @@ def main() -> int:
                             rows.append((label, f"started in {startup:.1f} s, but ping h1 -> h2 failed"))
                             continue
                         offer(topo, config, 1.0)            # warm up: learning, flows, caches
-                        offered, delivered = offer(topo, config, args.seconds)[:2]
+                        ovs.clear_pmd_stats()
+                        offered, delivered, ns_per_packet = offer(topo, config, args.seconds)
+                        pmd = ovs.pmd_stats()
                         rtt = ping_rtt_ms(topo, "h1", H2_ADDRESS)
                         in_use = ", ".join(sorted(set(ovs.xdp_modes_in_use().values())))
-                        rows.append((label, f"{offered:>10.0f} {delivered:>10.0f} {rtt:>8.3f} {startup:>8.1f}"
+                        busy = f"{pmd['busy']:.0%}" if pmd else "-"
+                        rows.append((label, f"{offered:>10.0f} {delivered:>10.0f} {ns_per_packet:>8.0f} {busy:>8} "
+                                            f"{rtt:>8.3f} {startup:>8.1f}"
                                             + (f"  (xdp-mode-in-use={in_use})" if in_use else "")))
                 except RuntimeError as error:
                     rows.append((label, f"does not start: {error}"))
@@ -407,9 +431,12 @@ def main() -> int:
 
     print(f"OVS userspace datapath, netns/demo.toml h1 -> h2, {args.flows} flows, {args.seconds:g} s, "
           f"ovs-vswitchd on core {FORWARDER_CPU}")
-    print(f"{'port type':<30} {'offered':>10} {'delivered':>10} {'ping ms':>8} {'start s':>8}")
+    print(f"{'port type':<30} {'offered':>10} {'delivered':>10} {'ns/pkt':>8} {'pmd busy':>8} {'ping ms':>8} "
+          f"{'start s':>8}")
     for label, text in rows:
         print(f"{label:<30} {text}")
+    print(f"ns/pkt: core {FORWARDER_CPU}'s busy time per delivered packet; pmd busy: the share of the PMD's cycles "
+          "spent on packets (it polls at 100% CPU)")
     return 0
 
 
