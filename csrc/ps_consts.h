@@ -35,7 +35,7 @@ _Static_assert(PS_HEADROOM >= 4 * (16 + 1), "headroom must hold 17 VLAN tags");
 
 /* RX ring frames of an AF_PACKET port when ps_dp_port_add is given 0. */
 #ifndef PS_RING_FRAMES_DEFAULT
-#define PS_RING_FRAMES_DEFAULT 256
+#define PS_RING_FRAMES_DEFAULT 2048
 #endif
 
 /* The smallest frame an AF_PACKET ring frame holds whole, whatever the

@@ -32,7 +32,7 @@ class SwitchSettings:
     max_macs: int = 65536               # MAC table bound (least recently seen evicted)
     max_flows: int = 65536              # fast-path flow table bound
     flow_idle_s: float = 10.0           # an unused fast-path flow is removed after this long
-    ring_frames: int = 256              # AF_PACKET RX ring size, frames per port
+    ring_frames: int = 2048             # AF_PACKET RX ring size, frames (of the MTU) per port
     busy_poll_us: int = 0               # keep looking at idle ports this long before sleeping (latency vs CPU)
     arp_reachable_s: float = 60.0       # an ARP entry is trusted this long, then probed
     arp_retries: int = 3                # requests (one a second) before a neighbor is given up
