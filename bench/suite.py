@@ -1,6 +1,6 @@
 """The whole benchmark suite in one command: every scenario, every forwarder, one table of targets, a chart.
 
-    sudo .venv/bin/python bench/suite.py [--quick] [--only pps,tcp,lb,tcp-conns,conns,memory,micro]
+    sudo .venv/bin/python bench/suite.py [--quick] [--only pps,tcp,lb,tcp-conns,conns,memory,micro,instructions]
                                          [--results bench/results]
 
 Runs each benchmark program of bench/ (each also runs alone; see its docstring) with --json into the results
@@ -36,6 +36,8 @@ PROGRAMS = {
     "conns": (["bench/conns.py"], ["bench/conns.py", "--conns", "2000"]),
     "memory": (["bench/memory.py"], ["bench/memory.py", "--conns", "5000"]),
     "micro": (["bench/micro.py"], ["bench/micro.py", "--quick"]),
+    "instructions": (["bench/dp_instructions.py"], ["bench/dp_instructions.py", "--packets", "640", "--scenarios",
+                                                    "l2"]),
 }
 
 
