@@ -6,13 +6,18 @@
 service running.  `OpenVSwitch` starts a private ovsdb-server and ovs-vswitchd, whose databases, sockets, logs
 and pidfiles all live in a /tmp/psw-ovs-* directory, so a system instance is never touched:
 
-    with OpenVSwitch(["psw-b0sw-h1", "psw-b0sw-h2"], cpu=1, port_type="afxdp") as ovs:
+    with OpenVSwitch(["psw-b0sw-h1", "psw-b0sw-h2"], cpu=1, port_type="afxdp", xdp_mode="native") as ovs:
         ...                                     # forwarding; ovs.pids() are the two daemons
+        ovs.pmd_stats()                         # the PMD's busy share since ovs.clear_pmd_stats()
 
 The bridge is of datapath_type=netdev (OVS's userspace datapath; this machine has no openvswitch kernel module)
 with one flow, actions=NORMAL, OVS's learning switch.  Its ports are of type "system" (the netdev datapath reads
 and writes a Linux interface through an AF_PACKET socket) or "afxdp" (an AF_XDP socket on an XDP program OVS
-attaches to the interface, polled by a PMD thread).
+attaches to the interface, polled by a PMD thread).  On veth, AF_XDP works in xdp-mode "native" (veth's own XDP
+hook, copy mode) and "generic"; "native-with-zerocopy" fails, since veth has no zero-copy AF_XDP.
+
+The self-check builds netns/demo.toml (namespaces psw-{PSW_BENCH_ID}*), runs OVS with each port type on the two
+root-side ends, pings h1 -> h2 through it and offers one trafgen load as bench/pps.py does.
 """
 from __future__ import annotations
 
