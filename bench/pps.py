@@ -295,11 +295,17 @@ def run_forwarder(name: str, scenario: Scenario, workdir: Path, forwarder: Path)
         return lambda: stop(proc)
     if name.startswith("open vswitch"):
         import ovs
-        if not ovs.ensure_installed():
+        installed = ovs.ensure_installed()
+        if not installed:
+            print(f"  {name}: {installed.reason}", file=sys.stderr)
             return None
         switch = ovs.OpenVSwitch(scenario.ends, cpu=FORWARDER_CPU,
                                  port_type="afxdp" if name.endswith("afxdp") else "system")
-        switch.__enter__()
+        try:
+            switch.__enter__()
+        except RuntimeError as exc:                 # a port that cannot start here (say, no XDP): no row
+            print(f"  {name}: {exc}", file=sys.stderr)
+            return None
         return lambda: switch.__exit__(None, None, None)
     if name == "linux bridge":
         context = Bridge(scenario.ends)
