@@ -21,6 +21,7 @@
 #include "pyswitch.h"
 #include "ring.h"
 #include "route.h"
+#include "xdp.h"
 
 struct ps_dp {
     struct ps_port *ports[PS_MAX_PORTS];   /* attached ports by number, NULL if none */
@@ -180,6 +181,15 @@ ps_dp_port_get_stats(struct ps_dp *dp, uint16_t port_no, struct ps_port_stats *o
     ps_port_update_stats(dp->ports[port_no]);
     *out = dp->ports[port_no]->stats;
     return 0;
+}
+
+int
+ps_dp_port_xdp_mode(struct ps_dp *dp, uint16_t port_no)
+{
+    if (port_no >= PS_MAX_PORTS || !dp->ports[port_no]) {
+        return -ENOENT;
+    }
+    return dp->ports[port_no]->kind == PS_PORT_AFXDP ? ps_xdp_mode(dp->ports[port_no]) : 0;
 }
 
 int

@@ -76,6 +76,9 @@ class Datapath:
             io = TapIO(ifindex_or_fd)
         elif kind == consts.PORT_MEMORY:
             io = MemoryIO()
+        elif kind == consts.PORT_AFXDP:
+            # AF_XDP's rings are C's to drive; pyswitch/ports/afxdp.py opens such an interface as afpacket here.
+            raise OSError(errno.EOPNOTSUPP, "the Python datapath has no AF_XDP ports")
         else:
             raise OSError(errno.EINVAL, f"unknown port kind {kind!r}")
         self._ports[port_no] = Port(port_no, io, max_frame)
