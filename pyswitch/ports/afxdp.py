@@ -4,11 +4,14 @@ sockets, one per receive queue, that the C datapath opens (csrc/xdp.c).
 The datapath attaches a small XDP program to the interface that redirects every frame it receives to those
 sockets, through a BPF link that only lives as long as the switch process: the program leaves the interface
 when the port closes, and also when the process dies, even by SIGKILL.  Native (driver) mode when the driver
-can, else generic mode; `show ports` says which (`xdp_mode`).
+can, else generic mode; `show ports` says which (`xdp_mode`).  veth runs it natively up to an MTU of about 3500.
 
-Attaching XDP to a veth end makes the kernel turn off TSO on its peer, so hosts behind an afxdp port send
-MTU-sized frames (with partial checksums, which the datapath recognises); this is the one change pyswitch
-causes on such an interface, and it is undone when the program leaves.
+Frames are single UMEM chunks (2048 or 4096 bytes, so an MTU of at most 3690), never super-frames.
+
+Attaching XDP natively to a veth end makes the kernel turn off TSO on its peer, so hosts behind an afxdp port
+send MTU-sized frames (with partial checksums, which the datapath recognises); this is the one change pyswitch
+causes on such an interface, and it is undone when the program leaves.  Generic mode changes nothing, so a
+sender there must turn TSO off itself, or its super-frames are dropped (counted in rx_dropped).
 
 The Python datapath has no AF_XDP: under `datapath = "python"` the interface is opened as an afpacket port
 instead (the same frames go in and out, at AF_PACKET's speed), and the switch says so in its log.
@@ -43,6 +46,10 @@ class AfXdpPort(AfPacketPort):
             raise PortError(f"port {self.name}: cannot open {self.device!r} with AF_XDP: {_why(exc)}") from None
         self.xdp_mode = datapath.port_xdp_mode(self.port_no)
         log.info("port %s: XDP program attached to %s in %s mode", self.name, self.device, self.xdp_mode)
+        if self.xdp_mode == "generic":
+            log.warning("port %s: generic XDP leaves the sender's TSO/GSO on, and a super-frame does not fit an "
+                        "AF_XDP frame: such frames are dropped (rx_dropped) unless the sender turns TSO off",
+                        self.name)
 
     def details(self) -> dict:
         return {"xdp_mode": self.xdp_mode}
