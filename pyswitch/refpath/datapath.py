@@ -98,6 +98,11 @@ class Datapath:
                 "tx_bytes": port.tx_bytes, "rx_dropped": io.rx_dropped, "rx_errors": port.rx_errors + io.rx_errors,
                 "tx_dropped": io.tx_dropped}
 
+    def port_xdp_mode(self, port_no: int) -> None:
+        """How an afxdp port's XDP program is attached: never, since this datapath has no afxdp ports."""
+        self._port(port_no)
+        return None
+
     def add_wake_fd(self, fd: int) -> None:
         self._wake_fds.add(fd)
 
