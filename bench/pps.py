@@ -8,6 +8,7 @@ h2's MAC as fast as it can, with FLOWS different UDP source ports.  The forwarde
 
     ceiling         bench/forwarder.c: TPACKET_V3 RX ring + sendmmsg, no parsing (the AF_PACKET I/O ceiling)
     pyswitch c      netns/demo-sw.toml with the C datapath
+    pyswitch c afxdp  the same with its afpacket ports made afxdp (AF_XDP sockets, an XDP program on each end)
     pyswitch python the same with the Python datapath
     linux bridge    the kernel's bridge on the two ends (it runs in softirq, on the generator's core)
 
@@ -106,7 +107,12 @@ def run_forwarder(name: str, topo: Topology, workdir: Path, forwarder: Path):
         pin(proc.pid)
         return lambda: stop(proc)
     if name.startswith("pyswitch"):
-        proc = start_switch("netns/demo-sw.toml", name.split()[1], workdir)
+        template = ROOT / "netns/demo-sw.toml"
+        if name.endswith(" afxdp"):
+            template = workdir / "demo-sw-afxdp.toml"
+            template.write_text((ROOT / "netns/demo-sw.toml").read_text().replace('type = "afpacket"',
+                                                                                  'type = "afxdp"'))
+        proc = start_switch(str(template), name.split()[1], workdir)
         pin(proc.pid)
         return lambda: stop(proc)
     bridge = Bridge(ENDS)
@@ -119,7 +125,7 @@ def main() -> int:
     parser.add_argument("--flows", default="1,256")
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--forwarders", default="ceiling,pyswitch c,pyswitch python,linux bridge")
+    parser.add_argument("--forwarders", default="ceiling,pyswitch c,pyswitch c afxdp,pyswitch python,linux bridge")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
