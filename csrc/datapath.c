@@ -129,8 +129,10 @@ ps_dp_get_stats(const struct ps_dp *dp, struct ps_dp_stats *out)
 
 /* Attaches port 'port_no' of 'kind' (PS_PORT_*): an AF_PACKET socket on
  * interface 'ifindex_or_fd' with an RX ring of 'ring_frames' frames (0: the
- * default), an open TAP fd, or memory queues.  'max_frame' (0: none) bounds
- * non-GSO frames the parser accepts.  Returns 0 or a negative errno. */
+ * default), AF_XDP sockets on its receive queues (xdp.c; 'ring_frames' sizes
+ * their receive rings, from 2048 up), an open TAP fd, or memory queues.
+ * 'max_frame' (0: none) bounds non-GSO frames the parser accepts.  Returns 0
+ * or a negative errno. */
 int
 ps_dp_port_add(struct ps_dp *dp, uint16_t port_no, int kind, int ifindex_or_fd, uint32_t ring_frames,
                uint32_t max_frame)

@@ -1,7 +1,7 @@
 /* io.h: port I/O for the datapath: AF_PACKET rings, AF_XDP sockets (xdp.c), TAP fds, memory queues.
  *
  * A port hands out received frames in batches, in place (a ring frame, a
- * per-port buffer, a queued copy), each with PS_HEADROOM bytes in front for
+ * UMEM chunk, a per-port buffer, a queued copy), each with PS_HEADROOM bytes in front for
  * VLAN pushes.  They stay valid until ps_port_rx_release(), which the
  * datapath calls only after the batch's transmit flush, so outputs can point
  * at them instead of copying.
