@@ -72,6 +72,9 @@ def test_ping_and_ports(topology):
     assert ports["p3"]["type"] == "tap" and "xdp_mode" not in ports["p3"]
     assert all(xdp_attached(d) for d in ends(topo))
     assert "XDP program attached to" in topo.switch_log("afxdp")
+    table = sh(sys.executable, "-m", "pyswitch", "show", "ports", "--name", topo.switch("afxdp").name).stdout
+    header, p1 = table.splitlines()[:2]
+    assert "xdp_mode" in header.split() and "native" in p1.split(), table
 
 
 @pytest.mark.parametrize("src, dst, address", [
