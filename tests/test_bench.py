@@ -10,11 +10,11 @@ import pytest
 def test_pps_quick(tmp_path):
     out = tmp_path / "pps.json"
     run = subprocess.run([sys.executable, "bench/pps.py", "--runs", "1", "--seconds", "0.5", "--flows", "1",
-                          "--forwarders", "ceiling,pyswitch c", "--json", str(out)],
+                          "--forwarders", "ceiling,pyswitch c,pyswitch c afxdp", "--json", str(out)],
                          capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout + run.stderr
     results = json.loads(out.read_text())["results"]
-    assert set(results) == {"ceiling, 1 flows", "pyswitch c, 1 flows"}
+    assert set(results) == {"ceiling, 1 flows", "pyswitch c, 1 flows", "pyswitch c afxdp, 1 flows"}
     assert all(r["delivered_pps"] > 0 for r in results.values()), results
     assert "vs ceiling" in run.stdout
 
