@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tcp import BENCH_ID, ROOT, Bridge, start_switch, stop  # noqa: E402
+from tcp import BENCH_ID, ROOT, Bridge, start_switch, stop, with_port_type  # noqa: E402
 
 from pyswitch.topology import Topology  # noqa: E402
 
@@ -107,12 +107,10 @@ def run_forwarder(name: str, topo: Topology, workdir: Path, forwarder: Path):
         pin(proc.pid)
         return lambda: stop(proc)
     if name.startswith("pyswitch"):
-        template = ROOT / "netns/demo-sw.toml"
+        template = "netns/demo-sw.toml"
         if name.endswith(" afxdp"):
-            template = workdir / "demo-sw-afxdp.toml"
-            template.write_text((ROOT / "netns/demo-sw.toml").read_text().replace('type = "afpacket"',
-                                                                                  'type = "afxdp"'))
-        proc = start_switch(str(template), name.split()[1], workdir)
+            template = with_port_type(template, "afxdp", workdir)
+        proc = start_switch(template, name.split()[1], workdir)
         pin(proc.pid)
         return lambda: stop(proc)
     bridge = Bridge(ENDS)
