@@ -6,7 +6,9 @@ sockets, through a BPF link that only lives as long as the switch process: the p
 when the port closes, and also when the process dies, even by SIGKILL.  Native (driver) mode when the driver
 can, else generic mode; `show ports` says which (`xdp_mode`).  veth runs it natively up to an MTU of about 3500.
 
-Frames are single UMEM chunks (2048 or 4096 bytes, so an MTU of at most 3690), never super-frames.
+Frames are single UMEM chunks (2048 or 4096 bytes, so an MTU of at most 3690), never super-frames.  A VLAN tag
+that a host's VLAN sub-interface leaves to the veth's VLAN offload is socket buffer metadata, not in the frame XDP
+sees, and is lost (an afpacket port restores it); tags in the frame's bytes, as between two switches, cross.
 
 Attaching XDP natively to a veth end makes the kernel turn off TSO on its peer, so hosts behind an afxdp port
 send MTU-sized frames (with partial checksums, which the datapath recognises); this is the one change pyswitch
