@@ -74,7 +74,6 @@ _Static_assert(PS_HEADROOM >= 4 * (16 + 1), "headroom must hold 17 VLAN tags");
 #ifndef PS_XDP_RX_FRAMES_MIN
 #define PS_XDP_RX_FRAMES_MIN 2048
 #endif
-_Static_assert(PS_XDP_RX_FRAMES_MIN >= 2 * 64, "the fill ring must outlast a batch");
 
 /* AF_XDP: transmit chunks of a port (and entries of its TX and completion
  * rings): a whole transmit queue of outputs, several of them GSO frames cut

@@ -36,6 +36,8 @@
 #define XDP_MAX_TX_SKB_BUDGET 9
 #endif
 
+_Static_assert(PS_XDP_RX_FRAMES_MIN >= 2 * PS_BATCH, "the kernel must keep receive chunks while a batch holds some");
+
 /* The bytes in front of a received frame in its chunk: the UMEM headroom we
  * ask for, then the kernel's own XDP_PACKET_HEADROOM.  Both are ours to grow
  * the frame into, but asking for PS_HEADROOM means we never depend on the
@@ -240,7 +242,8 @@ xsk_open(struct xsk *q, const struct ps_xdp_port *xp, int ifindex, uint32_t queu
         /* In copy mode every frame sent is a socket buffer charged to this
          * socket until the peer frees it: a send buffer that holds all our
          * transmit chunks makes those, not the buffer, the bound.  One
-         * sendto() may send them all (where the kernel lets us say so). */
+         * sendto() may send them all, where the kernel lets us say so (it
+         * accepts a budget from 32 up to the TX ring's size). */
         if (setsockopt(q->fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) < 0) {
             setsockopt(q->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
         }
