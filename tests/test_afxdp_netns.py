@@ -23,8 +23,10 @@ from scapy.layers.l2 import Ether
 
 from hosts import ping, transfer
 from pyswitch import actions as A
+from pyswitch.config import PortConfig
 from pyswitch.fastpath import Datapath
 from pyswitch.flowkey import FlowKey
+from pyswitch.ports import AfXdpPort, PortError
 
 pytestmark = pytest.mark.netns
 
@@ -140,6 +142,10 @@ def test_an_interface_with_a_program_is_refused(topology):
         with pytest.raises(OSError) as info:
             dp.add_port(0, "afxdp", socket.if_nametoindex(device), 256, 1522)
         assert info.value.errno == 16, info.value        # EBUSY
+        port = AfXdpPort(PortConfig(name="again", type="afxdp", device=device), 1, 256)
+        port.open()
+        with pytest.raises(PortError, match=r"^port again: cannot open .* already has an XDP program"):
+            port.attach(dp)
     finally:
         dp.close()
     assert xdp_attached(device)
