@@ -9,7 +9,7 @@ missing), pinned to core 0, as fast as it can; the forwarder runs pinned to core
     l2      netns/demo.toml: h1 -> h2 in one VLAN.  Forwarders: the ceiling (bench/forwarder.c: TPACKET_V3 RX ring
             + sendmmsg, no parsing: the AF_PACKET I/O ceiling), pyswitch C and Python, the Linux bridge, and Open
             vSwitch's userspace datapath (bench/ovs.py) where it can be installed, with AF_PACKET ("system")
-            and AF_XDP ports.
+            and AF_XDP ports; "pyswitch c afxdp" is pyswitch C with its ports made afxdp.
     l3      netns/routed.toml: h1 (VLAN 10) -> h2 (VLAN 20) through the switch's VLAN interfaces.  Reference:
             Linux routing (the switch's ends moved into a router namespace with the same addresses).
     l4-nat  netns/lb.toml: c1 -> the UDP VIP 203.0.113.10:9 (maglev, nat) and its three backends.  Reference:
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tcp import BENCH_ID, ROOT, Bridge, start_switch, stop  # noqa: E402
+from tcp import BENCH_ID, ROOT, Bridge, start_switch, stop, with_port_type  # noqa: E402
 
 from pyswitch.topology import Topology  # noqa: E402
 
@@ -76,8 +76,8 @@ def _ends(*names):
 SCENARIOS = {
     "l2": Scenario("netns/demo.toml", "netns/demo-sw.toml", "h1", ["h2"], "198.51.100.12", None,
                    _ends("sw-h1", "sw-h2"),
-                   ["ceiling", "pyswitch c", "pyswitch python", "linux bridge", "open vswitch",
-                    "open vswitch afxdp"]),
+                   ["ceiling", "pyswitch c", "pyswitch c afxdp", "pyswitch python", "linux bridge",
+                    "open vswitch", "open vswitch afxdp"]),
     "l3": Scenario("netns/routed.toml", "netns/routed-sw.toml", "h1", ["h2"], "192.0.2.11", "198.51.100.1",
                    _ends("r-h1", "r-h2"), ["pyswitch c", "pyswitch python", "linux routing"],
                    router={"198.51.100.1/24": _ends("r-h1"), "192.0.2.1/24": _ends("r-h2")}),
@@ -290,7 +290,10 @@ def run_forwarder(name: str, scenario: Scenario, workdir: Path, forwarder: Path)
         pin(proc.pid)
         return lambda: stop(proc)
     if name.startswith("pyswitch"):
-        proc = start_switch(switch_template(scenario, workdir), name.split()[1], workdir)
+        template = switch_template(scenario, workdir)
+        if name.endswith(" afxdp"):
+            template = with_port_type(template, "afxdp", workdir)
+        proc = start_switch(template, name.split()[1], workdir)
         pin(proc.pid)
         return lambda: stop(proc)
     if name.startswith("open vswitch"):

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = {
     "pps": (["bench/pps.py", "--scenarios", "l2,l3,l4-nat,l4-dsr"],
             ["bench/pps.py", "--scenarios", "l2,l3,l4-nat", "--flows", "256", "--runs", "1", "--seconds", "0.5",
-             "--forwarders", "ceiling,pyswitch c,linux bridge,linux routing,nftables dnat"]),
+             "--forwarders", "ceiling,pyswitch c,pyswitch c afxdp,linux bridge,linux routing,nftables dnat"]),
     "tcp": (["bench/tcp.py", "--scenario", "l2"], ["bench/tcp.py", "--scenario", "l2", "--seconds", "1",
                                                    "--datapaths", "c"]),
     "lb": (["bench/lb.py", "--modes", "nat,fullnat,dsr"],

@@ -1,11 +1,13 @@
 """TCP throughput and ping latency through pyswitch (C and Python datapaths), switched or routed.
 
-    sudo .venv/bin/python bench/tcp.py [--scenario l2|l3] [--seconds 5] [--json bench/results/tcp-l2.json]
+    sudo .venv/bin/python bench/tcp.py [--scenario l2|l3] [--seconds 5] [--port-type afpacket|afxdp]
+                                       [--json bench/results/tcp-l2.json]
 
 l2: netns/demo.toml, h1 -> h2 in one VLAN, beside the Linux bridge on the same two veth ends.
 l3: netns/routed.toml, h1 (VLAN 10) -> h2 (VLAN 20) through the switch's VLAN interfaces.
 Each forwarder runs iperf3 (hosts keep their default offloads) and a short ping; the table gives ratios to the
-first row.
+first row.  --port-type afxdp makes the switches' afpacket ports afxdp (the kernel then turns TSO off on the hosts'
+veth ends, so they send MTU-sized frames; the Python datapath opens such ports as afpacket).
 
 A benchmark, not a test: it asserts nothing and never fails a test run.
 """
@@ -60,6 +62,13 @@ def start_switch(template: str, datapath: str, workdir: Path) -> subprocess.Pope
     raise RuntimeError("the switch did not answer")
 
 
+def with_port_type(template: str, port_type: str, workdir: Path) -> str:
+    """A copy of a switch config template whose afpacket ports are of `port_type`."""
+    path = workdir / f"{Path(template).stem}-{port_type}.toml"
+    path.write_text((ROOT / template).read_text().replace('type = "afpacket"', f'type = "{port_type}"'))
+    return str(path)
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -108,6 +117,7 @@ def main() -> int:
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="l2")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--datapaths", default="c,python")
+    parser.add_argument("--port-type", choices=("afpacket", "afxdp"), default="afpacket")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -120,6 +130,8 @@ def main() -> int:
             if bridge_ends:
                 with Bridge(bridge_ends):
                     results["linux bridge"] = measure(topo, target, args.seconds)
+            if args.port_type != "afpacket":
+                switches = [with_port_type(t, args.port_type, Path(tmp)) for t in switches]
             for datapath in args.datapaths.split(","):
                 procs = [start_switch(t, datapath, Path(tmp)) for t in switches]
                 try:

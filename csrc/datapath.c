@@ -21,6 +21,7 @@
 #include "pyswitch.h"
 #include "ring.h"
 #include "route.h"
+#include "xdp.h"
 
 struct ps_dp {
     struct ps_port *ports[PS_MAX_PORTS];   /* attached ports by number, NULL if none */
@@ -128,8 +129,10 @@ ps_dp_get_stats(const struct ps_dp *dp, struct ps_dp_stats *out)
 
 /* Attaches port 'port_no' of 'kind' (PS_PORT_*): an AF_PACKET socket on
  * interface 'ifindex_or_fd' with an RX ring of 'ring_frames' frames (0: the
- * default), an open TAP fd, or memory queues.  'max_frame' (0: none) bounds
- * non-GSO frames the parser accepts.  Returns 0 or a negative errno. */
+ * default), AF_XDP sockets on its receive queues (xdp.c; 'ring_frames' sizes
+ * their receive rings, from 2048 up), an open TAP fd, or memory queues.
+ * 'max_frame' (0: none) bounds non-GSO frames the parser accepts.  Returns 0
+ * or a negative errno. */
 int
 ps_dp_port_add(struct ps_dp *dp, uint16_t port_no, int kind, int ifindex_or_fd, uint32_t ring_frames,
                uint32_t max_frame)
@@ -180,6 +183,15 @@ ps_dp_port_get_stats(struct ps_dp *dp, uint16_t port_no, struct ps_port_stats *o
     ps_port_update_stats(dp->ports[port_no]);
     *out = dp->ports[port_no]->stats;
     return 0;
+}
+
+int
+ps_dp_port_xdp_mode(struct ps_dp *dp, uint16_t port_no)
+{
+    if (port_no >= PS_MAX_PORTS || !dp->ports[port_no]) {
+        return -ENOENT;
+    }
+    return dp->ports[port_no]->kind == PS_PORT_AFXDP ? ps_xdp_mode(dp->ports[port_no]) : 0;
 }
 
 int

@@ -1,4 +1,4 @@
-/* io.c: port I/O: AF_PACKET sockets with an RX ring, TAP fds, memory queues.
+/* io.c: port I/O: AF_PACKET sockets with an RX ring, AF_XDP sockets (xdp.c), TAP fds, memory queues.
  *
  * Each kind has its own open, receive and transmit functions; the ps_port_*
  * entry points dispatch on port->kind, like OVS's netdev classes.
@@ -19,6 +19,7 @@
 #include "io.h"
 #include "ps_consts.h"
 #include "ps_hdrs.h"
+#include "xdp.h"
 
 static uint32_t
 align_up(uint32_t n, uint32_t align)
@@ -551,6 +552,9 @@ ps_port_open(struct ps_port *port, int ifindex_or_fd, uint32_t ring_frames)
     case PS_PORT_AFPACKET:
         error = afpacket_open(port, ifindex_or_fd, ring_frames);
         break;
+    case PS_PORT_AFXDP:
+        error = ps_xdp_open(port, ifindex_or_fd, ring_frames);
+        break;
     case PS_PORT_TAP:
         error = tap_open(port, ifindex_or_fd);
         break;
@@ -584,6 +588,9 @@ ps_port_close(struct ps_port *port)
         free(port->copy_buf);
         close(port->fd);
         break;
+    case PS_PORT_AFXDP:
+        ps_xdp_close(port);
+        break;
     case PS_PORT_TAP:
         free(port->tap_buf);
         break;
@@ -601,6 +608,8 @@ ps_port_rx(struct ps_port *port, struct ps_frame *frames, uint32_t max)
     switch (port->kind) {
     case PS_PORT_AFPACKET:
         return afpacket_rx(port, frames, max);
+    case PS_PORT_AFXDP:
+        return ps_xdp_rx(port, frames, max);
     case PS_PORT_TAP:
         return tap_rx(port, frames, max);
     case PS_PORT_MEMORY:
@@ -614,6 +623,8 @@ ps_port_rx_release(struct ps_port *port)
 {
     if (port->kind == PS_PORT_AFPACKET) {
         afpacket_rx_release(port);
+    } else if (port->kind == PS_PORT_AFXDP) {
+        ps_xdp_rx_release(port);
     } else if (port->kind == PS_PORT_MEMORY) {
         for (uint32_t i = 0; i < port->mem_n_held; i++) {
             free(port->mem_held[i]);
@@ -630,6 +641,9 @@ ps_port_rx_ready(const struct ps_port *port)
         const struct tpacket2_hdr *h = ring_frame(port, port->ring_head);
 
         return __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER;
+    }
+    if (port->kind == PS_PORT_AFXDP) {
+        return ps_xdp_rx_ready(port);
     }
     if (port->kind == PS_PORT_MEMORY) {
         return port->mem_rx.count > 0;
@@ -648,6 +662,9 @@ ps_port_tx_flush(struct ps_port *port)
     switch (port->kind) {
     case PS_PORT_AFPACKET:
         sent = afpacket_tx(port);
+        break;
+    case PS_PORT_AFXDP:
+        sent = ps_xdp_tx(port);
         break;
     case PS_PORT_TAP:
         sent = tap_tx(port);
@@ -699,5 +716,7 @@ ps_port_update_stats(struct ps_port *port)
 {
     if (port->kind == PS_PORT_AFPACKET) {
         afpacket_update_stats(port);
+    } else if (port->kind == PS_PORT_AFXDP) {
+        ps_xdp_update_stats(port);
     }
 }

@@ -1,7 +1,7 @@
-/* io.h: port I/O for the datapath: AF_PACKET rings, TAP fds, memory queues.
+/* io.h: port I/O for the datapath: AF_PACKET rings, AF_XDP sockets (xdp.c), TAP fds, memory queues.
  *
  * A port hands out received frames in batches, in place (a ring frame, a
- * per-port buffer, a queued copy), each with PS_HEADROOM bytes in front for
+ * UMEM chunk, a per-port buffer, a queued copy), each with PS_HEADROOM bytes in front for
  * VLAN pushes.  They stay valid until ps_port_rx_release(), which the
  * datapath calls only after the batch's transmit flush, so outputs can point
  * at them instead of copying.
@@ -38,10 +38,12 @@ struct ps_mem_queue {
     uint32_t count;                /* frames queued */
 };
 
+struct ps_xdp_port;
+
 struct ps_port {
     uint16_t port_no;              /* 0..PS_MAX_PORTS-1 */
     int kind;                      /* PS_PORT_* */
-    int fd;                        /* socket or TAP fd; -1 for memory ports */
+    int fd;                        /* what to poll(2): socket, TAP fd, AF_XDP socket or epoll fd; -1 for memory ports */
     uint32_t max_frame;            /* the parser's bound; 0: none */
     struct ps_port_stats stats;    /* counters; rx_dropped updated when read */
 
@@ -59,6 +61,9 @@ struct ps_port {
     uint32_t ring_n_held;          /* frames before ring_head handed out, not yet released */
     uint8_t *copy_buf;             /* PS_RX_COPY_SLOTS slots for frames too big for the ring; NULL until needed */
     uint32_t n_copy;               /* slots used by the current batch */
+
+    /* AF_XDP. */
+    struct ps_xdp_port *xdp;       /* sockets, UMEMs, rings and the XDP program (xdp.c) */
 
     /* TAP. */
     uint8_t *tap_buf;              /* PS_BATCH receive buffers of tap_slot_size bytes */

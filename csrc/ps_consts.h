@@ -66,6 +66,33 @@ _Static_assert(PS_HEADROOM >= 4 * (16 + 1), "headroom must hold 17 VLAN tags");
  * and the kernel's alignment before PACKET_RESERVE and the vnet header. */
 #define PS_RING_HDR_ROOM 128
 
+/* AF_XDP: receive chunks per queue (and entries of its fill and RX rings) at
+ * least, whatever ring_frames asks: without GSO a TCP stream is a frame per
+ * 1448 bytes, and the ring must hold a burst of them while the datapath is
+ * busy elsewhere.  At least 2 * PS_BATCH, so the kernel has chunks left while
+ * a batch holds some. */
+#ifndef PS_XDP_RX_FRAMES_MIN
+#define PS_XDP_RX_FRAMES_MIN 2048
+#endif
+
+/* AF_XDP: transmit chunks of a port (and entries of its TX and completion
+ * rings): a whole transmit queue of outputs, several of them GSO frames cut
+ * into segments, while the kernel still holds earlier ones. */
+#ifndef PS_XDP_TX_FRAMES
+#define PS_XDP_TX_FRAMES 1024
+#endif
+
+/* AF_XDP: receive queues one port serves, with a socket and a UMEM each.  An
+ * interface with more is refused, since a queue without a socket would hand
+ * its frames to the kernel's stack, past the switch. */
+#ifndef PS_XDP_MAX_QUEUES
+#define PS_XDP_MAX_QUEUES 16
+#endif
+
+/* AF_XDP: sendto() calls one transmit flush makes at most while the kernel
+ * keeps taking frames in copy mode. */
+#define PS_XDP_KICKS_MAX 64
+
 /* Frames a memory port's receive and transmit queues hold; more are dropped
  * and counted (rx_dropped, tx_dropped). */
 #ifndef PS_MEM_QUEUE_LEN

@@ -118,6 +118,11 @@
 #define PS_PORT_AFPACKET 1       /* AF_PACKET socket bound to an interface, RX ring, batched TX */
 #define PS_PORT_TAP 2            /* an already opened TAP fd with IFF_VNET_HDR */
 #define PS_PORT_MEMORY 3         /* in-memory queues, for unit and differential tests only */
+#define PS_PORT_AFXDP 4          /* AF_XDP sockets on an interface's receive queues, an XDP program to steer to them */
+
+/* How an AF_XDP port's XDP program is attached (ps_dp_port_xdp_mode). */
+#define PS_XDP_MODE_NATIVE 1     /* by the driver, before any socket buffer exists */
+#define PS_XDP_MODE_GENERIC 2    /* by the kernel's generic hook, on socket buffers (drivers without XDP) */
 
 /* The flow key: what the parser extracts from a frame.  64 bytes; all
  * multi-byte fields big-endian.  Fields the frame does not have are zero. */
@@ -218,9 +223,9 @@ struct ps_port_stats {
     uint64_t rx_bytes;
     uint64_t tx_packets;
     uint64_t tx_bytes;
-    uint64_t rx_dropped;         /* lost before we saw them (ring full: PACKET_STATISTICS tp_drops) */
+    uint64_t rx_dropped;         /* lost before we saw them (ring full: PACKET_STATISTICS tp_drops, XDP_STATISTICS) */
     uint64_t rx_errors;          /* frames we refused: parse errors, truncated ring frames */
-    uint64_t tx_dropped;         /* sends that failed */
+    uint64_t tx_dropped;         /* sends that failed; AF_XDP: also no free chunk, or a GSO frame it cannot cut */
 };
 
 struct ps_dp_stats {
@@ -375,6 +380,8 @@ int ps_dp_port_add(struct ps_dp *dp, uint16_t port_no, int kind, int ifindex_or_
                    uint32_t ring_frames, uint32_t max_frame);
 int ps_dp_port_del(struct ps_dp *dp, uint16_t port_no);
 int ps_dp_port_get_stats(struct ps_dp *dp, uint16_t port_no, struct ps_port_stats *out);
+/* PS_XDP_MODE_* of an AF_XDP port, 0 for other kinds, -ENOENT without a port. */
+int ps_dp_port_xdp_mode(struct ps_dp *dp, uint16_t port_no);
 int ps_dp_add_wake_fd(struct ps_dp *dp, int fd);
 int ps_dp_del_wake_fd(struct ps_dp *dp, int fd);
 int ps_dp_poll(struct ps_dp *dp, int timeout_ms, int64_t now_ms);

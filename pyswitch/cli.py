@@ -25,6 +25,7 @@ EXIT_FAILURE = 1            # anything else that stops us
 TABLE_COLUMNS = {
     "ports": ["name", "type", "device", "vlan", "trunk", "rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "drops"],
 }
+OPTIONAL_COLUMNS = {"ports": {"xdp_mode": "device"}}     # shown after the named column when some row has them
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,8 +193,19 @@ def cmd_show(args) -> int:
     elif args.what == "vips":
         print(format_table(vip_rows(result)))
     else:
-        print(format_table(result, TABLE_COLUMNS.get(args.what)))
+        print(format_table(result, _columns(args.what, result)))
     return 0
+
+
+def _columns(what: str, rows) -> list[str] | None:
+    columns = TABLE_COLUMNS.get(what)
+    if columns is None or not isinstance(rows, list):
+        return columns
+    columns = list(columns)
+    for name, after in OPTIONAL_COLUMNS.get(what, {}).items():
+        if any(name in row for row in rows):
+            columns.insert(columns.index(after) + 1, name)
+    return columns
 
 
 def vip_rows(vips: list[dict]) -> list[dict]:

@@ -14,7 +14,8 @@ from pathlib import Path
 from . import consts
 
 DATAPATHS = ("c", "python")
-PORT_TYPES = ("afpacket", "tap")
+PORT_TYPES = ("afpacket", "afxdp", "tap")
+EXISTING_INTERFACE_TYPES = ("afpacket", "afxdp")  # pyswitch binds these, but does not own them
 DEFAULT_VLAN = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 IFNAME_MAX = 15             # IFNAMSIZ - 1
@@ -32,7 +33,7 @@ class SwitchSettings:
     max_macs: int = 65536               # MAC table bound (least recently seen evicted)
     max_flows: int = 65536              # fast-path flow table bound
     flow_idle_s: float = 10.0           # an unused fast-path flow is removed after this long
-    ring_frames: int = 2048             # AF_PACKET RX ring size, frames (of the MTU) per port
+    ring_frames: int = 2048             # AF_PACKET RX ring size, frames (of the MTU) per port (afxdp: >= 2048 per queue)
     busy_poll_us: int = 0               # keep looking at idle ports this long before sleeping (latency vs CPU)
     arp_reachable_s: float = 60.0       # an ARP entry is trusted this long, then probed
     arp_retries: int = 3                # requests (one a second) before a neighbor is given up
@@ -442,11 +443,11 @@ def _port(raw, where: str) -> PortConfig:
             raise ConfigError(f"{where}.native_vlan: only a trunk port has a native VLAN")
         port.vlan = _vlan_id(raw.get("vlan", DEFAULT_VLAN), f"{where}.vlan")
 
-    if kind == "afpacket":
+    if kind in EXISTING_INTERFACE_TYPES:
         for key in ("netns", "address", "mac"):
             if key in raw:
                 raise ConfigError(f"{where}.{key}: only a tap port can be given {key} (pyswitch does not own "
-                                  f"an afpacket port's interface)")
+                                  f"an {kind} port's interface)")
     else:
         if "netns" in raw:
             port.netns = _string(raw, "netns", f"{where}.netns")

@@ -112,7 +112,13 @@ NH_KINDS = {"connected": NH_CONNECTED, "gateway": NH_GATEWAY, "local": NH_LOCAL,
 PORT_AFPACKET = 1           # AF_PACKET socket on an interface
 PORT_TAP = 2                # an open TAP fd with IFF_VNET_HDR
 PORT_MEMORY = 3             # in-memory queues, for tests only
-PORT_KINDS = {"afpacket": PORT_AFPACKET, "tap": PORT_TAP, "memory": PORT_MEMORY}
+PORT_AFXDP = 4              # AF_XDP sockets on an interface's receive queues (C datapath only)
+PORT_KINDS = {"afpacket": PORT_AFPACKET, "tap": PORT_TAP, "memory": PORT_MEMORY, "afxdp": PORT_AFXDP}
+
+# How an AF_XDP port's XDP program is attached.
+XDP_MODE_NATIVE = 1         # by the driver
+XDP_MODE_GENERIC = 2        # by the kernel's generic hook, on socket buffers
+XDP_MODES = {XDP_MODE_NATIVE: "native", XDP_MODE_GENERIC: "generic"}
 
 FRAG_ANY = 1                # the packet is a fragment
 FRAG_LATER = 2              # ...and not the first one: no L4 header

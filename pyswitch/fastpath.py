@@ -404,6 +404,13 @@ class Datapath(_FlowTableOps):
         s = self._port_stats
         return {name: getattr(s, name) for name in _PORT_STAT_NAMES}
 
+    def port_xdp_mode(self, port_no) -> str | None:
+        """How an afxdp port's XDP program is attached ("native" or "generic"); None for other kinds."""
+        r = lib.ps_dp_port_xdp_mode(self._dp, port_no)
+        if r < 0:
+            raise OSError(-r, f"port {port_no}: {os.strerror(-r)}")
+        return consts.XDP_MODES.get(r)
+
     def add_wake_fd(self, fd):
         r = lib.ps_dp_add_wake_fd(self._dp, fd)
         if r < 0:

@@ -261,6 +261,7 @@ class Switch:
                 "rx_bytes": s["rx_bytes"], "tx_bytes": s["tx_bytes"],
                 "drops": s["rx_dropped"] + s["rx_errors"] + s["tx_dropped"],
                 "rx_dropped": s["rx_dropped"], "rx_errors": s["rx_errors"], "tx_dropped": s["tx_dropped"],
+                **port.details(),
             })
         return rows
 

@@ -5,7 +5,8 @@ import sys
 # A TCP sink and source run inside the hosts with the test's own interpreter.
 SINK = """
 import hashlib, socket, sys
-srv = socket.create_server((sys.argv[1], int(sys.argv[2])))
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+srv = socket.create_server((sys.argv[1], int(sys.argv[2])), family=family)
 print("ready", flush=True)
 conn, _ = srv.accept()
 h = hashlib.sha256(); n = 0

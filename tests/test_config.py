@@ -66,6 +66,9 @@ def test_defaults():
     ({"port": [{"name": "a", "type": "afpacket", "device": "psw-a", "trunk": [2, 2]}]}, "port[0].trunk"),
     ({"port": [{"name": "a", "type": "afpacket", "device": "psw-a", "vlna": 2}]}, "port[0].vlna"),
     ({"port": [{"name": "a", "type": "afpacket", "device": "psw-a", "netns": "x"}]}, "port[0].netns"),
+    ({"port": [{"name": "a", "type": "afxdp", "device": "psw-a", "address": "198.51.100.1/24"}]},
+     "port[0].address"),
+    ({"port": [{"name": "a", "type": "xdp", "device": "psw-a"}]}, "port[0].type"),
     ({"port": [{"name": "a", "type": "tap", "device": "psw-a", "address": "198.51.100.300/24"}]},
      "port[0].address"),
     ({"port": [{"name": "a", "type": "tap", "device": "psw-a", "mac": "zz"}]}, "port[0].mac"),
@@ -78,6 +81,19 @@ def test_errors_name_the_key(data, key):
     with pytest.raises(ConfigError) as info:
         from_dict(data)
     assert str(info.value).startswith(key + ":") or str(info.value).startswith(key + " "), str(info.value)
+
+
+def test_afxdp_port_type():
+    """An afxdp port binds an existing interface like an afpacket one: VLANs as usual, no tap-only keys."""
+    config = from_dict({"port": [{"name": "a", "type": "afxdp", "device": "psw-a", "vlan": 10},
+                                 {"name": "b", "type": "afxdp", "device": "psw-b", "trunk": [10, 20]}]})
+    a, b = config.ports
+    assert (a.type, a.device, a.vlan) == ("afxdp", "psw-a", 10)
+    assert b.type == "afxdp" and b.trunk == (10, 20)
+    with pytest.raises(ConfigError, match=r"^port\[0\]\.netns: only a tap port .* an afxdp port's interface"):
+        from_dict({"port": [{"name": "a", "type": "afxdp", "device": "psw-a", "netns": "psw-h1"}]})
+    with pytest.raises(ConfigError, match=r"^port\[0\]\.type: must be one of afpacket, afxdp, tap"):
+        from_dict({"port": [{"name": "a", "type": "af_xdp", "device": "psw-a"}]})
 
 
 def test_bad_toml_names_the_file(tmp_path):

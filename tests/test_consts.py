@@ -43,7 +43,8 @@ def test_connection_tables():
 
 def test_port_kinds():
     assert consts.PORT_KINDS == {"afpacket": lib.PS_PORT_AFPACKET, "tap": lib.PS_PORT_TAP,
-                                 "memory": lib.PS_PORT_MEMORY}
+                                 "memory": lib.PS_PORT_MEMORY, "afxdp": lib.PS_PORT_AFXDP}
+    assert consts.XDP_MODES == {lib.PS_XDP_MODE_NATIVE: "native", lib.PS_XDP_MODE_GENERIC: "generic"}
 
 
 def test_compiled_version_is_the_package_version():

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from ..config import PortConfig
 from .afpacket import AfPacketPort
+from .afxdp import AfXdpPort
 from .base import Port, PortError
 from .memory import MemoryPort
 from .tap import TapPort
 
-__all__ = ["AfPacketPort", "MemoryPort", "Port", "PortError", "TapPort", "make_port"]
+__all__ = ["AfPacketPort", "AfXdpPort", "MemoryPort", "Port", "PortError", "TapPort", "make_port"]
 
 
 def make_port(config: PortConfig, port_no: int, ring_frames: int):
     if config.type == "afpacket":
         return AfPacketPort(config, port_no, ring_frames)
+    if config.type == "afxdp":
+        return AfXdpPort(config, port_no, ring_frames)
     if config.type == "tap":
         return TapPort(config, port_no)
     if config.type == "memory":

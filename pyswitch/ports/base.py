@@ -37,3 +37,7 @@ class Port:
 
     def close(self) -> None:
         """Gives back what open() created."""
+
+    def details(self) -> dict:
+        """What `show ports` adds for this kind, beyond the counters every port has."""
+        return {}

@@ -76,6 +76,9 @@ class Datapath:
             io = TapIO(ifindex_or_fd)
         elif kind == consts.PORT_MEMORY:
             io = MemoryIO()
+        elif kind == consts.PORT_AFXDP:
+            # AF_XDP's rings are C's to drive; pyswitch/ports/afxdp.py opens such an interface as afpacket here.
+            raise OSError(errno.EOPNOTSUPP, "the Python datapath has no AF_XDP ports")
         else:
             raise OSError(errno.EINVAL, f"unknown port kind {kind!r}")
         self._ports[port_no] = Port(port_no, io, max_frame)
@@ -94,6 +97,11 @@ class Datapath:
         return {"rx_packets": port.rx_packets, "rx_bytes": port.rx_bytes, "tx_packets": port.tx_packets,
                 "tx_bytes": port.tx_bytes, "rx_dropped": io.rx_dropped, "rx_errors": port.rx_errors + io.rx_errors,
                 "tx_dropped": io.tx_dropped}
+
+    def port_xdp_mode(self, port_no: int) -> None:
+        """How an afxdp port's XDP program is attached: never, since this datapath has no afxdp ports."""
+        self._port(port_no)
+        return None
 
     def add_wake_fd(self, fd: int) -> None:
         self._wake_fds.add(fd)

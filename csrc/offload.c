@@ -1,0 +1,206 @@
+/* offload.c: checksums and segmentation in software (see offload.h). */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "offload.h"
+#include "ps_hdrs.h"
+
+#define TCP_FLAG_FIN 0x001
+#define TCP_FLAG_PSH 0x008
+#define TCP_FLAG_CWR 0x080
+
+#define VNET_GSO_TCPV4 1               /* VIRTIO_NET_HDR_GSO_TCPV4 */
+#define VNET_GSO_TCPV6 4               /* VIRTIO_NET_HDR_GSO_TCPV6 */
+#define VNET_GSO_UDP_L4 5              /* VIRTIO_NET_HDR_GSO_UDP_L4: UDP segmentation, not fragmentation */
+
+/* The 16 bits a sum folds to (not complemented): ps_csum() of nothing
+ * returns the complement of its folded initial sum. */
+static uint16_t
+fold(uint32_t sum)
+{
+    return ~ps_csum(NULL, 0, sum) & 0xffff;
+}
+
+/* The one's complement sum of the pseudo-header of a TCP or UDP segment of
+ * 'l4_size' bytes behind the IP header at 'l3' (RFC 9293 3.1, RFC 8200 8.1). */
+static uint32_t
+pseudo_sum(const uint8_t *l3, int ipv4, uint8_t proto, uint32_t l4_size)
+{
+    const uint8_t *addrs = ipv4 ? l3 + offsetof(struct ps_ip_hdr, ip_src) : l3 + offsetof(struct ps_ip6_hdr, ip6_src);
+    uint32_t n_words = ipv4 ? 4 : 16;
+    uint32_t sum = proto + (l4_size >> 16) + (l4_size & 0xffff);
+
+    for (uint32_t i = 0; i < n_words; i++) {
+        sum += ps_be16_load(addrs + 2 * i);
+    }
+    return sum;
+}
+
+/* Offset of the checksum field in a TCP or UDP header. */
+static uint16_t
+l4_csum_offset(uint8_t proto)
+{
+    return proto == PS_IPPROTO_TCP ? offsetof(struct ps_tcp_hdr, tcp_csum) : offsetof(struct ps_udp_hdr, udp_csum);
+}
+
+void
+ps_offload_rx_csum(struct ps_frame *frame)
+{
+    const uint8_t *data = frame->data;
+    uint32_t size = frame->size, l3, l4, l4_size;
+    uint16_t type;
+    uint8_t proto;
+    int ipv4;
+
+    /* A light walk of our own rather than ps_parse(): this runs on every
+     * received frame, before the datapath parses it anyway. */
+    if (size < sizeof(struct ps_eth_hdr)) {
+        return;
+    }
+    l3 = sizeof(struct ps_eth_hdr);
+    type = ps_be16_load(data + l3 - 2);
+    for (int tags = 0; tags < 2 && ps_is_vlan_tpid(type) && l3 + sizeof(struct ps_vlan_hdr) <= size; tags++) {
+        l3 += sizeof(struct ps_vlan_hdr);
+        type = ps_be16_load(data + l3 - 2);
+    }
+    if (type == PS_ETH_TYPE_IP && l3 + sizeof(struct ps_ip_hdr) <= size) {
+        const struct ps_ip_hdr *ip = (const void *) (data + l3);
+        uint32_t ihl = (ip->ip_ihl_ver & 0x0f) * 4;
+        uint32_t total = ps_be16_load(data + l3 + offsetof(struct ps_ip_hdr, ip_tot_len));
+        uint16_t frag = ps_be16_load(data + l3 + offsetof(struct ps_ip_hdr, ip_frag_off));
+
+        if (ip->ip_ihl_ver >> 4 != 4 || ihl < sizeof *ip || total < ihl || l3 + total > size
+            || (frag & (PS_IP_MF | PS_IP_FRAG_OFF_MASK))) {
+            return;
+        }
+        ipv4 = 1;
+        proto = ip->ip_proto;
+        l4 = l3 + ihl;
+        l4_size = total - ihl;
+    } else if (type == PS_ETH_TYPE_IPV6 && l3 + sizeof(struct ps_ip6_hdr) <= size) {
+        const struct ps_ip6_hdr *ip6 = (const void *) (data + l3);
+        uint32_t payload = ps_be16_load(data + l3 + offsetof(struct ps_ip6_hdr, ip6_plen));
+
+        if (data[l3] >> 4 != 6 || l3 + sizeof *ip6 + payload > size) {
+            return;
+        }
+        ipv4 = 0;
+        proto = ip6->ip6_nxt;
+        l4 = l3 + sizeof *ip6;
+        l4_size = payload;
+    } else {
+        return;
+    }
+    if ((proto != PS_IPPROTO_TCP || l4_size < sizeof(struct ps_tcp_hdr))
+        && (proto != PS_IPPROTO_UDP || l4_size < sizeof(struct ps_udp_hdr))) {
+        return;
+    }
+    if (ps_be16_load(data + l4 + l4_csum_offset(proto)) == fold(pseudo_sum(data + l3, ipv4, proto, l4_size))) {
+        frame->vnet.flags |= PS_VNET_F_NEEDS_CSUM;
+        frame->vnet.csum_start = l4;
+        frame->vnet.csum_offset = l4_csum_offset(proto);
+    }
+}
+
+int
+ps_offload_csum(uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet)
+{
+    uint32_t start = vnet->csum_start, field = start + vnet->csum_offset;
+    uint16_t check;
+
+    if (field + 2 > size) {
+        return -EINVAL;
+    }
+    check = ps_csum(data + start, size - start, 0);
+    ps_be16_store(data + field, check ? check : 0xffff);
+    return 0;
+}
+
+int
+ps_gso_plan(const uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet, struct ps_gso *gso)
+{
+    uint8_t type = vnet->gso_type & PS_VNET_GSO_TYPE_MASK;
+    struct ps_flow_key key;
+    struct ps_parse_result result;
+    uint16_t eth_type;
+    uint32_t l4_hdr_size;
+
+    if (type != VNET_GSO_TCPV4 && type != VNET_GSO_TCPV6 && type != VNET_GSO_UDP_L4) {
+        return -EOPNOTSUPP;
+    }
+    if (ps_parse(data, size, 0, 0, 1, &key, &result) != PS_PE_OK || !result.l4_ofs || key.nw_frag
+        || !vnet->gso_size) {
+        return -EINVAL;
+    }
+    eth_type = ps_be16_load(key.eth_type);
+    gso->ipv4 = eth_type == PS_ETH_TYPE_IP;
+    gso->proto = key.nw_proto;
+    if ((type == VNET_GSO_TCPV4 && (!gso->ipv4 || gso->proto != PS_IPPROTO_TCP))
+        || (type == VNET_GSO_TCPV6 && (eth_type != PS_ETH_TYPE_IPV6 || gso->proto != PS_IPPROTO_TCP))
+        || (type == VNET_GSO_UDP_L4 && gso->proto != PS_IPPROTO_UDP)
+        || (!gso->ipv4 && eth_type != PS_ETH_TYPE_IPV6)) {
+        return -EINVAL;
+    }
+    /* The parser has checked that the whole TCP header lies in the frame. */
+    l4_hdr_size = gso->proto == PS_IPPROTO_TCP ? (data[result.l4_ofs + 12] >> 4) * 4 : sizeof(struct ps_udp_hdr);
+    gso->l3_ofs = result.l3_ofs;
+    gso->l4_ofs = result.l4_ofs;
+    gso->hdr_size = result.l4_ofs + l4_hdr_size;
+    if (gso->hdr_size > size) {
+        return -EINVAL;
+    }
+    gso->seg_payload = vnet->gso_size;
+    gso->payload = size - gso->hdr_size;
+    gso->n_segs = gso->payload ? (gso->payload + gso->seg_payload - 1) / gso->seg_payload : 1;
+    return 0;
+}
+
+uint32_t
+ps_gso_segment(const uint8_t *data, const struct ps_gso *gso, uint32_t index, uint8_t *out)
+{
+    uint32_t offset = index * gso->seg_payload;
+    uint32_t len = gso->payload - offset < gso->seg_payload ? gso->payload - offset : gso->seg_payload;
+    uint32_t l4_size = gso->hdr_size - gso->l4_ofs + len;
+    uint8_t *l3 = out + gso->l3_ofs, *l4 = out + gso->l4_ofs;
+    uint16_t check;
+
+    memcpy(out, data, gso->hdr_size);
+    memcpy(out + gso->hdr_size, data + gso->hdr_size + offset, len);
+    if (gso->ipv4) {
+        struct ps_ip_hdr *ip = (void *) l3;
+        uint32_t ihl = (ip->ip_ihl_ver & 0x0f) * 4;
+
+        ps_be16_store(l3 + offsetof(struct ps_ip_hdr, ip_tot_len), gso->l4_ofs - gso->l3_ofs + l4_size);
+        ps_be16_store(l3 + offsetof(struct ps_ip_hdr, ip_id),
+                      ps_be16_load(l3 + offsetof(struct ps_ip_hdr, ip_id)) + index);
+        ps_be16_store(l3 + offsetof(struct ps_ip_hdr, ip_csum), 0);
+        ps_be16_store(l3 + offsetof(struct ps_ip_hdr, ip_csum), ps_csum(l3, ihl, 0));
+    } else {
+        ps_be16_store(l3 + offsetof(struct ps_ip6_hdr, ip6_plen),
+                      gso->l4_ofs - gso->l3_ofs - sizeof(struct ps_ip6_hdr) + l4_size);
+    }
+    if (gso->proto == PS_IPPROTO_TCP) {
+        uint8_t *seq = l4 + offsetof(struct ps_tcp_hdr, tcp_seq);
+        uint32_t next = ps_be32_load(seq) + offset;
+        uint16_t ctl = ps_be16_load(l4 + offsetof(struct ps_tcp_hdr, tcp_ctl));
+
+        seq[0] = next >> 24;
+        seq[1] = next >> 16;
+        seq[2] = next >> 8;
+        seq[3] = next;
+        if (index + 1 < gso->n_segs) {
+            ctl &= ~(TCP_FLAG_FIN | TCP_FLAG_PSH);
+        }
+        if (index > 0) {
+            ctl &= ~TCP_FLAG_CWR;
+        }
+        ps_be16_store(l4 + offsetof(struct ps_tcp_hdr, tcp_ctl), ctl);
+    } else {
+        ps_be16_store(l4 + offsetof(struct ps_udp_hdr, udp_len), l4_size);
+    }
+    ps_be16_store(l4 + l4_csum_offset(gso->proto), 0);
+    check = ps_csum(l4, l4_size, pseudo_sum(l3, gso->ipv4, gso->proto, l4_size));
+    ps_be16_store(l4 + l4_csum_offset(gso->proto), check ? check : 0xffff);
+    return gso->hdr_size + len;
+}
