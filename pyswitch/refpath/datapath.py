@@ -13,12 +13,12 @@ import time
 
 from .. import consts
 from ..datapath_types import Conn, ConnEvent, ConnTuple, RingBackend, Upcall, conn_max, conn_timeouts
-from .actions import DROP_DECAP, GSO_TYPE_MASK, execute as execute_actions
+from .actions import DROP_DECAP, GSO_TYPE_MASK, Sink, execute as execute_actions
 from .conntrack import ConnTable
 from .ring import Rings
 from .flowtable import FlowTable, now_ms as _now
 from .io import AfPacketIO, MemoryIO, PortIO, TapIO
-from .parse import parse
+from .parse import parse_frame
 from .route import DROP, FORWARD, RouteTables
 
 _PORT_STAT_KEYS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "rx_errors", "tx_dropped")
@@ -44,6 +44,54 @@ class Port:
         self.rx_errors = 0                              # parse errors; the io counts its own
 
 
+class PortSink(Sink):
+    """The sink that connects the executor to the ports: datapath.c's dp_output, dp_upcall, dp_route, dp_lb and
+    dp_drop. `in_port`, `key` and `now_ms` are the packet's (C's struct exec_ctx): run() sets them once per batch
+    and per packet rather than building new callbacks for each packet."""
+
+    __slots__ = ("dp", "ports", "stats", "in_port", "key", "now_ms")
+
+    def __init__(self, dp: "Datapath"):
+        self.dp = dp
+        self.ports = dp._ports
+        self.stats = dp._stats
+        self.in_port = 0
+        self.key = b""
+        self.now_ms = 0
+
+    def emit(self, port_no, frame, vnet):
+        # FLOOD emits through here too, so a flood bit for a missing port counts bad_port like an OUTPUT.
+        port = self.ports.get(port_no)
+        if port is None:
+            self.stats["bad_port"] += 1
+        else:
+            port.tx_queue.append((frame, vnet))
+
+    def upcall(self, frame, vnet, userdata):
+        self.dp._upcall(self.in_port, consts.UPCALL_ACTION, userdata, self.key, vnet, frame)
+
+    def route(self, work, v, via):
+        return self._deliver(work, v, *self.dp.routes.route(work, v, self.stats, via))
+
+    def lb(self, work, v, act):
+        dp = self.dp
+        return self._deliver(work, v, *dp.conns.lb(work, v, act, dp.rings, dp.routes, self.stats, self.now_ms))
+
+    def drop(self, reason):
+        if reason == DROP_DECAP:
+            self.stats["decap_errors"] += 1
+
+    def _deliver(self, work, v, verdict, what, userdata) -> bool:
+        # An upcall carries the frame unchanged (route() and lb() write only when they forward) and the original
+        # key.
+        if verdict == FORWARD:
+            self.emit(what, bytes(work), v.pack())
+            return True
+        if verdict != DROP:
+            self.dp._upcall(self.in_port, what, userdata, self.key, v.pack(), bytes(work))
+        return False
+
+
 class Datapath:
     kind = "python"
 
@@ -59,6 +107,7 @@ class Datapath:
         self._upcalls: list[Upcall] = []
         self._stats = dict.fromkeys(_DP_STAT_KEYS, 0)
         self._parse_errors = [0] * consts.PE_COUNT
+        self._sink = PortSink(self)
 
     # -- ports ---------------------------------------------------------------------------------------------------
 
@@ -199,28 +248,37 @@ class Datapath:
         if now_ms == -1:
             now_ms = _now()
         self._upcalls = []
-        stats = self._stats
         parse_errors = self._parse_errors
         lookup = self.flow_table.lookup_flow
+        sink = self._sink
+        sink.now_ms = now_ms
         n = 0
         for port in self._port_order:
+            frames = port.io.recv(consts.BATCH)
+            if not frames:
+                continue
             in_port = port.port_no
             max_frame = port.max_frame
-            for frame, vnet in port.io.recv(consts.BATCH):
-                n += 1
-                port.rx_packets += 1
-                port.rx_bytes += len(frame)
-                error, key, _l3, _l4 = parse(frame, in_port, max_frame, vnet[1] & GSO_TYPE_MASK != 0)
+            sink.in_port = in_port
+            rx_bytes = 0
+            for frame, vnet in frames:
+                size = len(frame)
+                rx_bytes += size
+                error, key, _l3, _l4 = parse_frame(frame, in_port, max_frame, vnet[1] & GSO_TYPE_MASK != 0)
                 if error:
                     port.rx_errors += 1
                     parse_errors[error] += 1
                     continue
-                flow = lookup(key, len(frame), now_ms)
+                flow = lookup(key, size, now_ms)
                 if flow is None:
                     self._upcall(in_port, consts.UPCALL_MISS, 0, key, vnet, frame)
                 else:
-                    self._execute(in_port, key, frame, vnet, flow.actions, now_ms)
-        stats["rx_packets"] += n
+                    sink.key = key
+                    execute_actions(frame, vnet, in_port, flow.actions, sink)
+            port.rx_packets += len(frames)
+            port.rx_bytes += rx_bytes
+            n += len(frames)
+        self._stats["rx_packets"] += n
         for port in self._port_order:
             if port.tx_queue:
                 self._flush(port)
@@ -241,10 +299,14 @@ class Datapath:
         """
         if len(actions) > consts.MAX_ACTIONS:
             raise OSError(errno.EINVAL, f"more than {consts.MAX_ACTIONS} actions")
+        if len(vnet) != consts.VNET_HDR_SIZE:
+            raise ValueError(f"a vnet header is {consts.VNET_HDR_SIZE} bytes, not {len(vnet)}")
         frame = bytes(frame)
-        vnet = bytes(vnet)
-        key = parse(frame, in_port).key
-        self._execute(in_port, key, frame, vnet, actions, _now() if now_ms == -1 else now_ms)
+        sink = self._sink
+        sink.in_port = in_port
+        sink.key = parse_frame(frame, in_port, 0, False)[1]
+        sink.now_ms = _now() if now_ms == -1 else now_ms
+        execute_actions(frame, bytes(vnet), in_port, actions, sink)
         for port in self._port_order:
             if port.tx_queue:
                 self._flush(port)
@@ -379,43 +441,6 @@ class Datapath:
         if not isinstance(io, MemoryIO):
             raise OSError(errno.EINVAL, f"port {port_no} is not a memory port")
         return io
-
-    def _execute(self, in_port, key, frame, vnet, actions, now_ms) -> None:
-        ports = self._ports
-        stats = self._stats
-
-        def emit(port_no, out, out_vnet):
-            # FLOOD emits through here too, so a flood bit for a missing port counts bad_port like an OUTPUT.
-            port = ports.get(port_no)
-            if port is None:
-                stats["bad_port"] += 1
-            else:
-                port.tx_queue.append((out, out_vnet))
-
-        def upcall(out, out_vnet, userdata):
-            self._upcall(in_port, consts.UPCALL_ACTION, userdata, key, out_vnet, out)
-
-        def deliver(work, v, verdict, what, userdata):
-            # An upcall carries the frame unchanged (route() and lb() write only when they forward) and the
-            # original key.
-            if verdict == FORWARD:
-                emit(what, bytes(work), v.pack())
-                return True
-            if verdict != DROP:
-                self._upcall(in_port, what, userdata, key, v.pack(), bytes(work))
-            return False
-
-        def route(work, v, via):
-            return deliver(work, v, *self.routes.route(work, v, stats, via))
-
-        def lb(work, v, act):
-            return deliver(work, v, *self.conns.lb(work, v, act, self.rings, self.routes, stats, now_ms))
-
-        def drop(reason):
-            if reason == DROP_DECAP:
-                stats["decap_errors"] += 1
-
-        execute_actions(frame, vnet, in_port, actions, emit, upcall, route, lb, drop)
 
     def _upcall(self, in_port, reason, userdata, key, vnet, data) -> None:
         if len(self._upcalls) >= self.max_upcalls:
