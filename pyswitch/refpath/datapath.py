@@ -113,14 +113,14 @@ class Datapath:
 
     def add_port(self, port_no: int, kind, ifindex_or_fd: int = -1, ring_frames: int = 256,
                  max_frame: int = 0) -> None:
-        """Attach a port. ring_frames sizes C's RX ring; a recvmsg() loop needs none."""
+        """Attach a port. ring_frames sizes an afpacket port's RX ring (0: RING_FRAMES_DEFAULT)."""
         if not 0 <= port_no < consts.MAX_PORTS:
             raise OSError(errno.EINVAL, f"port number {port_no} not in 0..{consts.MAX_PORTS - 1}")
         if port_no in self._ports:
             raise OSError(errno.EEXIST, f"port {port_no} is attached")
         kind = consts.PORT_KINDS.get(kind, kind)
         if kind == consts.PORT_AFPACKET:
-            io = AfPacketIO(ifindex_or_fd)
+            io = AfPacketIO(ifindex_or_fd, ring_frames, max_frame)
         elif kind == consts.PORT_TAP:
             io = TapIO(ifindex_or_fd)
         elif kind == consts.PORT_MEMORY:
@@ -174,13 +174,12 @@ class Datapath:
     def poll(self, timeout_ms: int, now_ms: int = -1) -> int:
         """Wait until a port or wake fd is readable (or the timeout passes), then run once.
 
-        Memory ports have no fd; when one holds frames the wait is skipped. Wake fds are only watched, never
-        read: their owner drains them.
+        When a ring or a memory port (which has no fd) holds frames the wait is skipped. Wake fds are only
+        watched, never read: their owner drains them.
         """
         fds = [p.io.fileno() for p in self._port_order if p.io.fileno() >= 0]
         fds.extend(self._wake_fds)
-        pending = any(isinstance(p.io, MemoryIO) and p.io.rx_queue for p in self._port_order)
-        if fds and not pending:
+        if fds and not self._rx_ready():
             poller = select.poll()
             for fd in fds:
                 poller.register(fd, select.POLLIN)
@@ -221,8 +220,9 @@ class Datapath:
                     return total
 
     def _rx_ready(self) -> bool:
-        """Whether a memory port holds frames: the only kind whose readiness is known without a system call."""
-        return any(isinstance(p.io, MemoryIO) and p.io.rx_queue for p in self._port_order)
+        """Whether a ring or a memory port holds frames: the kinds whose readiness is known without a system
+        call."""
+        return any(p.io.rx_ready() for p in self._port_order)
 
     def _wait_readable(self, timeout_ms: int, with_ports: bool) -> bool:
         """Wait up to `timeout_ms` for a port (if `with_ports`) or a wake fd; return whether a wake fd is
