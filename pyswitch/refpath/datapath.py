@@ -450,12 +450,8 @@ class Datapath:
         self._stats["upcalls"] += 1
 
     def _flush(self, port: Port) -> None:
-        send = port.io.send
-        sent = 0
-        for frame, vnet in port.tx_queue:
-            if send(frame, vnet):
-                sent += 1
-                port.tx_packets += 1
-                port.tx_bytes += len(frame)
+        sent, size = port.io.transmit(port.tx_queue)
         port.tx_queue.clear()
+        port.tx_packets += sent
+        port.tx_bytes += size
         self._stats["tx_packets"] += sent

@@ -83,7 +83,9 @@ class PortIO:
     def recv(self, max_frames: int) -> list[tuple[bytes, bytes]]:
         raise NotImplementedError
 
-    def send(self, frame: bytes, vnet: bytes) -> bool:
+    def transmit(self, frames: list[tuple[bytes, bytes]]) -> tuple[int, int]:
+        """Send a port's queued (frame, vnet) pairs in order (io.c's afpacket_tx, tap_tx, memory_tx); count the
+        ones that fail in tx_dropped and return (frames sent, their bytes)."""
         raise NotImplementedError
 
     def update_stats(self) -> None:
@@ -248,13 +250,18 @@ class AfPacketIO(PortIO):
             return None, None
         return data[VNET_LEN:], data[:VNET_LEN]
 
-    def send(self, frame: bytes, vnet: bytes) -> bool:
-        try:
-            self.sock.sendmsg([vnet, frame])
-        except OSError:
-            self.tx_dropped += 1
-            return False
-        return True
+    def transmit(self, frames):
+        sendmsg = self.sock.sendmsg
+        sent = size = 0
+        for frame, vnet in frames:
+            try:
+                sendmsg((vnet, frame))
+            except OSError:
+                self.tx_dropped += 1
+                continue
+            sent += 1
+            size += len(frame)
+        return sent, size
 
     def update_stats(self) -> None:
         try:
@@ -297,13 +304,19 @@ class TapIO(PortIO):
             frames.append((data[VNET_LEN:], data[:VNET_LEN]))
         return frames
 
-    def send(self, frame: bytes, vnet: bytes) -> bool:
-        try:
-            os.writev(self.fd, [vnet, frame])
-        except OSError:
-            self.tx_dropped += 1
-            return False
-        return True
+    def transmit(self, frames):
+        writev = os.writev
+        fd = self.fd
+        sent = size = 0
+        for frame, vnet in frames:
+            try:
+                writev(fd, (vnet, frame))
+            except OSError:
+                self.tx_dropped += 1
+                continue
+            sent += 1
+            size += len(frame)
+        return sent, size
 
 
 class MemoryIO(PortIO):
@@ -337,9 +350,9 @@ class MemoryIO(PortIO):
         q = self.rx_queue
         return [q.popleft() for _ in range(min(max_frames, len(q)))]
 
-    def send(self, frame: bytes, vnet: bytes) -> bool:
-        if len(self.tx_queue) >= self.max_frames:
-            self.tx_dropped += 1
-            return False
-        self.tx_queue.append((frame, vnet))
-        return True
+    def transmit(self, frames):
+        room = max(0, self.max_frames - len(self.tx_queue))
+        taken = frames[:room]
+        self.tx_queue.extend(taken)
+        self.tx_dropped += len(frames) - len(taken)
+        return len(taken), sum(len(frame) for frame, _vnet in taken)
