@@ -104,6 +104,7 @@ class Datapath:
         self._ports: dict[int, Port] = {}
         self._port_order: list[Port] = []
         self._wake_fds: set[int] = set()
+        self._pollers: dict[bool, object] = {}     # _wait_readable's, by with_ports; cleared when fds change
         self._upcalls: list[Upcall] = []
         self._stats = dict.fromkeys(_DP_STAT_KEYS, 0)
         self._parse_errors = [0] * consts.PE_COUNT
@@ -129,12 +130,14 @@ class Datapath:
             raise OSError(errno.EINVAL, f"unknown port kind {kind!r}")
         self._ports[port_no] = Port(port_no, io, max_frame)
         self._port_order = [self._ports[p] for p in sorted(self._ports)]
+        self._pollers.clear()
 
     def del_port(self, port_no: int) -> None:
         port = self._port(port_no)
         port.io.close()
         del self._ports[port_no]
         self._port_order = [self._ports[p] for p in sorted(self._ports)]
+        self._pollers.clear()
 
     def port_stats(self, port_no: int) -> dict:
         port = self._port(port_no)
@@ -146,11 +149,13 @@ class Datapath:
 
     def add_wake_fd(self, fd: int) -> None:
         self._wake_fds.add(fd)
+        self._pollers.clear()
 
     def del_wake_fd(self, fd: int) -> None:
         if fd not in self._wake_fds:
             raise OSError(errno.ENOENT, f"fd {fd} is not a wake fd")
         self._wake_fds.discard(fd)
+        self._pollers.clear()
 
     def inject(self, port_no: int, frame, vnet=bytes(consts.VNET_HDR_SIZE)) -> None:
         """Queue a frame for a memory port's receive side.
@@ -227,21 +232,31 @@ class Datapath:
     def _wait_readable(self, timeout_ms: int, with_ports: bool) -> bool:
         """Wait up to `timeout_ms` for a port (if `with_ports`) or a wake fd; return whether a wake fd is
         readable."""
-        fds = [p.io.fileno() for p in self._port_order if p.io.fileno() >= 0] if with_ports else []
-        wake = list(self._wake_fds)
-        if not fds and not wake:
+        poller = self._pollers.get(with_ports)
+        if poller is None:
+            poller = self._pollers[with_ports] = self._new_poller(with_ports)
+        if poller is False:
             if timeout_ms > 0:
                 time.sleep(timeout_ms / 1000)
             return False
-        poller = select.poll()
-        for fd in fds + wake:
-            poller.register(fd, select.POLLIN)
         try:
             ready = poller.poll(timeout_ms)
         except InterruptedError:
             return False
-        wake_set = set(wake)
-        return any(fd in wake_set for fd, _ in ready)
+        wake = self._wake_fds
+        return any(fd in wake for fd, _ in ready)
+
+    def _new_poller(self, with_ports: bool):
+        """A poll object for the ports' fds (if `with_ports`) and the wake fds, or False if there are none. serve()
+        waits once per round, so the object is kept until a port or wake fd comes or goes."""
+        fds = [p.io.fileno() for p in self._port_order if p.io.fileno() >= 0] if with_ports else []
+        fds.extend(self._wake_fds)
+        if not fds:
+            return False
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        return poller
 
     def run(self, now_ms: int = -1) -> int:
         """One round over all ports; returns the number of frames taken."""
@@ -421,6 +436,7 @@ class Datapath:
             port.io.close()
         self._ports.clear()
         self._port_order = []
+        self._pollers.clear()
 
     def __enter__(self):
         return self
