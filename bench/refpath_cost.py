@@ -1,6 +1,9 @@
 """CPU cost of the Python datapath per forwarded frame, without system calls: memory ports, one L2 flow.
 
     .venv/bin/python bench/refpath_cost.py [--frames 4096] [--rounds 15] [--datapaths python,c]
+    sudo .venv/bin/python bench/refpath_cost.py --io
+
+--io measures instead what an afpacket port's I/O costs the Python datapath per frame (below).
 
 No namespaces and no root. One datapath with two memory ports, and the flow the L2 stage installs between two
 hosts on access ports (in_port, VLAN, source and destination MAC -> OUTPUT to the other port). Each round injects
@@ -16,13 +19,22 @@ Traffic:
                        so no two frames have the same bytes (real traffic: nothing can be remembered by content)
     tcp 1514 bytes     full-size TCP segments, the same way
 
+--io (root): a veth pair in a throwaway namespace (psw-{PSW_BENCH_ID}cost), the far end with an address, so that
+the frames, addressed to it, go up its IPv4 and UDP stack as h2's do in bench/pps.py. Rows: reading bench/pps.py's
+frames from the RX ring (refpath/io.py), reading them with one recvmsg() and PACKET_AUXDATA each (what refpath/io.py
+did before it read the ring), and sending them with one sendmsg() each (AfPacketIO.transmit). Thread CPU time per
+frame, which includes the kernel's work done in the call: for sendmsg, the far end's whole receive path.
+
 A benchmark, not a test: it asserts nothing and never fails a test run.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import statistics
 import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -99,12 +111,94 @@ def cost_ns(impl, frames: list[bytes], rounds: int) -> float:
     return statistics.median(per_frame)
 
 
+IO_NETNS = f"psw-{os.environ.get('PSW_BENCH_ID', 'b0')}cost"
+IO_PORT, IO_PEER = "pswcost0", "pswcost1"
+
+
+def io_costs(rounds: int) -> None:
+    """The --io rows, run inside IO_NETNS (see the module docstring)."""
+    from pyswitch.refpath import io as rio
+    port = rio.AfPacketIO(socket.if_nametoindex(IO_PORT))
+    plain = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(rio.ETH_P_ALL))
+    plain.setsockopt(rio.SOL_PACKET, rio.PACKET_VNET_HDR, 1)
+    plain.setsockopt(rio.SOL_PACKET, 8, 1)          # PACKET_AUXDATA
+    plain.bind((IO_PORT, 0))
+    plain.setblocking(False)
+    sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)     # protocol 0: sends, receives nothing
+    sender.bind((IO_PEER, 0))
+    peer_mac = bytes.fromhex(Path(f"/sys/class/net/{IO_PEER}/address").read_text().strip().replace(":", ""))
+    frame = peer_mac + udp_frames(1)[0][6:]
+    burst = 200                                     # fits the ring (256) and the socket buffer
+
+    def drain_plain():
+        """Empties the plain socket, which also sees what `port` sends."""
+        while True:
+            try:
+                plain.recvmsg(rio.RX_BUF_SIZE, socket.CMSG_SPACE(20))
+            except BlockingIOError:
+                return
+
+    rows = {"ring read (refpath/io.py)": [], "recvmsg + PACKET_AUXDATA (before)": [], "sendmsg (transmit)": []}
+    for _ in range(rounds):
+        drain_plain()
+        for _ in range(burst):
+            sender.send(frame)
+        time.sleep(0.01)
+        start, n = time.thread_time_ns(), 0
+        while got := port.recv(64):
+            n += len(got)
+        rows["ring read (refpath/io.py)"].append((time.thread_time_ns() - start) / max(n, 1))
+        start, n = time.thread_time_ns(), 0
+        while True:                                 # the loop refpath/io.py had, without the tag restore
+            try:
+                data, ancdata, flags, _addr = plain.recvmsg(rio.RX_BUF_SIZE, socket.CMSG_SPACE(20))
+            except BlockingIOError:
+                break
+            if flags & socket.MSG_TRUNC or len(data) < rio.VNET_LEN:
+                continue
+            _vnet, _frame = data[:rio.VNET_LEN], data[rio.VNET_LEN:]
+            for level, kind, cdata in ancdata:
+                if level == rio.SOL_PACKET and kind == 8 and len(cdata) >= 20:
+                    struct.unpack_from("=IIIHHHH", cdata)
+            n += 1
+        rows["recvmsg + PACKET_AUXDATA (before)"].append((time.thread_time_ns() - start) / max(n, 1))
+        queue = [(frame, bytes(10))] * burst
+        start = time.thread_time_ns()
+        port.transmit(queue)
+        rows["sendmsg (transmit)"].append((time.thread_time_ns() - start) / burst)
+    print(f"{'afpacket I/O, 60-byte frames':<36} {'ns/frame':>9}")
+    for name, values in rows.items():
+        print(f"{name:<36} {statistics.median(values):>9.0f}")
+
+
+def run_io(rounds: int) -> int:
+    """Sets up IO_NETNS, runs io_costs() inside it and removes it."""
+    subprocess.run(["ip", "netns", "add", IO_NETNS], check=True)
+    try:
+        ip = ["ip", "-n", IO_NETNS]
+        subprocess.run(ip + ["link", "add", IO_PORT, "type", "veth", "peer", "name", IO_PEER], check=True)
+        for dev in (IO_PORT, IO_PEER):
+            subprocess.run(ip + ["link", "set", dev, "up"], check=True)
+        subprocess.run(ip + ["addr", "add", "198.51.100.12/24", "dev", IO_PEER], check=True)
+        return subprocess.run(["ip", "netns", "exec", IO_NETNS, sys.executable, __file__, "--io-inside",
+                               "--rounds", str(rounds)]).returncode
+    finally:
+        subprocess.run(["ip", "netns", "del", IO_NETNS], check=False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=4096, help="frames per round (a memory port holds 4096)")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--datapaths", default="python", help="python, c or both, comma-separated")
+    parser.add_argument("--io", action="store_true", help="measure afpacket I/O instead (root)")
+    parser.add_argument("--io-inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.io_inside:
+        io_costs(args.rounds)
+        return 0
+    if args.io:
+        return run_io(args.rounds)
 
     impls = {"python": refpath}
     if "c" in args.datapaths.split(","):
