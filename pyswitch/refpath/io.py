@@ -95,6 +95,9 @@ class PortIO:
         pass
 
 
+_NO_HOLE = (-1, 0.0)
+
+
 def _align_up(n: int, align: int) -> int:
     return (n + align - 1) // align * align
 
@@ -145,7 +148,7 @@ class AfPacketIO(PortIO):
         # The offset of every slot, in ring order: frames never straddle blocks.
         self._slots = [block * block_size + i * frame_size for block in range(n_blocks) for i in range(per_block)]
         self._head = 0                                  # the next slot the kernel fills
-        self._hole = (-1, 0.0)                          # (slot, since when) of an empty slot before a filled one
+        self._hole = _NO_HOLE                           # (slot, since when) of an empty slot before a filled one
 
     @staticmethod
     def _ring_geometry(ring_frames: int, max_frame: int) -> tuple[int, int, int, int]:
@@ -212,6 +215,8 @@ class AfPacketIO(PortIO):
                 frame, vnet = bytes(work), v.pack()
             frames.append((frame, vnet))
         self._head = head
+        if self._hole[0] != head:
+            self._hole = _NO_HOLE                       # a hole seen before was read or skipped since
         return frames
 
     def _passed_over(self, head: int) -> bool:
@@ -236,7 +241,7 @@ class AfPacketIO(PortIO):
             return False
         if now - since < RING_HOLE_GRACE_S:
             return False
-        self._hole = (-1, 0.0)
+        self._hole = _NO_HOLE
         return True
 
     def _recv_copy(self) -> tuple[bytes, bytes] | tuple[None, None]:
