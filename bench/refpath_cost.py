@@ -22,14 +22,16 @@ Traffic:
 --io (root): a veth pair in a throwaway namespace (psw-{PSW_BENCH_ID}cost), the far end with an address, so that
 the frames, addressed to it, go up its IPv4 and UDP stack as h2's do in bench/pps.py. Rows: reading bench/pps.py's
 frames from the RX ring (refpath/io.py), reading them with one recvmsg() and PACKET_AUXDATA each (what refpath/io.py
-did before it read the ring), and sending them with one sendmsg() each (AfPacketIO.transmit). Thread CPU time per
-frame, which includes the kernel's work done in the call: for sendmsg, the far end's whole receive path.
+did before it read the ring), sending them with one sendmsg() each (AfPacketIO.transmit), and, for reference, with
+one sendmmsg() per 64 through ctypes (what C does; Python's socket module has no sendmmsg). Thread CPU time per
+frame, which includes the kernel's work done in the call: for sending, the far end's whole receive path.
 
 A benchmark, not a test: it asserts nothing and never fails a test run.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import socket
 import statistics
@@ -111,6 +113,38 @@ def cost_ns(impl, frames: list[bytes], rounds: int) -> float:
     return statistics.median(per_frame)
 
 
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_char_p), ("len", ctypes.c_size_t)]
+
+
+class _MsgHdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(_IoVec)),
+                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+
+
+class _MMsgHdr(ctypes.Structure):
+    _fields_ = [("hdr", _MsgHdr), ("len", ctypes.c_uint)]
+
+
+def sendmmsg_sender(fd: int, batch: int):
+    """A function sending up to `batch` (frame, vnet) pairs with one sendmmsg(2) (vnet, frame as two iovecs)."""
+    sendmmsg = ctypes.CDLL(None, use_errno=True).sendmmsg
+    msgs, iovs = (_MMsgHdr * batch)(), (_IoVec * (2 * batch))()
+    for i in range(batch):
+        msgs[i].hdr.iov = ctypes.cast(ctypes.byref(iovs, 2 * i * ctypes.sizeof(_IoVec)), ctypes.POINTER(_IoVec))
+        msgs[i].hdr.iovlen = 2
+        iovs[2 * i].len = 10
+
+    def send(queue) -> int:
+        for i, (frame, vnet) in enumerate(queue):
+            iovs[2 * i].base = vnet
+            iovs[2 * i + 1].base = frame
+            iovs[2 * i + 1].len = len(frame)
+        return sendmmsg(fd, msgs, len(queue), socket.MSG_DONTWAIT)
+    return send
+
+
 IO_NETNS = f"psw-{os.environ.get('PSW_BENCH_ID', 'b0')}cost"
 IO_PORT, IO_PEER = "pswcost0", "pswcost1"
 
@@ -138,7 +172,9 @@ def io_costs(rounds: int) -> None:
             except BlockingIOError:
                 return
 
-    rows = {"ring read (refpath/io.py)": [], "recvmsg + PACKET_AUXDATA (before)": [], "sendmsg (transmit)": []}
+    send_batch = sendmmsg_sender(port.fileno(), 64)
+    rows = {"ring read (refpath/io.py)": [], "recvmsg + PACKET_AUXDATA (before)": [], "sendmsg (transmit)": [],
+            "sendmmsg x64, ctypes (reference)": []}
     for _ in range(rounds):
         drain_plain()
         for _ in range(burst):
@@ -166,6 +202,10 @@ def io_costs(rounds: int) -> None:
         start = time.thread_time_ns()
         port.transmit(queue)
         rows["sendmsg (transmit)"].append((time.thread_time_ns() - start) / burst)
+        start, n = time.thread_time_ns(), 0
+        for first in range(0, burst, 64):
+            n += max(0, send_batch(queue[first:first + 64]))
+        rows["sendmmsg x64, ctypes (reference)"].append((time.thread_time_ns() - start) / max(n, 1))
     print(f"{'afpacket I/O, 60-byte frames':<36} {'ns/frame':>9}")
     for name, values in rows.items():
         print(f"{name:<36} {statistics.median(values):>9.0f}")
