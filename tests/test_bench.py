@@ -4,6 +4,7 @@ bench/micro.py has its own test (test_bench_micro.py); everything else goes thro
 runs each program for a fraction of a second with its JSON, then the targets table and the chart.
 """
 import json
+import os
 import subprocess
 import sys
 
@@ -41,3 +42,21 @@ def test_suite_quick(tmp_path):
     targets = {t["target"]: t for t in summary["targets"]}
     assert "L2 64 B 256 flows: pyswitch C / ceiling" in targets and "met" in run.stdout
     assert (tmp_path / "suite.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_refpath_cost_quick():
+    run = subprocess.run([sys.executable, "bench/refpath_cost.py", "--frames", "256", "--rounds", "1",
+                          "--datapaths", "python,c"], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = [line.split() for line in run.stdout.splitlines()[1:]]
+    assert [row[0] for row in rows] == ["python"] * 3 + ["c"] * 3, run.stdout
+
+
+@pytest.mark.netns
+def test_refpath_io_cost_quick():
+    # Its own namespace name, so that it never meets a benchmark run on the same machine.
+    env = dict(os.environ, PSW_BENCH_ID=f"t{os.getpid() % 1000}")
+    run = subprocess.run([sys.executable, "bench/refpath_cost.py", "--io", "--rounds", "1"], capture_output=True,
+                         text=True, timeout=180, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "sendmsg (transmit)" in run.stdout

@@ -1,11 +1,15 @@
 """Flow actions: the twin of csrc/actions.c (docs/DATAPATH.md "Actions").
 
 One executor serves both `actions_apply` (no ports: outputs are returned) and the datapath (outputs go to port
-transmit queues, UPCALLs to the upcall queue): it runs the list on a working copy of the frame and its virtio
-header and calls `emit(port, frame, vnet)` / `upcall(frame, vnet, userdata)` for what leaves. The executor owns no
-routing tables: a ROUTE calls `route(frame, vnet)`, which routes and emits the bytearray in place (and returns True:
-the list goes on) or upcalls or drops it (False: the list ends); LB and LB_REPLY call `lb(frame, vnet, action)` the
-same way, and a DECAP that fails calls `drop(reason)` and ends the list.
+transmit queues, UPCALLs to the upcall queue): it runs the list and hands what leaves to a `Sink`, the twin of
+struct ps_sink. The executor owns no routing tables: a ROUTE calls `sink.route(frame, vnet, via)`, which routes and
+emits the bytearray in place (and returns True: the list goes on) or upcalls or drops it (False: the list ends);
+LB and LB_REPLY call `sink.lb(frame, vnet, action)` the same way, and a DECAP that fails calls
+`sink.drop(reason)` and ends the list.
+
+Outputs before the first action that changes the frame send the frame as it came, without a copy: most flows are
+one OUTPUT. The first change makes a working copy; the outputs after it send a snapshot of that copy, taken once
+per change, as C copies only bytes a later action could still change (its `stable` outputs).
 """
 from __future__ import annotations
 
@@ -81,9 +85,35 @@ def pop_vlan(frame: bytearray, vnet: Vnet) -> None:
         vnet.grow(-VLAN_TAG_LEN)
 
 
-def execute(frame, vnet: bytes, in_port: int, actions, emit, upcall, route, lb, drop) -> None:
-    """Run `actions` on a copy of `frame`; call emit(port, frame, vnet), upcall(frame, vnet, userdata),
-    route(work: bytearray, vnet: Vnet, via: bytes | None) -> bool, lb(work, vnet, action) -> bool and drop(reason).
+class Sink:
+    """Where the executor's results go (struct ps_sink). Frames and vnet headers given to emit and upcall are
+    bytes the sink may keep."""
+
+    def emit(self, port: int, frame: bytes, vnet: bytes) -> None:
+        raise NotImplementedError
+
+    def upcall(self, frame: bytes, vnet: bytes, userdata: int) -> None:
+        raise NotImplementedError
+
+    def route(self, work: bytearray, vnet: Vnet, via: bytes | None) -> bool:
+        raise NotImplementedError
+
+    def lb(self, work: bytearray, vnet: Vnet, action: Action) -> bool:
+        raise NotImplementedError
+
+    def drop(self, reason: str) -> None:
+        raise NotImplementedError
+
+
+_OUTPUT = consts.ACT_OUTPUT
+_FLOOD = consts.ACT_FLOOD
+_UPCALL = consts.ACT_UPCALL
+_MAX_PORTS = consts.MAX_PORTS
+
+
+def execute(frame: bytes, vnet: bytes, in_port: int, actions, sink: Sink) -> None:
+    """Run `actions` on `frame` (bytes) and its 10-byte `vnet`, changing only a copy, and give the results to
+    `sink`.
 
     Ambiguities, each resolved the simplest way and listed in the report:
     - SET_ETH_SRC/DST and PUSH_VLAN act only on a frame holding a whole Ethernet header (14 bytes), as POP_VLAN
@@ -91,24 +121,38 @@ def execute(frame, vnet: bytes, in_port: int, actions, emit, upcall, route, lb, 
     - Unknown action types do nothing here (ps_ft_put and actions_apply refuse them first).
     - SET_ETH_* data shorter than 6 bytes is zero-padded, as C's data[16] is; SET_IPV4_* data shorter than 4 too.
     """
-    work = bytearray(frame)
-    v = Vnet(vnet)
-    via = None              # set by DECAP with DECAP_DELIVER for a later ROUTE
+    out, out_vnet = frame, vnet     # what an output sends now; None once an action changed the working copy
+    work = v = None                 # the working copy and its header, made by the first action that may change it
+    via = None                      # set by DECAP with DECAP_DELIVER for a later ROUTE
     for act in actions:
         t = act.type
-        if t == consts.ACT_OUTPUT:
-            emit(act.arg, bytes(work), v.pack())
-        elif t == consts.ACT_FLOOD:
-            bitmap = act.ports & ~(1 << in_port) if in_port < consts.MAX_PORTS else act.ports
-            if bitmap:
+        if t == _OUTPUT:
+            if out is None:
                 out, out_vnet = bytes(work), v.pack()
+            sink.emit(act.arg, out, out_vnet)
+            continue
+        if t == _FLOOD:
+            bitmap = act.ports & ~(1 << in_port) if in_port < _MAX_PORTS else act.ports
+            if bitmap:
+                if out is None:
+                    out, out_vnet = bytes(work), v.pack()
                 port = 0
                 while bitmap:
                     if bitmap & 1:
-                        emit(port, out, out_vnet)
+                        sink.emit(port, out, out_vnet)
                     bitmap >>= 1
                     port += 1
-        elif t == consts.ACT_SET_ETH_DST:
+            continue
+        if t == _UPCALL:
+            if out is None:
+                out, out_vnet = bytes(work), v.pack()
+            sink.upcall(out, out_vnet, act.arg32 & 0xFFFFFFFF)
+            continue
+        # Every other action may change the frame or its header.
+        if work is None:
+            work, v = bytearray(frame), Vnet(vnet)
+        out = None
+        if t == consts.ACT_SET_ETH_DST:
             if len(work) >= ETH_HDR_LEN:
                 work[0:6] = (bytes(act.data[:ETH_ALEN]) + bytes(ETH_ALEN))[:ETH_ALEN]
         elif t == consts.ACT_SET_ETH_SRC:
@@ -127,21 +171,44 @@ def execute(frame, vnet: bytes, in_port: int, actions, emit, upcall, route, lb, 
                 push_vlan(work, v, act.arg)
         elif t == consts.ACT_POP_VLAN:
             pop_vlan(work, v)
-        elif t == consts.ACT_UPCALL:
-            upcall(bytes(work), v.pack(), act.arg32 & 0xFFFFFFFF)
         elif t == consts.ACT_ROUTE:
-            if not route(work, v, via):
+            if not sink.route(work, v, via):
                 return
         elif t in (consts.ACT_LB, consts.ACT_LB_REPLY):
-            if not lb(work, v, act):
+            if not sink.lb(work, v, act):
                 return
         elif t == consts.ACT_DECAP:
             outer_dst = tunnel.outer_destination(work)
             if not tunnel.decap(work, v):
-                drop(DROP_DECAP)
+                sink.drop(DROP_DECAP)
                 return
             if act.arg & consts.DECAP_DELIVER:
                 via = outer_dst
+
+
+class _ApplySink(Sink):
+    """actions_apply's sink: every output, an UPCALL's too, goes into one list."""
+
+    def __init__(self):
+        self.outputs: list[Output] = []
+
+    def emit(self, port, frame, vnet):
+        self.outputs.append(Output(port, frame, vnet, 0))
+
+    def upcall(self, frame, vnet, userdata):
+        self.outputs.append(Output(consts.UPCALL_PORT, frame, vnet, userdata))
+
+    def route(self, work, v, via):
+        self.outputs.append(Output(consts.UPCALL_PORT, bytes(work), v.pack(), 0))
+        return False
+
+    def lb(self, work, v, act):
+        userdata = act.arg32 & 0xFFFFFFFF if act.type == consts.ACT_LB else 0
+        self.outputs.append(Output(consts.UPCALL_PORT, bytes(work), v.pack(), userdata))
+        return False
+
+    def drop(self, reason):
+        pass
 
 
 def actions_apply(frame, vnet: bytes, in_port: int, actions) -> list[Output]:
@@ -153,19 +220,13 @@ def actions_apply(frame, vnet: bytes, in_port: int, actions) -> list[Output]:
     LB_REPLY as ROUTE does; a failed DECAP just ends the list (there are no counters).
     """
     actions = validate_actions(actions)
-    outputs: list[Output] = []
+    sink = _ApplySink()
+    execute(bytes(frame), _vnet_bytes(vnet), in_port, actions, sink)
+    return sink.outputs
 
-    def route(work, v, via):
-        outputs.append(Output(consts.UPCALL_PORT, bytes(work), v.pack(), 0))
-        return False
 
-    def lb(work, v, act):
-        userdata = act.arg32 & 0xFFFFFFFF if act.type == consts.ACT_LB else 0
-        outputs.append(Output(consts.UPCALL_PORT, bytes(work), v.pack(), userdata))
-        return False
-
-    execute(frame, vnet, in_port, actions,
-            lambda port, out, out_vnet: outputs.append(Output(port, out, out_vnet, 0)),
-            lambda out, out_vnet, userdata: outputs.append(Output(consts.UPCALL_PORT, out, out_vnet, userdata)),
-            route, lb, lambda reason: None)
-    return outputs
+def _vnet_bytes(vnet) -> bytes:
+    """A vnet header as the executor takes it: 10 bytes (fastpath.py raises the same ValueError)."""
+    if len(vnet) != consts.VNET_HDR_SIZE:
+        raise ValueError(f"a vnet header is {consts.VNET_HDR_SIZE} bytes, not {len(vnet)}")
+    return bytes(vnet)

@@ -13,12 +13,12 @@ import time
 
 from .. import consts
 from ..datapath_types import Conn, ConnEvent, ConnTuple, RingBackend, Upcall, conn_max, conn_timeouts
-from .actions import DROP_DECAP, GSO_TYPE_MASK, execute as execute_actions
+from .actions import DROP_DECAP, GSO_TYPE_MASK, Sink, execute as execute_actions
 from .conntrack import ConnTable
 from .ring import Rings
 from .flowtable import FlowTable, now_ms as _now
 from .io import AfPacketIO, MemoryIO, PortIO, TapIO
-from .parse import parse
+from .parse import parse_frame
 from .route import DROP, FORWARD, RouteTables
 
 _PORT_STAT_KEYS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "rx_errors", "tx_dropped")
@@ -44,6 +44,54 @@ class Port:
         self.rx_errors = 0                              # parse errors; the io counts its own
 
 
+class PortSink(Sink):
+    """The sink that connects the executor to the ports: datapath.c's dp_output, dp_upcall, dp_route, dp_lb and
+    dp_drop. `in_port`, `key` and `now_ms` are the packet's (C's struct exec_ctx): run() sets them once per batch
+    and per packet rather than building new callbacks for each packet."""
+
+    __slots__ = ("dp", "ports", "stats", "in_port", "key", "now_ms")
+
+    def __init__(self, dp: "Datapath"):
+        self.dp = dp
+        self.ports = dp._ports
+        self.stats = dp._stats
+        self.in_port = 0
+        self.key = b""
+        self.now_ms = 0
+
+    def emit(self, port_no, frame, vnet):
+        # FLOOD emits through here too, so a flood bit for a missing port counts bad_port like an OUTPUT.
+        port = self.ports.get(port_no)
+        if port is None:
+            self.stats["bad_port"] += 1
+        else:
+            port.tx_queue.append((frame, vnet))
+
+    def upcall(self, frame, vnet, userdata):
+        self.dp._upcall(self.in_port, consts.UPCALL_ACTION, userdata, self.key, vnet, frame)
+
+    def route(self, work, v, via):
+        return self._deliver(work, v, *self.dp.routes.route(work, v, self.stats, via))
+
+    def lb(self, work, v, act):
+        dp = self.dp
+        return self._deliver(work, v, *dp.conns.lb(work, v, act, dp.rings, dp.routes, self.stats, self.now_ms))
+
+    def drop(self, reason):
+        if reason == DROP_DECAP:
+            self.stats["decap_errors"] += 1
+
+    def _deliver(self, work, v, verdict, what, userdata) -> bool:
+        # An upcall carries the frame unchanged (route() and lb() write only when they forward) and the original
+        # key.
+        if verdict == FORWARD:
+            self.emit(what, bytes(work), v.pack())
+            return True
+        if verdict != DROP:
+            self.dp._upcall(self.in_port, what, userdata, self.key, v.pack(), bytes(work))
+        return False
+
+
 class Datapath:
     kind = "python"
 
@@ -56,22 +104,24 @@ class Datapath:
         self._ports: dict[int, Port] = {}
         self._port_order: list[Port] = []
         self._wake_fds: set[int] = set()
+        self._pollers: dict[bool, object] = {}     # _wait_readable's, by with_ports; cleared when fds change
         self._upcalls: list[Upcall] = []
         self._stats = dict.fromkeys(_DP_STAT_KEYS, 0)
         self._parse_errors = [0] * consts.PE_COUNT
+        self._sink = PortSink(self)
 
     # -- ports ---------------------------------------------------------------------------------------------------
 
     def add_port(self, port_no: int, kind, ifindex_or_fd: int = -1, ring_frames: int = 256,
                  max_frame: int = 0) -> None:
-        """Attach a port. ring_frames sizes C's RX ring; a recvmsg() loop needs none."""
+        """Attach a port. ring_frames sizes an afpacket port's RX ring (0: RING_FRAMES_DEFAULT)."""
         if not 0 <= port_no < consts.MAX_PORTS:
             raise OSError(errno.EINVAL, f"port number {port_no} not in 0..{consts.MAX_PORTS - 1}")
         if port_no in self._ports:
             raise OSError(errno.EEXIST, f"port {port_no} is attached")
         kind = consts.PORT_KINDS.get(kind, kind)
         if kind == consts.PORT_AFPACKET:
-            io = AfPacketIO(ifindex_or_fd)
+            io = AfPacketIO(ifindex_or_fd, ring_frames, max_frame)
         elif kind == consts.PORT_TAP:
             io = TapIO(ifindex_or_fd)
         elif kind == consts.PORT_MEMORY:
@@ -83,12 +133,14 @@ class Datapath:
             raise OSError(errno.EINVAL, f"unknown port kind {kind!r}")
         self._ports[port_no] = Port(port_no, io, max_frame)
         self._port_order = [self._ports[p] for p in sorted(self._ports)]
+        self._pollers.clear()
 
     def del_port(self, port_no: int) -> None:
         port = self._port(port_no)
         port.io.close()
         del self._ports[port_no]
         self._port_order = [self._ports[p] for p in sorted(self._ports)]
+        self._pollers.clear()
 
     def port_stats(self, port_no: int) -> dict:
         port = self._port(port_no)
@@ -105,11 +157,13 @@ class Datapath:
 
     def add_wake_fd(self, fd: int) -> None:
         self._wake_fds.add(fd)
+        self._pollers.clear()
 
     def del_wake_fd(self, fd: int) -> None:
         if fd not in self._wake_fds:
             raise OSError(errno.ENOENT, f"fd {fd} is not a wake fd")
         self._wake_fds.discard(fd)
+        self._pollers.clear()
 
     def inject(self, port_no: int, frame, vnet=bytes(consts.VNET_HDR_SIZE)) -> None:
         """Queue a frame for a memory port's receive side.
@@ -133,13 +187,12 @@ class Datapath:
     def poll(self, timeout_ms: int, now_ms: int = -1) -> int:
         """Wait until a port or wake fd is readable (or the timeout passes), then run once.
 
-        Memory ports have no fd; when one holds frames the wait is skipped. Wake fds are only watched, never
-        read: their owner drains them.
+        When a ring or a memory port (which has no fd) holds frames the wait is skipped. Wake fds are only
+        watched, never read: their owner drains them.
         """
         fds = [p.io.fileno() for p in self._port_order if p.io.fileno() >= 0]
         fds.extend(self._wake_fds)
-        pending = any(isinstance(p.io, MemoryIO) and p.io.rx_queue for p in self._port_order)
-        if fds and not pending:
+        if fds and not self._rx_ready():
             poller = select.poll()
             for fd in fds:
                 poller.register(fd, select.POLLIN)
@@ -180,55 +233,79 @@ class Datapath:
                     return total
 
     def _rx_ready(self) -> bool:
-        """Whether a memory port holds frames: the only kind whose readiness is known without a system call."""
-        return any(isinstance(p.io, MemoryIO) and p.io.rx_queue for p in self._port_order)
+        """Whether a ring or a memory port holds frames: the kinds whose readiness is known without a system
+        call."""
+        return any(p.io.rx_ready() for p in self._port_order)
 
     def _wait_readable(self, timeout_ms: int, with_ports: bool) -> bool:
         """Wait up to `timeout_ms` for a port (if `with_ports`) or a wake fd; return whether a wake fd is
         readable."""
-        fds = [p.io.fileno() for p in self._port_order if p.io.fileno() >= 0] if with_ports else []
-        wake = list(self._wake_fds)
-        if not fds and not wake:
+        poller = self._pollers.get(with_ports)
+        if poller is None:
+            poller = self._pollers[with_ports] = self._new_poller(with_ports)
+        if poller is False:
             if timeout_ms > 0:
                 time.sleep(timeout_ms / 1000)
             return False
-        poller = select.poll()
-        for fd in fds + wake:
-            poller.register(fd, select.POLLIN)
         try:
             ready = poller.poll(timeout_ms)
         except InterruptedError:
             return False
-        wake_set = set(wake)
-        return any(fd in wake_set for fd, _ in ready)
+        wake = self._wake_fds
+        return any(fd in wake for fd, _ in ready)
+
+    def _new_poller(self, with_ports: bool):
+        """A poll object for the ports' fds (if `with_ports`) and the wake fds, or False if there are none. serve()
+        waits once per round, so the object is kept until a port or wake fd comes or goes."""
+        fds = [p.io.fileno() for p in self._port_order if p.io.fileno() >= 0] if with_ports else []
+        fds.extend(self._wake_fds)
+        if not fds:
+            return False
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        return poller
 
     def run(self, now_ms: int = -1) -> int:
         """One round over all ports; returns the number of frames taken."""
         if now_ms == -1:
             now_ms = _now()
         self._upcalls = []
-        stats = self._stats
         parse_errors = self._parse_errors
         lookup = self.flow_table.lookup_flow
+        sink = self._sink
+        sink.now_ms = now_ms
+        emit = sink.emit
         n = 0
         for port in self._port_order:
+            frames = port.io.recv(consts.BATCH)
+            if not frames:
+                continue
             in_port = port.port_no
             max_frame = port.max_frame
-            for frame, vnet in port.io.recv(consts.BATCH):
-                n += 1
-                port.rx_packets += 1
-                port.rx_bytes += len(frame)
-                error, key, _l3, _l4 = parse(frame, in_port, max_frame, vnet[1] & GSO_TYPE_MASK != 0)
+            sink.in_port = in_port
+            rx_bytes = 0
+            for frame, vnet in frames:
+                size = len(frame)
+                rx_bytes += size
+                error, key, _l3, _l4 = parse_frame(frame, in_port, max_frame, vnet[1] & GSO_TYPE_MASK != 0)
                 if error:
                     port.rx_errors += 1
                     parse_errors[error] += 1
                     continue
-                flow = lookup(key, len(frame), now_ms)
+                flow = lookup(key, size, now_ms)
                 if flow is None:
                     self._upcall(in_port, consts.UPCALL_MISS, 0, key, vnet, frame)
+                elif flow.output_port >= 0:
+                    # One OUTPUT, most flows: what the executor would do, the frame leaves as it came.
+                    emit(flow.output_port, frame, vnet)
                 else:
-                    self._execute(in_port, key, frame, vnet, flow.actions, now_ms)
-        stats["rx_packets"] += n
+                    sink.key = key
+                    execute_actions(frame, vnet, in_port, flow.actions, sink)
+            port.rx_packets += len(frames)
+            port.rx_bytes += rx_bytes
+            n += len(frames)
+        self._stats["rx_packets"] += n
         for port in self._port_order:
             if port.tx_queue:
                 self._flush(port)
@@ -249,10 +326,14 @@ class Datapath:
         """
         if len(actions) > consts.MAX_ACTIONS:
             raise OSError(errno.EINVAL, f"more than {consts.MAX_ACTIONS} actions")
+        if len(vnet) != consts.VNET_HDR_SIZE:
+            raise ValueError(f"a vnet header is {consts.VNET_HDR_SIZE} bytes, not {len(vnet)}")
         frame = bytes(frame)
-        vnet = bytes(vnet)
-        key = parse(frame, in_port).key
-        self._execute(in_port, key, frame, vnet, actions, _now() if now_ms == -1 else now_ms)
+        sink = self._sink
+        sink.in_port = in_port
+        sink.key = parse_frame(frame, in_port, 0, False)[1]
+        sink.now_ms = _now() if now_ms == -1 else now_ms
+        execute_actions(frame, bytes(vnet), in_port, actions, sink)
         for port in self._port_order:
             if port.tx_queue:
                 self._flush(port)
@@ -367,6 +448,7 @@ class Datapath:
             port.io.close()
         self._ports.clear()
         self._port_order = []
+        self._pollers.clear()
 
     def __enter__(self):
         return self
@@ -388,43 +470,6 @@ class Datapath:
             raise OSError(errno.EINVAL, f"port {port_no} is not a memory port")
         return io
 
-    def _execute(self, in_port, key, frame, vnet, actions, now_ms) -> None:
-        ports = self._ports
-        stats = self._stats
-
-        def emit(port_no, out, out_vnet):
-            # FLOOD emits through here too, so a flood bit for a missing port counts bad_port like an OUTPUT.
-            port = ports.get(port_no)
-            if port is None:
-                stats["bad_port"] += 1
-            else:
-                port.tx_queue.append((out, out_vnet))
-
-        def upcall(out, out_vnet, userdata):
-            self._upcall(in_port, consts.UPCALL_ACTION, userdata, key, out_vnet, out)
-
-        def deliver(work, v, verdict, what, userdata):
-            # An upcall carries the frame unchanged (route() and lb() write only when they forward) and the
-            # original key.
-            if verdict == FORWARD:
-                emit(what, bytes(work), v.pack())
-                return True
-            if verdict != DROP:
-                self._upcall(in_port, what, userdata, key, v.pack(), bytes(work))
-            return False
-
-        def route(work, v, via):
-            return deliver(work, v, *self.routes.route(work, v, stats, via))
-
-        def lb(work, v, act):
-            return deliver(work, v, *self.conns.lb(work, v, act, self.rings, self.routes, stats, now_ms))
-
-        def drop(reason):
-            if reason == DROP_DECAP:
-                stats["decap_errors"] += 1
-
-        execute_actions(frame, vnet, in_port, actions, emit, upcall, route, lb, drop)
-
     def _upcall(self, in_port, reason, userdata, key, vnet, data) -> None:
         if len(self._upcalls) >= self.max_upcalls:
             self._stats["upcall_dropped"] += 1
@@ -433,12 +478,8 @@ class Datapath:
         self._stats["upcalls"] += 1
 
     def _flush(self, port: Port) -> None:
-        send = port.io.send
-        sent = 0
-        for frame, vnet in port.tx_queue:
-            if send(frame, vnet):
-                sent += 1
-                port.tx_packets += 1
-                port.tx_bytes += len(frame)
+        sent, size = port.io.transmit(port.tx_queue)
         port.tx_queue.clear()
+        port.tx_packets += sent
+        port.tx_bytes += size
         self._stats["tx_packets"] += sent

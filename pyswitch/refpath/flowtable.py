@@ -30,7 +30,13 @@ def now_ms() -> int:
 
 class Flow:
     __slots__ = ("key", "mask", "priority", "actions", "idle_timeout_ms", "cookie", "packets", "bytes", "used_ms",
-                 "granule", "subtable", "key_int")
+                 "granule", "subtable", "key_int", "output_port")
+
+    def set_actions(self, actions: tuple) -> None:
+        self.actions = actions
+        # The datapath's shortcut for the commonest list, a single OUTPUT: its port, else -1.
+        only = actions[0] if len(actions) == 1 else None
+        self.output_port = only.arg if only is not None and only.type == consts.ACT_OUTPUT else -1
 
     def info(self) -> FlowInfo:
         return FlowInfo(self.key, self.mask, self.priority, self.idle_timeout_ms, self.cookie, self.packets,
@@ -92,7 +98,7 @@ class FlowTable:
             flow = sub.flows.get(key_int)
             if flow is not None:
                 # A modify keeps packets, bytes and used_ms: it is neither an insertion nor a hit.
-                flow.actions = actions
+                flow.set_actions(actions)
                 flow.idle_timeout_ms = idle_timeout_ms
                 flow.cookie = cookie
                 self._touch(flow, now_ms)
@@ -115,7 +121,7 @@ class FlowTable:
         flow.key_int = key_int
         flow.mask = mask
         flow.priority = priority
-        flow.actions = actions
+        flow.set_actions(actions)
         flow.idle_timeout_ms = idle_timeout_ms
         flow.cookie = cookie
         flow.packets = 0

@@ -5,15 +5,19 @@ with IFF_VNET_HDR, and memory ports because the differential tests compare vnet 
 the counters the datapath cannot see: rx_dropped (lost before we read them), rx_errors (frames we could not take
 whole) and tx_dropped (sends that failed).
 
-AF_PACKET here is a plain socket read with recvmsg(), not C's RX ring: the frames and counters are the same, only
-slower. struct tpacket_auxdata carries the VLAN tag the kernel stripped, which is put back into the frame.
+AF_PACKET reads the same TPACKET_V2 RX ring as C, mapped with mmap: a frame costs no system call, only reading
+its header, copying it out (Python keeps frames as bytes) and handing the slot back. The ring header carries the
+VLAN tag the kernel stripped, which is put back into the frame. Transmission is one sendmsg() per frame: Python's
+socket module has no sendmmsg().
 """
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import socket
 import struct
+import time
 from collections import deque
 
 from .. import consts
@@ -21,22 +25,42 @@ from .actions import Vnet, push_vlan
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
+PACKET_RX_RING = 5
 PACKET_STATISTICS = 6       # struct tpacket_stats; the kernel resets it on every read
-PACKET_AUXDATA = 8          # ask for struct tpacket_auxdata with each recvmsg()
+PACKET_COPY_THRESH = 7      # also queue a frame the ring truncates, whole, on the socket (TP_STATUS_COPY)
+PACKET_VERSION = 10
 PACKET_VNET_HDR = 15
 PACKET_QDISC_BYPASS = 20    # transmit straight to the driver: we are the switch, no local qdisc wanted
 PACKET_IGNORE_OUTGOING = 23 # do not see our own transmissions again
 PACKET_MR_PROMISC = 1
+TPACKET_V2 = 1
 ETH_P_ALL = 0x0003
+SO_RCVBUFFORCE = 33         # SO_RCVBUF past the sysctl's cap (the socket module does not name it)
 
+TP_STATUS_KERNEL = 0                # the slot is the kernel's to fill
+TP_STATUS_USER = 0x1                # the slot holds a frame for us
+TP_STATUS_COPY = 0x2                # ...truncated; the whole frame waits on the socket
 TP_STATUS_VLAN_VALID = 0x10         # tp_vlan_tci holds a tag the kernel stripped
 TP_STATUS_VLAN_TPID_VALID = 0x40    # ...and tp_vlan_tpid its TPID
 
-TPACKET_AUXDATA = struct.Struct("=IIIHHHH")     # tp_status, tp_len, tp_snaplen, tp_mac, tp_net, vlan_tci, vlan_tpid
+TPACKET2_HDR = struct.Struct("=IIIHHIIHH")      # tp_status, tp_len, tp_snaplen, tp_mac, tp_net, tp_sec, tp_nsec,
+                                                # tp_vlan_tci, tp_vlan_tpid (struct tpacket2_hdr)
+TP_STATUS = struct.Struct("=I")                 # tp_status alone, to hand a slot back
+TPACKET_REQ = struct.Struct("=IIII")            # tp_block_size, tp_block_nr, tp_frame_size, tp_frame_nr
 TPACKET_STATS = struct.Struct("=II")            # tp_packets, tp_drops
 PACKET_MREQ = struct.Struct("=iHH8s")           # mr_ifindex, mr_type, mr_alen, mr_address
+TPACKET_ALIGNMENT = 16
+
+# The ring's geometry, as csrc/ps_consts.h has it (without C's PACKET_RESERVE headroom: Python copies frames out).
+RING_FRAMES_DEFAULT = 256       # PS_RING_FRAMES_DEFAULT: ring frames when add_port is given 0
+RING_SNAP_MIN = 1522            # PS_RING_SNAP_MIN: a ring frame holds at least this much of a frame
+RING_BLOCK_MAX = 1 << 20        # PS_RING_BLOCK_MAX: several frames share a block of up to this many bytes
+RING_HDR_ROOM = 128             # PS_RING_HDR_ROOM: tpacket2_hdr, sockaddr_ll and the kernel's alignment
+RX_COPY_RCVBUF = 8 << 20        # PS_RX_COPY_RCVBUF: the socket buffer that holds TP_STATUS_COPY frames
+RING_HOLE_GRACE_S = 0.001       # how long an empty slot before a filled one is waited for (AfPacketIO._passed_over)
 
 VNET_LEN = consts.VNET_HDR_SIZE
+ETH_HDR_LEN = 14
 RX_BUF_SIZE = VNET_LEN + consts.FRAME_MAX       # a larger frame is truncated and counted in rx_errors
 MEMORY_QUEUE_LEN = 4096                         # frames in each memory queue before drops
 
@@ -52,10 +76,16 @@ class PortIO:
     def fileno(self) -> int:
         return -1
 
+    def rx_ready(self) -> bool:
+        """Whether frames are known to be waiting without asking the kernel (a ring or a memory queue)."""
+        return False
+
     def recv(self, max_frames: int) -> list[tuple[bytes, bytes]]:
         raise NotImplementedError
 
-    def send(self, frame: bytes, vnet: bytes) -> bool:
+    def transmit(self, frames: list[tuple[bytes, bytes]]) -> tuple[int, int]:
+        """Send a port's queued (frame, vnet) pairs in order (io.c's afpacket_tx, tap_tx, memory_tx); count the
+        ones that fail in tx_dropped and return (frames sent, their bytes)."""
         raise NotImplementedError
 
     def update_stats(self) -> None:
@@ -65,63 +95,178 @@ class PortIO:
         pass
 
 
+_NO_HOLE = (-1, 0.0)
+
+
+def _align_up(n: int, align: int) -> int:
+    return (n + align - 1) // align * align
+
+
 class AfPacketIO(PortIO):
-    def __init__(self, ifindex: int):
+    """An AF_PACKET socket on one interface with a TPACKET_V2 RX ring (csrc/io.c's afpacket_open and afpacket_rx).
+
+    The ring is read and handed back as C does; its memory is shared with the kernel, which writes a slot and
+    then sets TP_STATUS_USER, and takes the slot back when we set TP_STATUS_KERNEL. Python has no memory
+    barriers: the reads of a slot follow the read of its status, and the status is written after them, in
+    program order, which x86 keeps.
+    """
+
+    def __init__(self, ifindex: int, ring_frames: int = RING_FRAMES_DEFAULT, max_frame: int = 0):
         super().__init__()
         ifname = socket.if_indextoname(ifindex)          # raises OSError for an unknown index
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        # Protocol 0 receives nothing until bind() names ETH_P_ALL and the interface, so no frame of another
+        # interface slips into the ring.
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
+            # The vnet header must be enabled before the ring exists: the kernel lays the ring frames out with it.
+            sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
             sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
-            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            frame_size, per_block, block_size, n_blocks = self._ring_geometry(ring_frames, max_frame)
+            sock.setsockopt(SOL_PACKET, PACKET_RX_RING,
+                            TPACKET_REQ.pack(block_size, n_blocks, frame_size, n_blocks * per_block))
+            self.ring = mmap.mmap(sock.fileno(), block_size * n_blocks, mmap.MAP_SHARED,
+                                  mmap.PROT_READ | mmap.PROT_WRITE)
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
             sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+            sock.setsockopt(SOL_PACKET, PACKET_COPY_THRESH, 1)
             sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP,
                             PACKET_MREQ.pack(ifindex, PACKET_MR_PROMISC, 0, bytes(8)))
-            # Protocol 0 keeps the socket's ETH_P_ALL.
-            sock.bind((ifname, 0))
+            sock.bind((ifname, ETH_P_ALL))
+            # The copies of oversized frames count against the receive buffer (SO_RCVBUFFORCE needs
+            # CAP_NET_ADMIN; without it the sysctl caps SO_RCVBUF).
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RX_COPY_RCVBUF)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RX_COPY_RCVBUF)
             sock.setblocking(False)
         except OSError:
+            if hasattr(self, "ring"):
+                self.ring.close()
             sock.close()
             raise
         self.sock = sock
-        self._ancbufsize = socket.CMSG_SPACE(TPACKET_AUXDATA.size)
+        # The offset of every slot, in ring order: frames never straddle blocks.
+        self._slots = [block * block_size + i * frame_size for block in range(n_blocks) for i in range(per_block)]
+        self._head = 0                                  # the next slot the kernel fills
+        self._hole = _NO_HOLE                           # (slot, since when) of an empty slot before a filled one
+
+    @staticmethod
+    def _ring_geometry(ring_frames: int, max_frame: int) -> tuple[int, int, int, int]:
+        """(frame_size, frames per block, block_size, blocks) as afpacket_open() computes them: a frame holds
+        the headers, the vnet header and one frame of the port's MTU; a bigger one comes whole through the
+        socket (TP_STATUS_COPY)."""
+        page = mmap.PAGESIZE
+        snap = min(max(max_frame, RING_SNAP_MIN), consts.FRAME_MAX)
+        frame_size = _align_up(RING_HDR_ROOM + VNET_LEN + snap, TPACKET_ALIGNMENT)
+        per_block = max(1, RING_BLOCK_MAX // frame_size)
+        if ring_frames == 0:
+            ring_frames = RING_FRAMES_DEFAULT
+        per_block = min(per_block, ring_frames)
+        block_size = _align_up(per_block * frame_size, page)
+        n_blocks = (ring_frames + per_block - 1) // per_block
+        return frame_size, per_block, block_size, n_blocks
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
+    def rx_ready(self) -> bool:
+        return TP_STATUS.unpack_from(self.ring, self._slots[self._head])[0] & TP_STATUS_USER != 0
+
     def recv(self, max_frames: int) -> list[tuple[bytes, bytes]]:
         frames = []
-        recvmsg = self.sock.recvmsg
+        ring = self.ring
+        slots = self._slots
+        head = self._head
+        read_header = TPACKET2_HDR.unpack_from
+        release = TP_STATUS.pack_into
         while len(frames) < max_frames:
-            try:
-                data, ancdata, flags, _addr = recvmsg(RX_BUF_SIZE, self._ancbufsize)
-            except (BlockingIOError, InterruptedError):
+            slot = slots[head]
+            status, length, snaplen, mac, _net, _sec, _nsec, tci, tpid = read_header(ring, slot)
+            if not status & TP_STATUS_USER:
+                if self._passed_over(head):
+                    head = head + 1 if head + 1 < len(slots) else 0
+                    continue
                 break
-            if flags & socket.MSG_TRUNC or len(data) < VNET_LEN:
+            head = head + 1 if head + 1 < len(slots) else 0
+            if status & TP_STATUS_COPY:
+                release(ring, slot, TP_STATUS_KERNEL)
+                frame, vnet = self._recv_copy()
+                if frame is None:
+                    self.rx_errors += 1
+                    continue
+            elif snaplen < length or snaplen < ETH_HDR_LEN:
+                # Too big for the ring, and the socket had no room for a copy.
+                release(ring, slot, TP_STATUS_KERNEL)
                 self.rx_errors += 1
                 continue
-            vnet = data[:VNET_LEN]
-            frame = data[VNET_LEN:]
-            for level, kind, cdata in ancdata:
-                if level == SOL_PACKET and kind == PACKET_AUXDATA and len(cdata) >= TPACKET_AUXDATA.size:
-                    status, _len, _snaplen, _mac, _net, tci, tpid = TPACKET_AUXDATA.unpack_from(cdata)
-                    if status & TP_STATUS_VLAN_VALID and len(frame) >= 12:
-                        if not status & TP_STATUS_VLAN_TPID_VALID:
-                            tpid = consts.ETH_TYPE_VLAN
-                        work = bytearray(frame)
-                        v = Vnet(vnet)
-                        push_vlan(work, v, tci, tpid)
-                        frame, vnet = bytes(work), v.pack()
+            else:
+                # The kernel writes the virtio_net_hdr right before the MAC header.
+                start = slot + mac
+                vnet = ring[start - VNET_LEN:start]
+                frame = ring[start:start + snaplen]
+                release(ring, slot, TP_STATUS_KERNEL)
+            if status & TP_STATUS_VLAN_VALID:
+                if not status & TP_STATUS_VLAN_TPID_VALID:
+                    tpid = consts.ETH_TYPE_VLAN
+                # Put back the tag the kernel stripped, with the vnet header moved as PUSH_VLAN moves it.
+                work = bytearray(frame)
+                v = Vnet(vnet)
+                push_vlan(work, v, tci, tpid)
+                frame, vnet = bytes(work), v.pack()
             frames.append((frame, vnet))
+        self._head = head
+        if self._hole[0] != head:
+            self._hole = _NO_HOLE                       # a hole seen before was read or skipped since
         return frames
 
-    def send(self, frame: bytes, vnet: bytes) -> bool:
-        try:
-            self.sock.sendmsg([vnet, frame])
-        except OSError:
-            self.tx_dropped += 1
+    def _passed_over(self, head: int) -> bool:
+        """Whether the kernel went past the empty slot `head` and filled the next one, and the slot stayed empty
+        for RING_HOLE_GRACE_S: then the reader moves on too.
+
+        Seen on Linux 6.18 with a ring kept full by a fast sender: now and then the kernel fills a slot after an
+        empty one and comes back to the empty one only on its next lap, right after the slot before it. Under
+        load that lap takes a millisecond; at light load it takes a ring's worth of frames, and a reader that
+        waited at the hole would hold every frame after it for seconds. A slot a slower writer on another CPU is
+        still filling fills within microseconds, so the grace lets it; if it fills later still, it is read on
+        the next lap, late but not lost.
+        """
+        slots = self._slots
+        after = slots[head + 1 if head + 1 < len(slots) else 0]
+        if not TP_STATUS.unpack_from(self.ring, after)[0] & TP_STATUS_USER:
             return False
+        now = time.monotonic()
+        slot, since = self._hole
+        if slot != head:
+            self._hole = (head, now)
+            return False
+        if now - since < RING_HOLE_GRACE_S:
+            return False
+        self._hole = _NO_HOLE
         return True
+
+    def _recv_copy(self) -> tuple[bytes, bytes] | tuple[None, None]:
+        """The whole copy of a frame the ring holds truncated (TP_STATUS_COPY), read from the socket: the
+        virtio_net_hdr, then the frame. (None, None) if there is none whole."""
+        try:
+            data, _ancdata, flags, _addr = self.sock.recvmsg(RX_BUF_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return None, None
+        if flags & socket.MSG_TRUNC or len(data) < VNET_LEN + ETH_HDR_LEN:
+            return None, None
+        return data[VNET_LEN:], data[:VNET_LEN]
+
+    def transmit(self, frames):
+        sendmsg = self.sock.sendmsg
+        sent = size = 0
+        for frame, vnet in frames:
+            try:
+                sendmsg((vnet, frame))
+            except OSError:
+                self.tx_dropped += 1
+                continue
+            sent += 1
+            size += len(frame)
+        return sent, size
 
     def update_stats(self) -> None:
         try:
@@ -131,6 +276,7 @@ class AfPacketIO(PortIO):
         self.rx_dropped += TPACKET_STATS.unpack(raw)[1]
 
     def close(self) -> None:
+        self.ring.close()
         self.sock.close()
 
 
@@ -163,13 +309,19 @@ class TapIO(PortIO):
             frames.append((data[VNET_LEN:], data[:VNET_LEN]))
         return frames
 
-    def send(self, frame: bytes, vnet: bytes) -> bool:
-        try:
-            os.writev(self.fd, [vnet, frame])
-        except OSError:
-            self.tx_dropped += 1
-            return False
-        return True
+    def transmit(self, frames):
+        writev = os.writev
+        fd = self.fd
+        sent = size = 0
+        for frame, vnet in frames:
+            try:
+                writev(fd, (vnet, frame))
+            except OSError:
+                self.tx_dropped += 1
+                continue
+            sent += 1
+            size += len(frame)
+        return sent, size
 
 
 class MemoryIO(PortIO):
@@ -196,13 +348,16 @@ class MemoryIO(PortIO):
         self.tx_queue.clear()
         return out
 
+    def rx_ready(self) -> bool:
+        return bool(self.rx_queue)
+
     def recv(self, max_frames: int) -> list[tuple[bytes, bytes]]:
         q = self.rx_queue
         return [q.popleft() for _ in range(min(max_frames, len(q)))]
 
-    def send(self, frame: bytes, vnet: bytes) -> bool:
-        if len(self.tx_queue) >= self.max_frames:
-            self.tx_dropped += 1
-            return False
-        self.tx_queue.append((frame, vnet))
-        return True
+    def transmit(self, frames):
+        room = max(0, self.max_frames - len(self.tx_queue))
+        taken = frames[:room]
+        self.tx_queue.extend(taken)
+        self.tx_dropped += len(frames) - len(taken)
+        return len(taken), sum(len(frame) for frame, _vnet in taken)
