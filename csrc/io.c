@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "io.h"
@@ -130,6 +131,7 @@ afpacket_open(struct ps_port *port, int ifindex, uint32_t ring_frames)
     port->ring_block_size = block_size;
     port->ring_frames_per_block = per_block;
     port->ring_n_frames = n_blocks * per_block;
+    port->ring_hole = UINT32_MAX;
 
     /* Our own transmissions must not come back to us; we bypass the qdisc
      * like a NIC driver would, since the switch does its own queueing. */
@@ -186,6 +188,52 @@ afpacket_rx_copy(struct ps_port *port, struct ps_frame *f)
     return true;
 }
 
+static int64_t
+monotonic_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static bool
+ring_frame_filled(const struct ps_port *port, uint32_t index)
+{
+    return __atomic_load_n(&ring_frame(port, index)->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER;
+}
+
+/* Whether the reader should pass by the empty frame at ring_head.
+ *
+ * Seen on Linux 6.18 with a ring kept full by a fast sender: now and then the
+ * kernel fills the frame after an empty one and fills the empty one only
+ * milliseconds later, or on its next lap.  A reader that waited there would
+ * hold every frame after it: at light load, a ring's worth of frames, for
+ * seconds.  A frame a writer on another CPU is still filling fills within
+ * microseconds, so the empty frame gets PS_RING_HOLE_GRACE_US once the next
+ * is filled; after that the reader moves on and reads the late frame on its
+ * next lap.  (The twin, refpath/io.py, does the same.) */
+static bool
+afpacket_hole_passed(struct ps_port *port)
+{
+    int64_t now;
+
+    if (!ring_frame_filled(port, (port->ring_head + 1) % port->ring_n_frames)) {
+        return false;
+    }
+    now = monotonic_us();
+    if (port->ring_hole != port->ring_head) {
+        port->ring_hole = port->ring_head;
+        port->ring_hole_since_us = now;
+        return false;
+    }
+    if (now - port->ring_hole_since_us < PS_RING_HOLE_GRACE_US) {
+        return false;
+    }
+    port->ring_hole = UINT32_MAX;
+    return true;
+}
+
 static uint32_t
 afpacket_rx(struct ps_port *port, struct ps_frame *frames, uint32_t max)
 {
@@ -199,6 +247,14 @@ afpacket_rx(struct ps_port *port, struct ps_frame *frames, uint32_t max)
         uint8_t *mac;
 
         if (!(status & TP_STATUS_USER)) {
+            /* The frames handed out must stay contiguous for the release,
+             * which gives back the n_held frames before ring_head: a hole is
+             * passed only at the start of a batch, and never given back (its
+             * late writer sets its status). */
+            if (port->ring_n_held == 0 && afpacket_hole_passed(port)) {
+                port->ring_head = (port->ring_head + 1) % port->ring_n_frames;
+                continue;
+            }
             break;
         }
         if (status & TP_STATUS_COPY) {
@@ -237,6 +293,9 @@ afpacket_rx(struct ps_port *port, struct ps_frame *frames, uint32_t max)
              * the vnet header moved exactly as PUSH_VLAN moves it. */
             ps_frame_push_tag(f, tpid, h->tp_vlan_tci);
         }
+    }
+    if (port->ring_hole != port->ring_head) {
+        port->ring_hole = UINT32_MAX;   /* a hole seen before was read or passed since */
     }
     return n;
 }
@@ -638,9 +697,9 @@ bool
 ps_port_rx_ready(const struct ps_port *port)
 {
     if (port->kind == PS_PORT_AFPACKET) {
-        const struct tpacket2_hdr *h = ring_frame(port, port->ring_head);
-
-        return __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER;
+        /* A filled frame after an empty head may be a hole to pass by. */
+        return ring_frame_filled(port, port->ring_head)
+               || ring_frame_filled(port, (port->ring_head + 1) % port->ring_n_frames);
     }
     if (port->kind == PS_PORT_AFXDP) {
         return ps_xdp_rx_ready(port);

@@ -59,6 +59,8 @@ struct ps_port {
     uint32_t ring_n_frames;        /* frames in the ring */
     uint32_t ring_head;            /* next frame to look at */
     uint32_t ring_n_held;          /* frames before ring_head handed out, not yet released */
+    uint32_t ring_hole;            /* an empty frame before a filled one, waited for since ...; UINT32_MAX: none */
+    int64_t ring_hole_since_us;    /* ...this time (CLOCK_MONOTONIC) */
     uint8_t *copy_buf;             /* PS_RX_COPY_SLOTS slots for frames too big for the ring; NULL until needed */
     uint32_t n_copy;               /* slots used by the current batch */
 

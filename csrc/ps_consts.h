@@ -44,6 +44,12 @@ _Static_assert(PS_HEADROOM >= 4 * (16 + 1), "headroom must hold 17 VLAN tags");
 #define PS_RING_SNAP_MIN 1522
 #endif
 
+/* How long an empty AF_PACKET ring frame is waited for once the frame after
+ * it is filled, before the reader passes it by (io.c, afpacket_hole_passed). */
+#ifndef PS_RING_HOLE_GRACE_US
+#define PS_RING_HOLE_GRACE_US 1000
+#endif
+
 /* Frames too big for an AF_PACKET ring frame (GSO super-frames) are read
  * from the socket into one of this many slots per batch; a batch ends early
  * when they are used up.  The socket's receive buffer, which holds those

@@ -170,7 +170,11 @@ class AfPacketIO(PortIO):
         return self.sock.fileno()
 
     def rx_ready(self) -> bool:
-        return TP_STATUS.unpack_from(self.ring, self._slots[self._head])[0] & TP_STATUS_USER != 0
+        # A filled slot after an empty head may be a hole to pass by (_passed_over), as in C.
+        slots, head = self._slots, self._head
+        after = head + 1 if head + 1 < len(slots) else 0
+        return (TP_STATUS.unpack_from(self.ring, slots[head])[0] | TP_STATUS.unpack_from(self.ring, slots[after])[0]) \
+            & TP_STATUS_USER != 0
 
     def recv(self, max_frames: int) -> list[tuple[bytes, bytes]]:
         frames = []
