@@ -10,10 +10,6 @@
 #define TCP_FLAG_PSH 0x008
 #define TCP_FLAG_CWR 0x080
 
-#define VNET_GSO_TCPV4 1               /* VIRTIO_NET_HDR_GSO_TCPV4 */
-#define VNET_GSO_TCPV6 4               /* VIRTIO_NET_HDR_GSO_TCPV6 */
-#define VNET_GSO_UDP_L4 5              /* VIRTIO_NET_HDR_GSO_UDP_L4: UDP segmentation, not fragmentation */
-
 /* The 16 bits a sum folds to (not complemented): ps_csum() of nothing
  * returns the complement of its folded initial sum. */
 static uint16_t
@@ -44,11 +40,17 @@ l4_csum_offset(uint8_t proto)
     return proto == PS_IPPROTO_TCP ? offsetof(struct ps_tcp_hdr, tcp_csum) : offsetof(struct ps_udp_hdr, udp_csum);
 }
 
+/* Sets NEEDS_CSUM, csum_start and csum_offset in '*vnet' if the 'size'
+ * bytes at 'data' are IPv4 (not a fragment) or IPv6 (without extension
+ * headers) carrying TCP or UDP, behind at most two VLAN tags, whose checksum
+ * field equals the folded sum of its pseudo-header.  That is what a partial
+ * checksum holds; a complete checksum holds it by chance once in 65536
+ * frames, and completing such a checksum rewrites the same value, so marking
+ * it is harmless.  Leaves '*vnet' alone for every other frame. */
 void
-ps_offload_rx_csum(struct ps_frame *frame)
+ps_offload_rx_csum(const uint8_t *data, uint32_t size, struct ps_vnet_hdr *vnet)
 {
-    const uint8_t *data = frame->data;
-    uint32_t size = frame->size, l3, l4, l4_size;
+    uint32_t l3, l4, l4_size;
     uint16_t type;
     uint8_t proto;
     int ipv4;
@@ -97,12 +99,17 @@ ps_offload_rx_csum(struct ps_frame *frame)
         return;
     }
     if (ps_be16_load(data + l4 + l4_csum_offset(proto)) == fold(pseudo_sum(data + l3, ipv4, proto, l4_size))) {
-        frame->vnet.flags |= PS_VNET_F_NEEDS_CSUM;
-        frame->vnet.csum_start = l4;
-        frame->vnet.csum_offset = l4_csum_offset(proto);
+        vnet->flags |= PS_VNET_F_NEEDS_CSUM;
+        vnet->csum_start = l4;
+        vnet->csum_offset = l4_csum_offset(proto);
     }
 }
 
+/* Completes the partial checksum 'vnet' describes in the 'size' bytes at
+ * 'data': the one's complement sum from csum_start to the end, whose field
+ * at csum_start + csum_offset holds the pseudo-header's sum, is stored there
+ * (0 as 0xffff, which means the same and is never "no checksum" for UDP).
+ * Returns 0, or -EINVAL if the field lies outside the frame. */
 int
 ps_offload_csum(uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet)
 {
@@ -117,6 +124,10 @@ ps_offload_csum(uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet)
     return 0;
 }
 
+/* Plans the segmentation of the 'size'-byte GSO frame at 'data' as 'vnet'
+ * describes it: TCPv4, TCPv6 or UDP_L4 (one datagram per segment).  Returns
+ * 0, -EOPNOTSUPP for other GSO types (UFO), -EINVAL for a frame that is not
+ * what its vnet header says. */
 int
 ps_gso_plan(const uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet, struct ps_gso *gso)
 {
@@ -126,7 +137,7 @@ ps_gso_plan(const uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet, 
     uint16_t eth_type;
     uint32_t l4_hdr_size;
 
-    if (type != VNET_GSO_TCPV4 && type != VNET_GSO_TCPV6 && type != VNET_GSO_UDP_L4) {
+    if (type != PS_VNET_GSO_TCPV4 && type != PS_VNET_GSO_TCPV6 && type != PS_VNET_GSO_UDP_L4) {
         return -EOPNOTSUPP;
     }
     if (ps_parse(data, size, 0, 0, 1, &key, &result) != PS_PE_OK || !result.l4_ofs || key.nw_frag
@@ -136,9 +147,9 @@ ps_gso_plan(const uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet, 
     eth_type = ps_be16_load(key.eth_type);
     gso->ipv4 = eth_type == PS_ETH_TYPE_IP;
     gso->proto = key.nw_proto;
-    if ((type == VNET_GSO_TCPV4 && (!gso->ipv4 || gso->proto != PS_IPPROTO_TCP))
-        || (type == VNET_GSO_TCPV6 && (eth_type != PS_ETH_TYPE_IPV6 || gso->proto != PS_IPPROTO_TCP))
-        || (type == VNET_GSO_UDP_L4 && gso->proto != PS_IPPROTO_UDP)
+    if ((type == PS_VNET_GSO_TCPV4 && (!gso->ipv4 || gso->proto != PS_IPPROTO_TCP))
+        || (type == PS_VNET_GSO_TCPV6 && (eth_type != PS_ETH_TYPE_IPV6 || gso->proto != PS_IPPROTO_TCP))
+        || (type == PS_VNET_GSO_UDP_L4 && gso->proto != PS_IPPROTO_UDP)
         || (!gso->ipv4 && eth_type != PS_ETH_TYPE_IPV6)) {
         return -EINVAL;
     }
@@ -156,6 +167,11 @@ ps_gso_plan(const uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet, 
     return 0;
 }
 
+/* Writes segment 'index' (< gso->n_segs) of the frame at 'data' into 'out',
+ * which has room for gso->hdr_size + gso->seg_payload bytes: the headers with
+ * their lengths, IPv4 id (+ index), TCP sequence number and flags (FIN and
+ * PSH on the last segment only, CWR on the first only) and checksums made
+ * right for it, then its payload.  Returns its size. */
 uint32_t
 ps_gso_segment(const uint8_t *data, const struct ps_gso *gso, uint32_t index, uint8_t *out)
 {
