@@ -42,11 +42,14 @@ l4_csum_offset(uint8_t proto)
 
 /* Sets NEEDS_CSUM, csum_start and csum_offset in '*vnet' if the 'size'
  * bytes at 'data' are IPv4 (not a fragment) or IPv6 (without extension
- * headers) carrying TCP or UDP, behind at most two VLAN tags, whose checksum
- * field equals the folded sum of its pseudo-header.  That is what a partial
- * checksum holds; a complete checksum holds it by chance once in 65536
- * frames, and completing such a checksum rewrites the same value, so marking
- * it is harmless.  Leaves '*vnet' alone for every other frame. */
+ * headers) carrying TCP or UDP, behind at most two VLAN tags, ending where
+ * the frame ends, whose checksum field equals the folded sum of its
+ * pseudo-header.  That is what a partial checksum holds; a complete checksum
+ * holds it by chance once in 65536 frames, and completing such a checksum
+ * rewrites the same value, so marking it is harmless.  Not so with bytes
+ * after the packet (Ethernet padding), which completion would sum too; a
+ * stack's partial checksum is never padded, so such a frame is not marked.
+ * Leaves '*vnet' alone for every other frame. */
 void
 ps_offload_rx_csum(const uint8_t *data, uint32_t size, struct ps_vnet_hdr *vnet)
 {
@@ -72,7 +75,7 @@ ps_offload_rx_csum(const uint8_t *data, uint32_t size, struct ps_vnet_hdr *vnet)
         uint32_t total = ps_be16_load(data + l3 + offsetof(struct ps_ip_hdr, ip_tot_len));
         uint16_t frag = ps_be16_load(data + l3 + offsetof(struct ps_ip_hdr, ip_frag_off));
 
-        if (ip->ip_ihl_ver >> 4 != 4 || ihl < sizeof *ip || total < ihl || l3 + total > size
+        if (ip->ip_ihl_ver >> 4 != 4 || ihl < sizeof *ip || total < ihl || l3 + total != size
             || (frag & (PS_IP_MF | PS_IP_FRAG_OFF_MASK))) {
             return;
         }
@@ -84,7 +87,7 @@ ps_offload_rx_csum(const uint8_t *data, uint32_t size, struct ps_vnet_hdr *vnet)
         const struct ps_ip6_hdr *ip6 = (const void *) (data + l3);
         uint32_t payload = ps_be16_load(data + l3 + offsetof(struct ps_ip6_hdr, ip6_plen));
 
-        if (data[l3] >> 4 != 6 || l3 + sizeof *ip6 + payload > size) {
+        if (data[l3] >> 4 != 6 || l3 + sizeof *ip6 + payload != size) {
             return;
         }
         ipv4 = 0;

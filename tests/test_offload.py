@@ -14,6 +14,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, in4_chksum
 from scapy.layers.inet6 import (IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
                                 in6_chksum)
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+from scapy.packet import Padding
 from scapy.utils import checksum as scapy_checksum
 
 from pyswitch import consts, fastpath, refpath
@@ -89,9 +90,11 @@ def l4_checksum_verifies(frame):
     ip, l4 = ip_layer(pkt), l4_layer(pkt)
     proto = 6 if TCP in pkt else 17
     raw = bytes(l4)
+    if Padding in pkt:                                   # Ethernet padding after the IP packet is not L4
+        raw = raw[:-len(pkt[Padding])]
     if IP in pkt:
         return in4_chksum(proto, ip, raw) == 0
-    return in6_chksum(proto, ip, raw) == 0
+    return in6_chksum(proto, l4, raw) == 0               # l4: scapy looks under it for a routing header
 
 
 def scapy_checksums(frame):
@@ -192,6 +195,28 @@ def test_lying_lengths_are_left_alone(impl):
     six = bytearray(partial(segment(6, "udp") / b"x"))
     struct.pack_into("!H", six, 14 + 4, len(six) - 14 - 40 + 1)          # payload length beyond the frame
     assert impl.offload_rx_csum(bytes(six)) == bytes(10)
+
+
+def chance_partial(pkt):
+    """`pkt` / two bytes chosen so that its complete TCP/UDP checksum equals its pseudo-header's folded sum: a
+    complete checksum that looks partial, which happens by chance once in 65536 frames."""
+    frame, l4, field = with_partial_checksum(pkt / b"\x00\x00")
+    target = ~pseudo_fold(pkt / b"\x00\x00", len(frame) - l4) & 0xFFFF       # the L4 words must fold to this
+    words = bytes(frame[l4:]) + b"\0" * ((len(frame) - l4) % 2)
+    folded = ~scapy_checksum(words) & 0xFFFF
+    adjust = (target - folded) % 0xFFFF
+    return frame[:-2] + struct.pack("!H", adjust)
+
+
+@IMPLS
+def test_bytes_after_the_ip_packet_are_never_marked(impl):
+    """Completion sums to the frame's end, so a frame with Ethernet padding must not be marked: a stack's partial
+    checksum is never padded, and a complete checksum that looks partial by chance would be broken by padding."""
+    frame = chance_partial(segment(4, "tcp") / b"abcdefgh")
+    assert l4_checksum_verifies(frame) and impl.offload_rx_csum(frame) != bytes(10)
+    padded = frame + b"\x12\x34"
+    assert l4_checksum_verifies(padded) and impl.offload_rx_csum(padded) == bytes(10)
+    assert impl.offload_rx_csum(partial(segment(6, "udp") / b"x") + bytes(4)) == bytes(10)
 
 
 # -- transmit: completion ------------------------------------------------------------------------------------

@@ -98,8 +98,8 @@ def _ip_offset(frame) -> tuple[int, int]:
 
 
 def _transport(frame):
-    """(l3, ipv4, proto, l4, l4_size) of an unfragmented IPv4 or extension-free IPv6 packet whose length fits the
-    frame, or None. A light walk of its own rather than `parse`, as C's runs on every received frame."""
+    """(l3, ipv4, proto, l4, l4_size) of an unfragmented IPv4 or extension-free IPv6 packet that ends where the
+    frame ends, or None. A light walk of its own rather than `parse`, as C's runs on every received frame."""
     size = len(frame)
     if size < ETH_HDR_LEN:
         return None
@@ -107,13 +107,13 @@ def _transport(frame):
     if eth_type == consts.ETH_TYPE_IPV4 and l3 + IP4_HDR_MIN <= size:
         ihl = (frame[l3] & 0xF) * 4
         total = _load16(frame, l3 + IP_TOT_LEN_OFS)
-        if (frame[l3] >> 4 != 4 or ihl < IP4_HDR_MIN or total < ihl or l3 + total > size
+        if (frame[l3] >> 4 != 4 or ihl < IP4_HDR_MIN or total < ihl or l3 + total != size
                 or _load16(frame, l3 + IP_FRAG_OFS) & (IP_MF | IP_FRAG_OFF_MASK)):
             return None
         return l3, True, frame[l3 + 9], l3 + ihl, total - ihl
     if eth_type == consts.ETH_TYPE_IPV6 and l3 + IP6_HDR_LEN <= size:
         payload = _load16(frame, l3 + IP6_PLEN_OFS)
-        if frame[l3] >> 4 != 6 or l3 + IP6_HDR_LEN + payload > size:
+        if frame[l3] >> 4 != 6 or l3 + IP6_HDR_LEN + payload != size:
             return None
         return l3, False, frame[l3 + IP6_NEXT_OFS], l3 + IP6_HDR_LEN, payload
     return None
@@ -122,10 +122,12 @@ def _transport(frame):
 def offload_rx_csum(frame, vnet=None) -> bytes:
     """`ps_offload_rx_csum`: `vnet` (default all zero) with NEEDS_CSUM, csum_start (the L4 offset) and csum_offset
     (16 TCP, 6 UDP) set if `frame` is IPv4 (not a fragment) or IPv6 (no extension header) carrying TCP or UDP,
-    behind at most two VLAN tags, whose checksum field equals the folded sum of its pseudo-header; else `vnet`.
+    behind at most two VLAN tags, ending where the frame ends, whose checksum field equals the folded sum of its
+    pseudo-header; else `vnet`.
 
     That is what a partial checksum holds. A complete checksum holds it by chance once in 65536 frames, and
-    completing it then rewrites the same value, so marking it is harmless.
+    completing it then rewrites the same value, so marking it is harmless; not so with bytes after the packet
+    (Ethernet padding), which completion would sum too. A stack's partial checksum is never padded.
     """
     vnet = bytes(VNET.size) if vnet is None else bytes(vnet)
     found = _transport(frame)
