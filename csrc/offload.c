@@ -130,7 +130,10 @@ ps_offload_csum(uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet)
 /* Plans the segmentation of the 'size'-byte GSO frame at 'data' as 'vnet'
  * describes it: TCPv4, TCPv6 or UDP_L4 (one datagram per segment).  Returns
  * 0, -EOPNOTSUPP for other GSO types (UFO), -EINVAL for a frame that is not
- * what its vnet header says. */
+ * what its vnet header says or whose segments would be too long for their
+ * IP length field.  The payload is everything after the TCP or UDP header:
+ * the frame's size, not its IP length, says how much there is, as the
+ * socket buffer's length does for the kernel's GSO. */
 int
 ps_gso_plan(const uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet, struct ps_gso *gso)
 {
@@ -138,7 +141,7 @@ ps_gso_plan(const uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet, 
     struct ps_flow_key key;
     struct ps_parse_result result;
     uint16_t eth_type;
-    uint32_t l4_hdr_size;
+    uint32_t l4_hdr_size, largest;
 
     if (type != PS_VNET_GSO_TCPV4 && type != PS_VNET_GSO_TCPV6 && type != PS_VNET_GSO_UDP_L4) {
         return -EOPNOTSUPP;
@@ -167,6 +170,12 @@ ps_gso_plan(const uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet, 
     gso->seg_payload = vnet->gso_size;
     gso->payload = size - gso->hdr_size;
     gso->n_segs = gso->payload ? (gso->payload + gso->seg_payload - 1) / gso->seg_payload : 1;
+    /* The IP length field of the largest segment must be able to say how
+     * long it is (its UDP length is then shorter). */
+    largest = gso->hdr_size - gso->l3_ofs + (gso->payload < gso->seg_payload ? gso->payload : gso->seg_payload);
+    if (largest - (gso->ipv4 ? 0 : sizeof(struct ps_ip6_hdr)) > UINT16_MAX) {
+        return -EINVAL;
+    }
     return 0;
 }
 

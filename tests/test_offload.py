@@ -414,6 +414,20 @@ def test_lying_frames_are_refused(impl, name):
 
 
 @IMPLS
+@pytest.mark.parametrize("family, largest_ok", [(4, 65535 - 40), (6, 65535 - 20)])
+def test_a_segment_longer_than_its_ip_length_can_say_is_refused(impl, family, largest_ok):
+    pkt = segment(family, "tcp", **{"len" if family == 4 else "plen": 0xFFFF}) / (b"L" * 65535)
+    frame, l4, field = bytes(pkt), l4_offset(pkt), 16             # the IP length is at most 0xffff: a lie
+    first = impl.gso_segments(frame, vnet_hdr(NEEDS_CSUM, TCPV4 if family == 4 else TCPV6, 0, largest_ok, l4,
+                                              field))[0]
+    assert len(first) == l4 + 20 + largest_ok
+    assert_checksums_right(first)
+    with pytest.raises(OSError) as exc:
+        impl.gso_plan(frame, vnet_hdr(NEEDS_CSUM, TCPV4 if family == 4 else TCPV6, 0, largest_ok + 1, l4, field))
+    assert exc.value.errno == errno.EINVAL
+
+
+@IMPLS
 def test_tcp_data_offset_beyond_the_frame_is_refused(impl):
     frame = bytearray(bytes(segment(4, "tcp")))
     frame[14 + 20 + 12] = 0xF0                                   # 60 bytes of TCP header in a 20-byte segment

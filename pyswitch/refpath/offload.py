@@ -161,7 +161,9 @@ def gso_plan(frame, vnet) -> GsoPlan:
 
     OSError(EOPNOTSUPP) for another GSO type (UFO); OSError(EINVAL) for a frame that is not what `vnet` says: the
     parser refuses it (with UDP lengths unchecked, as for any GSO frame), it is a fragment or not TCP/UDP over the
-    type's IP version, or gso_size is 0. The payload is everything after the TCP/UDP header to the frame's end.
+    type's IP version, or gso_size is 0; and for segments too long for their IP length field. The payload is
+    everything after the TCP/UDP header: the frame's size, not its IP length, says how much there is, as the
+    socket buffer's length does for the kernel's GSO.
     """
     _flags, gso_type, _hdr_len, gso_size, _start, _offset = VNET.unpack(vnet)
     family = _GSO_FAMILIES.get(gso_type & consts.VNET_GSO_TYPE_MASK)
@@ -180,7 +182,11 @@ def gso_plan(frame, vnet) -> GsoPlan:
     hdr_size = l4 + ((frame[l4 + TCP_CTL_OFS] >> 4) * 4 if proto == IPPROTO_TCP else L4_HDR_MIN[IPPROTO_UDP])
     payload = len(frame) - hdr_size
     n_segs = -(-payload // gso_size) if payload else 1
-    return GsoPlan(parsed.l3_ofs, l4, hdr_size, gso_size, payload, n_segs, eth_type == consts.ETH_TYPE_IPV4, proto)
+    # The IP length field of the largest segment must be able to say how long it is (its UDP length is shorter).
+    ipv4 = eth_type == consts.ETH_TYPE_IPV4
+    if hdr_size - parsed.l3_ofs + min(payload, gso_size) - (0 if ipv4 else IP6_HDR_LEN) > 0xFFFF:
+        _refuse(errno.EINVAL, "gso_plan")
+    return GsoPlan(parsed.l3_ofs, l4, hdr_size, gso_size, payload, n_segs, ipv4, proto)
 
 
 def gso_segment(frame, plan: GsoPlan, index: int) -> bytes:
