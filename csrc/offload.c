@@ -10,6 +10,12 @@
 #define TCP_FLAG_PSH 0x008
 #define TCP_FLAG_CWR 0x080
 
+#define IPOPT_END 0                    /* IPv4 option: end of the list */
+#define IPOPT_NOP 1                    /* IPv4 option: one byte of padding */
+#define IPOPT_LSRR 0x83                /* IPv4 option: loose source route (RFC 791) */
+#define IPOPT_SSRR 0x89                /* IPv4 option: strict source route */
+#define IP6_RT_SEGLEFT 3               /* IPv6 routing header: offset of "segments left" */
+
 /* The 16 bits a sum folds to (not complemented): ps_csum() of nothing
  * returns the complement of its folded initial sum. */
 static uint16_t
@@ -31,6 +37,58 @@ pseudo_sum(const uint8_t *l3, int ipv4, uint8_t proto, uint32_t l4_size)
         sum += ps_be16_load(addrs + 2 * i);
     }
     return sum;
+}
+
+/* Segments get their checksums from the IP header's addresses, but the
+ * pseudo-header's destination is a source route's last address (senders use
+ * the final destination: Linux, scapy), and with an IPv6 routing header that
+ * has segments left, the routing header's last one (RFC 8200 8.1).  Such a
+ * frame cannot be cut right; neither can one through an IPv6 AH, whose ICV
+ * covers the whole packet, and the kernel's GSO takes neither an AH nor a
+ * fragment header.  The parser has walked these headers before us. */
+
+/* Whether the IPv4 options between 'l3' + 20 and 'l4' hold no source route
+ * (LSRR, SSRR).  A malformed option ends the walk, as the end of the list
+ * does. */
+static bool
+ipv4_options_supported(const uint8_t *data, uint32_t l3, uint32_t l4)
+{
+    uint32_t ofs = l3 + sizeof(struct ps_ip_hdr);
+
+    while (ofs < l4 && data[ofs] != IPOPT_END) {
+        if (data[ofs] == IPOPT_LSRR || data[ofs] == IPOPT_SSRR) {
+            return false;
+        }
+        if (data[ofs] == IPOPT_NOP) {
+            ofs++;
+        } else if (ofs + 1 < l4 && data[ofs + 1] >= 2) {
+            ofs += data[ofs + 1];
+        } else {
+            break;
+        }
+    }
+    return true;
+}
+
+/* Whether the IPv6 extension headers between 'l3' + 40 and 'l4' are only
+ * hop-by-hop, destination options and routing headers without segments
+ * left. */
+static bool
+ipv6_headers_supported(const uint8_t *data, uint32_t l3, uint32_t l4)
+{
+    uint32_t ofs = l3 + sizeof(struct ps_ip6_hdr);
+    uint8_t nxt = data[l3 + offsetof(struct ps_ip6_hdr, ip6_nxt)];
+
+    while (ofs < l4) {
+        if (nxt == PS_IPPROTO_AH || nxt == PS_IPPROTO_FRAGMENT
+            || (nxt == PS_IPPROTO_ROUTING && data[ofs + IP6_RT_SEGLEFT] != 0)) {
+            return false;
+        }
+        /* What is left is measured in 8-byte units. */
+        nxt = data[ofs];
+        ofs += (data[ofs + 1] + 1) * 8;
+    }
+    return true;
 }
 
 /* Offset of the checksum field in a TCP or UDP header. */
@@ -129,9 +187,11 @@ ps_offload_csum(uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet)
 
 /* Plans the segmentation of the 'size'-byte GSO frame at 'data' as 'vnet'
  * describes it: TCPv4, TCPv6 or UDP_L4 (one datagram per segment).  Returns
- * 0, -EOPNOTSUPP for other GSO types (UFO), -EINVAL for a frame that is not
- * what its vnet header says or whose segments would be too long for their
- * IP length field.  The payload is everything after the TCP or UDP header:
+ * 0; -EOPNOTSUPP for other GSO types (UFO) and for headers whose segments
+ * it cannot make right (an IPv4 source route, an IPv6 AH, fragment header or
+ * routing header with segments left: see above); -EINVAL for a frame that
+ * is not what its vnet header says or whose segments would be too long for
+ * their IP length field.  The payload is everything after the TCP or UDP header:
  * the frame's size, not its IP length, says how much there is, as the
  * socket buffer's length does for the kernel's GSO. */
 int
@@ -166,6 +226,10 @@ ps_gso_plan(const uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet, 
     gso->hdr_size = result.l4_ofs + l4_hdr_size;
     if (gso->hdr_size > size) {
         return -EINVAL;
+    }
+    if (!(gso->ipv4 ? ipv4_options_supported(data, gso->l3_ofs, gso->l4_ofs)
+                    : ipv6_headers_supported(data, gso->l3_ofs, gso->l4_ofs))) {
+        return -EOPNOTSUPP;
     }
     gso->seg_payload = vnet->gso_size;
     gso->payload = size - gso->hdr_size;

@@ -10,11 +10,11 @@ import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from scapy.layers.inet import ICMP, IP, TCP, UDP, in4_chksum
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_LSRR, IPOption_SSRR, in4_chksum
 from scapy.layers.inet6 import (IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
                                 in6_chksum)
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
-from scapy.packet import Padding
+from scapy.packet import Padding, Raw
 from scapy.utils import checksum as scapy_checksum
 
 from pyswitch import consts, fastpath, refpath
@@ -427,6 +427,42 @@ def test_a_segment_longer_than_its_ip_length_can_say_is_refused(impl, family, la
     assert exc.value.errno == errno.EINVAL
 
 
+AH_HDR = bytes([6, 4, 0, 0]) + bytes(4) + bytes(4) + bytes(12)     # next header TCP, 24 bytes, a zero ICV
+ELSEWHERE = {  # name: (packet, gso type)
+    "ipv4 loose source route": (IP(src=IP4_A, dst=IP4_B, options=[IPOption_LSRR(routers=["203.0.113.9"])])
+                                / TCP(), TCPV4),
+    "ipv4 strict source route": (IP(src=IP4_A, dst=IP4_B, options=[IPOption_SSRR(routers=["203.0.113.9"])])
+                                 / UDP(), UDP_L4),
+    "ipv6 routing header with segments left": (IPv6(src=IP6_A, dst=IP6_B)
+                                               / IPv6ExtHdrRouting(addresses=["2001:db8::99"], segleft=1) / TCP(),
+                                               TCPV6),
+    "ipv6 authentication header": (IPv6(src=IP6_A, dst=IP6_B, nh=51) / Raw(AH_HDR + bytes(TCP(flags="A"))),
+                                   TCPV6),
+    "ipv6 atomic fragment": (IPv6(src=IP6_A, dst=IP6_B) / IPv6ExtHdrFragment() / UDP(), UDP_L4),
+}
+
+
+@IMPLS
+@pytest.mark.parametrize("name", sorted(ELSEWHERE))
+def test_frames_whose_segments_cannot_be_made_right_are_refused(impl, name):
+    """A source route or a routing header with segments left puts the pseudo-header's destination elsewhere than
+    the IP header (RFC 9293 3.1, RFC 8200 8.1): checksums from the header's addresses would be wrong. An AH's ICV
+    covers the whole packet, and the kernel's GSO takes neither it nor a fragment header."""
+    pkt, gso_type = ELSEWHERE[name]
+    frame = bytes(ether() / pkt / (b"r" * 3000))
+    with pytest.raises(OSError) as exc:
+        impl.gso_plan(frame, vnet_hdr(NEEDS_CSUM, gso_type, 0, 1000, 0, 0))
+    assert exc.value.errno == errno.EOPNOTSUPP
+
+
+@IMPLS
+def test_a_routing_header_without_segments_left_is_carried(impl):
+    pkt = (ether() / IPv6(src=IP6_A, dst=IP6_B) / IPv6ExtHdrRouting(addresses=["2001:db8::99"], segleft=0)
+           / TCP(flags="A") / (b"r" * 3000))
+    segs = cut(impl, pkt, TCPV6, 1000)
+    assert len(segs) == 3 and all(s[IPv6ExtHdrRouting].addresses == ["2001:db8::99"] for s in segs)
+
+
 @IMPLS
 def test_tcp_data_offset_beyond_the_frame_is_refused(impl):
     frame = bytearray(bytes(segment(4, "tcp")))
@@ -456,6 +492,9 @@ def both(name, *args):
     return py
 
 
+LSRR_OPTION = bytes(IP(options=[IPOption_LSRR(routers=["203.0.113.9"])]))[20:28]
+
+
 @st.composite
 def offload_frames(draw):
     """TCP/UDP over IPv4/IPv6 behind 0..2 tags, with IP and TCP options, IPv6 extension headers, payloads of any
@@ -467,13 +506,16 @@ def offload_frames(draw):
         pkt = pkt / IP(src=draw(st.sampled_from([IP4_A, "203.0.113.77"])), dst=IP4_B,
                        id=draw(st.integers(0, 0xFFFF)), flags=draw(st.sampled_from([0, 0, 0, "DF", "MF"])),
                        frag=draw(st.sampled_from([0] * 7 + [3])),
-                       options=draw(st.sampled_from([b"", b"", b"", b"\x94\x04\x00\x00", b"\x01" * 8])))
+                       options=draw(st.sampled_from([b"", b"", b"", b"", b"\x94\x04\x00\x00", b"\x01" * 8,
+                                                     LSRR_OPTION, b"\x01\x89\x01\x00", b"\x07\x01\x89\x00"])))
     else:
         pkt = pkt / IPv6(src=draw(st.sampled_from([IP6_A, "2001:db8:ffff::9"])), dst=IP6_B)
         if draw(st.integers(0, 3)) == 0:
-            for ext in draw(st.lists(st.sampled_from(["hbh", "dst", "rt", "frag"]), min_size=1, max_size=2)):
-                pkt = pkt / {"hbh": IPv6ExtHdrHopByHop, "dst": IPv6ExtHdrDestOpt, "rt": IPv6ExtHdrRouting,
-                             "frag": IPv6ExtHdrFragment}[ext]()
+            for ext in draw(st.lists(st.sampled_from(["hbh", "dst", "rt", "rt", "frag"]), min_size=1, max_size=2)):
+                if ext == "rt":
+                    pkt = pkt / IPv6ExtHdrRouting(addresses=["2001:db8::99"], segleft=draw(st.integers(0, 1)))
+                else:
+                    pkt = pkt / {"hbh": IPv6ExtHdrHopByHop, "dst": IPv6ExtHdrDestOpt, "frag": IPv6ExtHdrFragment}[ext]()
     if proto == "tcp":
         opts = draw(st.sampled_from([[], [("MSS", 1460)], [("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]]))
         pkt = pkt / TCP(seq=draw(st.integers(0, 0xFFFFFFFF)), flags=draw(st.integers(0, 0xFFF)), options=opts)

@@ -34,9 +34,16 @@ IP_CSUM_OFS = 10
 IP_MF = 0x2000              # more fragments
 IP_FRAG_OFF_MASK = 0x1FFF   # the fragment offset, in 8-byte units
 IP4_ADDRS = (12, 8)         # (offset, bytes) of source and destination together, in the IPv4 header
+IPOPT_END = 0               # IPv4 option: end of the list
+IPOPT_NOP = 1               # IPv4 option: one byte of padding
+IPOPT_SOURCE_ROUTES = (0x83, 0x89)   # IPv4 options LSRR and SSRR (RFC 791)
 IP6_PLEN_OFS = 4
 IP6_NEXT_OFS = 6
 IP6_ADDRS = (8, 32)         # ...in the IPv6 header
+IP6_EXT_AH = 51             # extension headers GSO refuses
+IP6_EXT_FRAGMENT = 44
+IP6_EXT_ROUTING = 43
+IP6_RT_SEGLEFT = 3          # routing header: offset of "segments left"
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 L4_HDR_MIN = {IPPROTO_TCP: 20, IPPROTO_UDP: 8}      # protocol: bytes of its header without options
@@ -119,6 +126,39 @@ def _transport(frame):
     return None
 
 
+# Segments get their checksums from the IP header's addresses, but the pseudo-header's destination is a source
+# route's last address (senders use the final destination: Linux, scapy), and with an IPv6 routing header that has
+# segments left, the routing header's last one (RFC 8200 8.1). Such a frame cannot be cut right; neither can one
+# through an IPv6 AH, whose ICV covers the whole packet, and the kernel's GSO takes neither an AH nor a fragment
+# header. The parser has walked these headers before us.
+
+def _ipv4_options_supported(frame, l3: int, l4: int) -> bool:
+    """Whether the IPv4 options between `l3` + 20 and `l4` hold no source route. A malformed option ends the walk,
+    as the end of the list does."""
+    ofs = l3 + IP4_HDR_MIN
+    while ofs < l4 and frame[ofs] != IPOPT_END:
+        if frame[ofs] in IPOPT_SOURCE_ROUTES:
+            return False
+        if frame[ofs] == IPOPT_NOP:
+            ofs += 1
+        elif ofs + 1 < l4 and frame[ofs + 1] >= 2:
+            ofs += frame[ofs + 1]
+        else:
+            break
+    return True
+
+
+def _ipv6_headers_supported(frame, l3: int, l4: int) -> bool:
+    """Whether the IPv6 extension headers between `l3` + 40 and `l4` are only hop-by-hop, destination options and
+    routing headers without segments left."""
+    ofs, nxt = l3 + IP6_HDR_LEN, frame[l3 + IP6_NEXT_OFS]
+    while ofs < l4:
+        if nxt in (IP6_EXT_AH, IP6_EXT_FRAGMENT) or (nxt == IP6_EXT_ROUTING and frame[ofs + IP6_RT_SEGLEFT]):
+            return False
+        nxt, ofs = frame[ofs], ofs + (frame[ofs + 1] + 1) * 8        # what is left is measured in 8-byte units
+    return True
+
+
 def offload_rx_csum(frame, vnet=None) -> bytes:
     """`ps_offload_rx_csum`: `vnet` (default all zero) with NEEDS_CSUM, csum_start (the L4 offset) and csum_offset
     (16 TCP, 6 UDP) set if `frame` is IPv4 (not a fragment) or IPv6 (no extension header) carrying TCP or UDP,
@@ -159,11 +199,12 @@ def gso_plan(frame, vnet) -> GsoPlan:
     """`ps_gso_plan`: how the GSO super-frame `frame` is cut as `vnet` says: TCPV4 (TCP over IPv4), TCPV6, or
     UDP_L4 (UDP over either, one datagram per segment) into segments of gso_size payload bytes.
 
-    OSError(EOPNOTSUPP) for another GSO type (UFO); OSError(EINVAL) for a frame that is not what `vnet` says: the
-    parser refuses it (with UDP lengths unchecked, as for any GSO frame), it is a fragment or not TCP/UDP over the
-    type's IP version, or gso_size is 0; and for segments too long for their IP length field. The payload is
-    everything after the TCP/UDP header: the frame's size, not its IP length, says how much there is, as the
-    socket buffer's length does for the kernel's GSO.
+    OSError(EOPNOTSUPP) for another GSO type (UFO), and for headers whose segments cannot be made right (an IPv4
+    source route, an IPv6 AH, fragment header or routing header with segments left: see above). OSError(EINVAL)
+    for a frame that is not what `vnet` says (the parser refuses it, with UDP lengths unchecked as for any GSO
+    frame; it is a fragment, or not TCP/UDP over the type's IP version; gso_size is 0) and for segments too long
+    for their IP length field. The payload is everything after the TCP/UDP header: the frame's size, not its IP
+    length, says how much there is, as the socket buffer's length does for the kernel's GSO.
     """
     _flags, gso_type, _hdr_len, gso_size, _start, _offset = VNET.unpack(vnet)
     family = _GSO_FAMILIES.get(gso_type & consts.VNET_GSO_TYPE_MASK)
@@ -180,10 +221,13 @@ def gso_plan(frame, vnet) -> GsoPlan:
     l4 = parsed.l4_ofs
     # The parser has checked that the whole TCP header (with its options) lies in the frame.
     hdr_size = l4 + ((frame[l4 + TCP_CTL_OFS] >> 4) * 4 if proto == IPPROTO_TCP else L4_HDR_MIN[IPPROTO_UDP])
+    ipv4 = eth_type == consts.ETH_TYPE_IPV4
+    supported = _ipv4_options_supported if ipv4 else _ipv6_headers_supported
+    if not supported(frame, parsed.l3_ofs, l4):
+        _refuse(errno.EOPNOTSUPP, "gso_plan")
     payload = len(frame) - hdr_size
     n_segs = -(-payload // gso_size) if payload else 1
     # The IP length field of the largest segment must be able to say how long it is (its UDP length is shorter).
-    ipv4 = eth_type == consts.ETH_TYPE_IPV4
     if hdr_size - parsed.l3_ofs + min(payload, gso_size) - (0 if ipv4 else IP6_HDR_LEN) > 0xFFFF:
         _refuse(errno.EINVAL, "gso_plan")
     return GsoPlan(parsed.l3_ofs, l4, hdr_size, gso_size, payload, n_segs, ipv4, proto)
