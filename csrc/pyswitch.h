@@ -367,17 +367,18 @@ uint16_t ps_csum_update32(uint16_t check, uint32_t old_value, uint32_t new_value
 /* Software offloads for ports whose frames carry no vnet header (offload.c;
  * docs/DATAPATH.md "Offloads").  ps_offload_rx_csum() sets NEEDS_CSUM,
  * csum_start and csum_offset in '*vnet' (leaving the rest) if the 'size'
- * bytes at 'frame' hold a TCP or UDP packet whose checksum field holds the
+ * bytes at 'frame' are one TCP or UDP packet whose checksum field holds the
  * folded sum of its pseudo-header, as a partial checksum does; else it
  * leaves '*vnet' alone.  ps_offload_csum() completes the checksum '*vnet'
  * describes (the sum from csum_start to the end, 0 stored as 0xffff): 0, or
  * -EINVAL if the field is outside the frame.  ps_gso_plan() fills '*gso'
- * for a TCPV4, TCPV6 or UDP_L4 super-frame: 0, -EOPNOTSUPP for other GSO
- * types (UFO), -EINVAL for a frame that is not what '*vnet' says.
- * ps_gso_segment() writes segment 'index' (< gso->n_segs) of the planned
- * frame into 'out' (room for gso->hdr_size + gso->seg_payload bytes) with
- * its own lengths, IPv4 id, sequence number, flags and checksums, and
- * returns its size. */
+ * for a TCPV4, TCPV6 or UDP_L4 super-frame: 0; -EOPNOTSUPP for other GSO
+ * types (UFO) and headers whose segments it cannot make right (source
+ * routes, IPv6 AH or fragment headers); -EINVAL for a frame that is not
+ * what '*vnet' says.  ps_gso_segment() writes segment 'index'
+ * (< gso->n_segs) of the planned frame into 'out' (room for gso->hdr_size +
+ * gso->seg_payload bytes) with its own lengths, IPv4 id, sequence number,
+ * flags and checksums, and returns its size. */
 void ps_offload_rx_csum(const uint8_t *frame, uint32_t size, struct ps_vnet_hdr *vnet);
 int ps_offload_csum(uint8_t *frame, uint32_t size, const struct ps_vnet_hdr *vnet);
 int ps_gso_plan(const uint8_t *frame, uint32_t size, const struct ps_vnet_hdr *vnet, struct ps_gso *gso);
