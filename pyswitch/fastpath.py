@@ -175,7 +175,7 @@ def offload_rx_csum(frame, vnet=None) -> bytes:
     """`ps_offload_rx_csum`: `vnet` (10 bytes, default all zero) with NEEDS_CSUM, csum_start and csum_offset set if
     `frame`'s TCP/UDP checksum field holds its pseudo-header's sum, as a partial checksum does; else `vnet`."""
     out = bytearray(_vnet_bytes(vnet))
-    lib.ps_offload_rx_csum(frame, len(frame), ffi.from_buffer("struct ps_vnet_hdr *", out))
+    lib.ps_offload_rx_csum(bytes(frame), len(frame), ffi.from_buffer("struct ps_vnet_hdr *", out))
     return bytes(out)
 
 
@@ -191,7 +191,7 @@ def offload_csum(frame, vnet) -> bytes:
 def _gso_plan(frame, vnet):
     plan = ffi.new("struct ps_gso *")
     vnet_c = ffi.from_buffer("struct ps_vnet_hdr *", bytearray(_vnet_bytes(vnet)))
-    _offload_errno(lib.ps_gso_plan(frame, len(frame), vnet_c, plan), "gso_plan")
+    _offload_errno(lib.ps_gso_plan(bytes(frame), len(frame), vnet_c, plan), "gso_plan")
     return plan
 
 
