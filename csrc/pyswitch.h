@@ -166,6 +166,25 @@ struct ps_vnet_hdr {
     uint16_t csum_offset;        /* where to store it, from csum_start */
 };
 
+/* virtio_net_hdr GSO types (struct ps_vnet_hdr.gso_type without the ECN flag 0x80). */
+#define PS_VNET_GSO_TCPV4 1      /* TCP over IPv4: segments of gso_size payload bytes */
+#define PS_VNET_GSO_UDP 3        /* UDP fragmentation (UFO): IP fragments; ps_gso_plan() refuses it */
+#define PS_VNET_GSO_TCPV6 4      /* TCP over IPv6 */
+#define PS_VNET_GSO_UDP_L4 5     /* UDP segmentation: one whole datagram of gso_size payload bytes per segment */
+
+/* How ps_gso_plan() cuts a GSO super-frame into segments. */
+struct ps_gso {
+    uint16_t l3_ofs;             /* the IP header */
+    uint16_t l4_ofs;             /* the TCP or UDP header */
+    uint16_t hdr_size;           /* every header up to the payload, copied into each segment */
+    uint16_t seg_payload;        /* payload bytes per segment but the last (the vnet's gso_size) */
+    uint32_t payload;            /* payload bytes in all */
+    uint32_t n_segs;             /* segments: at least one */
+    uint8_t ipv4;                /* 1: IPv4, 0: IPv6 */
+    uint8_t proto;               /* 6 (TCP) or 17 (UDP) */
+    uint16_t pad;                /* zero */
+};
+
 /* One action.  32 bytes. */
 struct ps_action {
     uint16_t type;               /* PS_ACT_* */
@@ -344,6 +363,26 @@ uint16_t ps_parse(const uint8_t *frame, uint32_t size, uint16_t in_port, uint32_
 uint16_t ps_csum(const uint8_t *data, uint32_t size, uint32_t initial);
 uint16_t ps_csum_update16(uint16_t check, uint16_t old_value, uint16_t new_value);
 uint16_t ps_csum_update32(uint16_t check, uint32_t old_value, uint32_t new_value);
+
+/* Software offloads for ports whose frames carry no vnet header (offload.c;
+ * docs/DATAPATH.md "Offloads").  ps_offload_rx_csum() sets NEEDS_CSUM,
+ * csum_start and csum_offset in '*vnet' (leaving the rest) if the 'size'
+ * bytes at 'frame' are one TCP or UDP packet whose checksum field holds the
+ * folded sum of its pseudo-header, as a partial checksum does; else it
+ * leaves '*vnet' alone.  ps_offload_csum() completes the checksum '*vnet'
+ * describes (the sum from csum_start to the end, 0 stored as 0xffff): 0, or
+ * -EINVAL if the field is outside the frame.  ps_gso_plan() fills '*gso'
+ * for a TCPV4, TCPV6 or UDP_L4 super-frame: 0; -EOPNOTSUPP for other GSO
+ * types (UFO) and headers whose segments it cannot make right (source
+ * routes, IPv6 AH or fragment headers); -EINVAL for a frame that is not
+ * what '*vnet' says.  ps_gso_segment() writes segment 'index'
+ * (< gso->n_segs) of the planned frame into 'out' (room for gso->hdr_size +
+ * gso->seg_payload bytes) with its own lengths, IPv4 id, sequence number,
+ * flags and checksums, and returns its size. */
+void ps_offload_rx_csum(const uint8_t *frame, uint32_t size, struct ps_vnet_hdr *vnet);
+int ps_offload_csum(uint8_t *frame, uint32_t size, const struct ps_vnet_hdr *vnet);
+int ps_gso_plan(const uint8_t *frame, uint32_t size, const struct ps_vnet_hdr *vnet, struct ps_gso *gso);
+uint32_t ps_gso_segment(const uint8_t *frame, const struct ps_gso *gso, uint32_t index, uint8_t *out);
 
 /* The flow table alone (flowtable.c). */
 struct ps_flowtable *ps_ft_new(uint32_t max_flows, uint32_t emc_entries);

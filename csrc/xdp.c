@@ -433,7 +433,7 @@ xsk_rx(const struct ps_xdp_port *xp, struct xsk *q, struct ps_frame *frames, uin
         f->data = q->umem + d->addr;
         f->size = d->len;
         memset(&f->vnet, 0, sizeof f->vnet);
-        ps_offload_rx_csum(f);
+        ps_offload_rx_csum(f->data, f->size, &f->vnet);
         q->held[q->n_held++] = d->addr & chunk_mask;
     }
     /* The descriptors are read; the chunks stay ours until released. */

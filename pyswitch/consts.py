@@ -127,7 +127,12 @@ FRAG_LATER = 2              # ...and not the first one: no L4 header
 VNET_F_NEEDS_CSUM = 1       # csum_start/csum_offset say where to checksum
 VNET_F_DATA_VALID = 2       # the receiver already checked the checksum
 VNET_GSO_NONE = 0
+VNET_GSO_TCPV4 = 1          # TCP over IPv4: segments of gso_size payload bytes
+VNET_GSO_UDP = 3            # UDP fragmentation (UFO): gso_plan refuses it (EOPNOTSUPP)
+VNET_GSO_TCPV6 = 4          # TCP over IPv6
+VNET_GSO_UDP_L4 = 5         # UDP segmentation: one whole datagram per segment
 VNET_GSO_ECN = 0x80         # flag bit on gso_type
+VNET_GSO_TYPE_MASK = 0x7F   # gso_type without the ECN flag: non-zero means a GSO frame
 
 # EtherTypes
 ETH_TYPE_IPV4 = 0x0800

@@ -25,6 +25,18 @@ class Output(NamedTuple):
     userdata: int
 
 
+class GsoPlan(NamedTuple):
+    """How a GSO super-frame is cut into segments (`struct ps_gso`, from `gso_plan`)."""
+    l3_ofs: int         # the IP header
+    l4_ofs: int         # the TCP or UDP header
+    hdr_size: int       # every header up to the payload, copied into each segment
+    seg_payload: int    # payload bytes per segment but the last (the vnet's gso_size)
+    payload: int        # payload bytes in all
+    n_segs: int         # segments: at least one
+    ipv4: bool          # False: IPv6
+    proto: int          # 6 TCP, 17 UDP
+
+
 class FlowInfo(NamedTuple):
     key: bytes
     mask: bytes

@@ -12,8 +12,8 @@ import os
 from . import __version__, consts
 from .actions import Action
 from .datapath_args import addr16, mac6
-from .datapath_types import (CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, FlowInfo, FlowTableError, Output,
-                             ParseResult, RingBackend, Upcall, conn_max, conn_timeouts, conn_wire,
+from .datapath_types import (CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, FlowInfo, FlowTableError, GsoPlan,
+                             Output, ParseResult, RingBackend, Upcall, conn_max, conn_timeouts, conn_wire,
                              ring_backend_wire, ring_changes)
 
 try:
@@ -162,6 +162,54 @@ def actions_apply(frame, vnet, in_port, actions) -> list[Output]:
                               vnets[i * consts.VNET_HDR_SIZE:(i + 1) * consts.VNET_HDR_SIZE], out_userdata[i]))
         ofs += size
     return outputs
+
+
+# Software offloads for frames without a vnet header (offload.c): bytes in, bytes out, OSError(errno) refusals.
+
+def _offload_errno(r, what):
+    if r < 0:
+        raise OSError(-r, f"{what}: {os.strerror(-r)}")
+
+
+def offload_rx_csum(frame, vnet=None) -> bytes:
+    """`ps_offload_rx_csum`: `vnet` (10 bytes, default all zero) with NEEDS_CSUM, csum_start and csum_offset set if
+    `frame`'s TCP/UDP checksum field holds its pseudo-header's sum, as a partial checksum does; else `vnet`."""
+    out = bytearray(_vnet_bytes(vnet))
+    lib.ps_offload_rx_csum(bytes(frame), len(frame), ffi.from_buffer("struct ps_vnet_hdr *", out))
+    return bytes(out)
+
+
+def offload_csum(frame, vnet) -> bytes:
+    """`ps_offload_csum`: `frame` with the partial checksum `vnet` describes completed; OSError(EINVAL) if its
+    field lies outside the frame."""
+    out = bytearray(frame)
+    vnet_c = ffi.from_buffer("struct ps_vnet_hdr *", bytearray(_vnet_bytes(vnet)))
+    _offload_errno(lib.ps_offload_csum(ffi.from_buffer("uint8_t[]", out), len(out), vnet_c), "offload_csum")
+    return bytes(out)
+
+
+def _gso_plan(frame, vnet):
+    plan = ffi.new("struct ps_gso *")
+    vnet_c = ffi.from_buffer("struct ps_vnet_hdr *", bytearray(_vnet_bytes(vnet)))
+    _offload_errno(lib.ps_gso_plan(bytes(frame), len(frame), vnet_c, plan), "gso_plan")
+    return plan
+
+
+def gso_plan(frame, vnet) -> GsoPlan:
+    """`ps_gso_plan`: how the GSO super-frame `frame` is cut as `vnet` says; OSError(EOPNOTSUPP) for a GSO type
+    other than TCPV4, TCPV6, UDP_L4, OSError(EINVAL) for a frame that is not what `vnet` says."""
+    p = _gso_plan(frame, vnet)
+    return GsoPlan(p.l3_ofs, p.l4_ofs, p.hdr_size, p.seg_payload, p.payload, p.n_segs, bool(p.ipv4), p.proto)
+
+
+def gso_segments(frame, vnet) -> list[bytes]:
+    """Every segment of the GSO super-frame `frame` (`ps_gso_plan`, then `ps_gso_segment` for each), in order;
+    refused as `gso_plan` refuses."""
+    frame = bytes(frame)
+    plan = _gso_plan(frame, vnet)
+    out = ffi.new("uint8_t[]", plan.hdr_size + plan.seg_payload)
+    buf = ffi.buffer(out)
+    return [buf[:lib.ps_gso_segment(frame, plan, k, out)] for k in range(plan.n_segs)]
 
 
 def _tuple_into(ptr, field, raw: bytes) -> None:

@@ -4,6 +4,8 @@ from .csum import csum, csum_update16, csum_update32
 from .datapath import Datapath
 from .flowtable import FlowTable
 from .lpm import Lpm
+from .offload import gso_plan, gso_segments, offload_csum, offload_rx_csum
 from .parse import parse
 
-__all__ = ["parse", "csum", "csum_update16", "csum_update32", "actions_apply", "FlowTable", "Lpm", "Datapath"]
+__all__ = ["parse", "csum", "csum_update16", "csum_update32", "actions_apply", "offload_rx_csum", "offload_csum",
+           "gso_plan", "gso_segments", "FlowTable", "Lpm", "Datapath"]
