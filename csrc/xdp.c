@@ -552,7 +552,10 @@ tx_output(const struct ps_xdp_port *xp, struct xsk *q, const struct ps_tx_entry 
 
         /* Hosts behind other ports send GSO super-frames; nothing on the
          * far side of an AF_XDP port would cut them, so we do. */
-        if (ps_gso_plan(e->data, e->size, vnet, &gso) || gso.hdr_size + gso.seg_payload > xp->chunk_size
+        /* The largest segment carries min(gso_size, payload) bytes: a small
+         * frame with a large MSS is one segment that may well fit. */
+        if (ps_gso_plan(e->data, e->size, vnet, &gso)
+            || gso.hdr_size + (gso.payload < gso.seg_payload ? gso.payload : gso.seg_payload) > xp->chunk_size
             || !tx_reserve(xp, q, gso.n_segs)) {
             return 0;
         }
