@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import struct
 
 from . import __version__, consts
 from .actions import Action
@@ -61,10 +62,14 @@ class _ActionBuffer:
 
     def __init__(self):
         self.array = ffi.new("struct ps_action[]", consts.MAX_ACTIONS)
+        self._held = None           # the tuple the array holds now: the slow path executes one again and again
 
     def fill(self, actions) -> int:
         """Writes `actions` and returns their count; more than MAX_ACTIONS is refused by C (-EINVAL)."""
         n = len(actions)
+        if actions is self._held:   # only ever a tuple, which cannot have changed since
+            return n
+        self._held = actions if type(actions) is tuple else None
         if n > consts.MAX_ACTIONS:
             return n
         array = self.array
@@ -210,6 +215,14 @@ def gso_segments(frame, vnet) -> list[bytes]:
     out = ffi.new("uint8_t[]", plan.hdr_size + plan.seg_payload)
     buf = ffi.buffer(out)
     return [buf[:lib.ps_gso_segment(frame, plan, k, out)] for k in range(plan.n_segs)]
+
+
+# struct ps_conn up to its counters, the part conn_add reads: client, reply, backend, tunnel_src, mode, state, flags,
+# vip_id, backend_id, pad.  Checked against the compiled layout, so a change to the struct fails here, loudly.
+_CONN_HEAD = struct.Struct("=16s16s4s4sBBHIII")
+assert [ffi.offsetof("struct ps_conn", f) for f in ("reply", "backend", "tunnel_src", "mode", "state", "flags",
+                                                    "vip_id", "backend_id", "pad", "packets")] == \
+    [16, 32, 36, 40, 41, 42, 44, 48, 52, _CONN_HEAD.size], "struct ps_conn changed: update _CONN_HEAD"
 
 
 def _tuple_into(ptr, field, raw: bytes) -> None:
@@ -594,11 +607,9 @@ class Datapath(_FlowTableOps):
     def conn_add(self, conn: Conn, now_ms=None):
         client, reply, backend, tunnel_src, mode, state, vip_id, backend_id = conn_wire(conn)
         c = self._conn
-        _tuple_into(c, "client", client)
-        _tuple_into(c, "reply", reply)
-        c.backend = backend
-        c.tunnel_src = tunnel_src
-        c.mode, c.state, c.flags, c.vip_id, c.backend_id, c.pad = mode, state, 0, vip_id, backend_id, 0
+        # One copy of everything conn_add reads (one per new connection: the slow path's hottest call).
+        ffi.memmove(c, _CONN_HEAD.pack(client, reply, backend, tunnel_src, mode, state, 0, vip_id, backend_id, 0),
+                    _CONN_HEAD.size)
         r = lib.ps_dp_conn_add(self._dp, c, _now_arg(now_ms))
         if r < 0:
             raise OSError(-r, f"cannot add connection {ConnTuple.unpack(client)}: {os.strerror(-r)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from ..actions import lb as lb_action
 from .backend import Backend
 from .schedulers import make_scheduler
 
@@ -24,6 +25,7 @@ class VirtualService:
         self.address = config.address.packed
         self.port = config.port
         self.proto = 6 if config.protocol == "tcp" else 17
+        self.lb_actions = (lb_action(vip_id),)  # what a new connection's first packet is executed with, made once
         self.backends = [Backend(str(b.address), b.port, b.weight) for b in config.backends]
         self._ids = {id(b): i + 1 for i, b in enumerate(self.backends)}   # the list never changes
         self.scheduler = make_scheduler(config.scheduler)

@@ -249,7 +249,7 @@ class VipStage:
             service.counters["connections"] += 1
             self.counters["conn_new"] += 1
             self._tell(conn, None)
-        self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, [act.lb(service.id)])
+        self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, service.lb_actions)
 
     def _tell(self, conn: Conn | None, gone: ConnTuple | None) -> None:
         for listener in self.conn_listeners:
