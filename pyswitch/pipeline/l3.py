@@ -16,7 +16,6 @@ with the ROUTE action, so they find their way exactly like transit traffic.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import ipaddress
 import logging
@@ -49,7 +48,7 @@ def match_tunnel_to(network: ipaddress.IPv4Network) -> bytes:
     """The mask of a decap flow: MATCH_IP, the IP protocol and the destination's prefix."""
     mask = FlowKey.unpack(FlowKey.mask_of("in_port", "vlan_tci", "eth_dst", "eth_type", "nw_proto",
                                           vlan_vid_only=True))
-    return dataclasses.replace(mask, nw_dst=network.netmask.packed + bytes(12)).pack()
+    return mask._replace(nw_dst=network.netmask.packed + bytes(12)).pack()
 
 
 def _addr16(ip: bytes) -> bytes:
