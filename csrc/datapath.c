@@ -380,7 +380,7 @@ process_batch(struct ps_dp *dp, struct ps_port *port, uint32_t n, int64_t now_ms
             dp->stats.parse_errors[error]++;
             continue;
         }
-        acts = ps_ft_lookup_actions(dp->ft, &key, frame->size, now_ms);
+        acts = ps_ft_lookup_actions(dp->ft, 0, &key, frame->size, now_ms);
         if (acts) {
             ps_actions_execute(frame, port->port_no, acts->actions, acts->n_actions, &sink);
         } else {

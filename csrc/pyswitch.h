@@ -26,6 +26,7 @@
 #define PS_MAX_SUBTABLES 256     /* distinct (mask, priority) pairs in one flow table */
 #define PS_LRU_GRANULE_MS 100    /* a hit reorders a flow's recency at most once per granule */
 #define PS_UPCALL_PORT 65535     /* ps_actions_apply: the "port" of an UPCALL output */
+#define PS_MAX_WORKERS 8         /* datapath worker threads (ps_dp_set_workers) */
 
 /* Parse results (struct ps_parse_result.error).  Anything but PS_PE_OK is
  * counted in ps_dp_stats.parse_errors[error] and the frame is dropped. */
