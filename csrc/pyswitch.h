@@ -394,6 +394,20 @@ int ps_dp_mem_inject(struct ps_dp *dp, uint16_t port_no, const uint8_t *frame, u
 int ps_dp_mem_take(struct ps_dp *dp, uint16_t port_no, uint8_t *buf, uint32_t buf_size,
                    struct ps_vnet_hdr *vnet);
 
+/* Workers (workers.c, docs/DATAPATH.md "Workers").  ps_dp_set_workers()
+ * runs the ports on 'n_workers' threads (1..PS_MAX_WORKERS, 1: none, the
+ * default), before any port is added: 0, -EINVAL, -EBUSY, -ENOMEM.
+ * ps_dp_worker_get_stats() copies one worker's counters and its flow-table
+ * lane's lookup counters (emc_hits, masked_hits, misses): 0, or -ENOENT.
+ * ps_dp_mem_inject_worker() queues a memory frame on one worker's side of
+ * the port (ps_dp_mem_inject() lets the frame's symmetric flow hash pick). */
+int ps_dp_set_workers(struct ps_dp *dp, uint32_t n_workers);
+uint32_t ps_dp_n_workers(const struct ps_dp *dp);
+int ps_dp_worker_get_stats(const struct ps_dp *dp, uint32_t worker, struct ps_dp_stats *out,
+                           struct ps_ft_stats *ft_out);
+int ps_dp_mem_inject_worker(struct ps_dp *dp, uint32_t worker, uint16_t port_no, const uint8_t *frame,
+                            uint32_t size, const struct ps_vnet_hdr *vnet);
+
 /* IPv4 longest-prefix match, DIR-24-8 (lpm.c): prefix -> next-hop id.
  * Prefixes and addresses are 4 bytes in network order.  ps_lpm_add() masks
  * 'prefix' to 'plen' bits and replaces a rule of the same prefix and length:
