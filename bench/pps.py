@@ -4,7 +4,10 @@
                                        [--runs 3] [--forwarders NAME,...] [--json bench/results/pps.json]
 
 A sender host offers 60-byte IPv4/UDP frames (64 on the wire) with trafgen (Debian netsniff-ng, installed if
-missing), pinned to core 0, as fast as it can; the forwarder runs pinned to core 1.  Scenarios:
+missing), pinned to core 0, as fast as it can; the forwarder runs pinned to core 1.  "pyswitch c 2 workers" runs
+the switch with `[switch] workers = 2`: worker k's thread is pinned to core (1 + k) mod the cores, so on a 2-core
+machine worker 1 shares core 0 with the generator (and the kernel work of sending), and the slow path stays on
+core 1 with worker 0.  Scenarios:
 
     l2      netns/demo.toml: h1 -> h2 in one VLAN.  Forwarders: the ceiling (bench/forwarder.c: TPACKET_V3 RX ring
             + sendmmsg, no parsing: the AF_PACKET I/O ceiling), pyswitch C and Python, the Linux bridge, and Open
@@ -23,7 +26,8 @@ their stacks cost the forwarder's core nothing; their rx counters still count ev
 
 Offered and delivered rates come from interface counters (the sender's tx, the receivers' rx) over the run; each
 figure is the median of --runs runs.  `core1 ns/pkt` is the forwarder core's busy time (user, system, softirq:
-/proc/stat) per delivered packet; kernel forwarders run in softirq on the sender's core, so they have none.
+/proc/stat) per delivered packet; kernel forwarders run in softirq on the sender's core, so they have none, and
+for "2 workers" it counts worker 0 (and the slow path) only: worker 1 is on the generator's core.
 After the runs, 20 pings at light load give the RTT through each forwarder: batching must not cost latency.
 
 A benchmark, not a test: it asserts nothing and never fails a test run.
@@ -75,13 +79,14 @@ def _ends(*names):
 SCENARIOS = {
     "l2": Scenario("netns/demo.toml", "netns/demo-sw.toml", "h1", ["h2"], "198.51.100.12", None,
                    _ends("sw-h1", "sw-h2"),
-                   ["ceiling", "pyswitch c", "pyswitch python", "linux bridge", "open vswitch"]),
+                   ["ceiling", "pyswitch c", "pyswitch c 2 workers", "pyswitch python", "linux bridge",
+                    "open vswitch"]),
     "l3": Scenario("netns/routed.toml", "netns/routed-sw.toml", "h1", ["h2"], "192.0.2.11", "198.51.100.1",
-                   _ends("r-h1", "r-h2"), ["pyswitch c", "pyswitch python", "linux routing"],
+                   _ends("r-h1", "r-h2"), ["pyswitch c", "pyswitch c 2 workers", "pyswitch python", "linux routing"],
                    router={"198.51.100.1/24": _ends("r-h1"), "192.0.2.1/24": _ends("r-h2")}),
     "l4-nat": Scenario("netns/lb.toml", "netns/lb-sw.toml", "c1", ["b1", "b2", "b3"], "203.0.113.10",
                        "198.51.100.1", _ends("l-c1", "l-b1", "l-b2", "l-b3"),
-                       ["pyswitch c", "pyswitch python", "nftables dnat"], vip_mode="nat",
+                       ["pyswitch c", "pyswitch c 2 workers", "pyswitch python", "nftables dnat"], vip_mode="nat",
                        router={"198.51.100.1/24": _ends("l-c1"), "192.0.2.1/24": _ends("l-b1", "l-b2", "l-b3")}),
     "l4-dsr": Scenario("netns/lb.toml", "netns/lb-sw.toml", "c1", ["b1", "b2", "b3"], "203.0.113.10",
                        "198.51.100.1", _ends("l-c1", "l-b1", "l-b2", "l-b3"),
@@ -194,6 +199,25 @@ def pin(pid: int) -> None:
     subprocess.run(["taskset", "-a", "-p", "-c", FORWARDER_CPU, str(pid)], check=True, capture_output=True)
 
 
+def pin_workers(pid: int, workers: int) -> dict[str, str]:
+    """Pins pyswitch's datapath threads (named psw-worker-K) to cores of their own: worker K to core
+    (FORWARDER_CPU + K) mod the cores.  The rest of the process (the slow path) stays where pin() put it.
+    Returns thread name -> core."""
+    cores = os.cpu_count() or 1
+    placed = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            name = f.read().strip()
+        match = re.fullmatch(r"psw-worker-(\d+)", name)
+        if match:
+            core = str((int(FORWARDER_CPU) + int(match.group(1))) % cores)
+            subprocess.run(["taskset", "-p", "-c", core, tid], check=True, capture_output=True)
+            placed[name] = core
+    if len(placed) != workers:
+        raise RuntimeError(f"expected {workers} worker threads in pyswitch {pid}, found {sorted(placed)}")
+    return placed
+
+
 def build_forwarder(workdir: Path) -> Path:
     binary = workdir / "forwarder"
     subprocess.run(["cc", "-O2", "-o", str(binary), str(ROOT / "bench" / "forwarder.c")], check=True)
@@ -288,8 +312,12 @@ def run_forwarder(name: str, scenario: Scenario, workdir: Path, forwarder: Path)
         pin(proc.pid)
         return lambda: stop(proc)
     if name.startswith("pyswitch"):
-        proc = start_switch(switch_template(scenario, workdir), name.split()[1], workdir)
+        match = re.fullmatch(r"pyswitch (\w+)(?: (\d+) workers)?", name)
+        workers = int(match.group(2) or 1)
+        proc = start_switch(switch_template(scenario, workdir), match.group(1), workdir, workers)
         pin(proc.pid)
+        if workers > 1:
+            pin_workers(proc.pid, workers)
         return lambda: stop(proc)
     if name.startswith("open vswitch"):
         import ovs
