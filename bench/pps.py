@@ -7,7 +7,9 @@ A sender host offers 60-byte IPv4/UDP frames (64 on the wire) with trafgen (Debi
 missing), pinned to core 0, as fast as it can; the forwarder runs pinned to core 1.  "pyswitch c 2 workers" runs
 the switch with `[switch] workers = 2`: worker k's thread is pinned to core (1 + k) mod the cores, so on a 2-core
 machine worker 1 shares core 0 with the generator (and the kernel work of sending), and the slow path stays on
-core 1 with worker 0.  Scenarios:
+core 1 with worker 0.  Other pyswitch rows may be named with --forwarders: "pyswitch c 4 workers", or
+"pyswitch c 2 workers 1 core", which keeps every worker on core 1 (what the workers cost without a core to gain).
+Scenarios:
 
     l2      netns/demo.toml: h1 -> h2 in one VLAN.  Forwarders: the ceiling (bench/forwarder.c: TPACKET_V3 RX ring
             + sendmmsg, no parsing: the AF_PACKET I/O ceiling), pyswitch C and Python, the Linux bridge, and Open
@@ -55,6 +57,8 @@ from pyswitch.topology import Topology  # noqa: E402
 GENERATOR_CPU, FORWARDER_CPU = "0", "1"
 MANY_FLOWS_ADDRESSES, MANY_FLOWS_PORTS = 211, 509   # coprime: 107,399 distinct (address, port) pairs
 UDP_PORT = 9                                        # the discard port: what every scenario sends to
+# "pyswitch DATAPATH[ N workers[ 1 core]]": a row of pyswitch; "1 core" keeps every worker on the forwarder's core.
+PYSWITCH_ROW = re.compile(r"pyswitch (\w+)(?: (\d+) workers( 1 core)?)?")
 
 
 @dataclass
@@ -312,11 +316,11 @@ def run_forwarder(name: str, scenario: Scenario, workdir: Path, forwarder: Path)
         pin(proc.pid)
         return lambda: stop(proc)
     if name.startswith("pyswitch"):
-        match = re.fullmatch(r"pyswitch (\w+)(?: (\d+) workers)?", name)
+        match = PYSWITCH_ROW.fullmatch(name)
         workers = int(match.group(2) or 1)
         proc = start_switch(switch_template(scenario, workdir), match.group(1), workdir, workers)
         pin(proc.pid)
-        if workers > 1:
+        if workers > 1 and not match.group(3):
             pin_workers(proc.pid, workers)
         return lambda: stop(proc)
     if name.startswith("open vswitch"):
@@ -371,8 +375,11 @@ def run_scenario(key: str, flows_list: list[int], forwarders: list[str] | None, 
         topo.up()
         for host in scenario.receivers:
             discard_udp(topo, host)
+        # Besides the scenario's rows, pyswitch variants named on the command line ("pyswitch c 4 workers").
+        names = scenario.forwarders + [f for f in forwarders or [] if PYSWITCH_ROW.fullmatch(f)
+                                       and f not in scenario.forwarders]
         for flows in flows_list:
-            for name in scenario.forwarders:
+            for name in names:
                 if forwarders and name not in forwarders:
                     continue
                 row = measure(topo, scenario, name, flows, args, workdir, forwarder)
