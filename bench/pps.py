@@ -29,7 +29,11 @@ their stacks cost the forwarder's core nothing; their rx counters still count ev
 Offered and delivered rates come from interface counters (the sender's tx, the receivers' rx) over the run; each
 figure is the median of --runs runs.  `core1 ns/pkt` is the forwarder core's busy time (user, system, softirq:
 /proc/stat) per delivered packet; kernel forwarders run in softirq on the sender's core, so they have none, and
-for "2 workers" it counts worker 0 (and the slow path) only: worker 1 is on the generator's core.
+for "2 workers" it counts worker 0 (and the slow path) only: worker 1 is on the generator's core.  `switch ns/pkt`
+is the pyswitch process's own CPU time (every thread, user and system: /proc/PID/stat) per delivered packet, which
+other load on the machine changes far less than it changes the rates; the JSON also has each worker's share of
+the frames (`worker_share`, from `show stats`), each worker thread's CPU per frame it took, and the frames the
+switch's RX rings dropped (`ring_drops_per_s`: the kernel had no free ring frame for them).
 After the runs, 20 pings at light load give the RTT through each forwarder: batching must not cost latency.
 
 A benchmark, not a test: it asserts nothing and never fails a test run.
@@ -52,6 +56,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tcp import BENCH_ID, ROOT, Bridge, start_switch, stop  # noqa: E402
 
+from pyswitch.control.client import request  # noqa: E402
 from pyswitch.topology import Topology  # noqa: E402
 
 GENERATOR_CPU, FORWARDER_CPU = "0", "1"
@@ -341,6 +346,32 @@ def run_forwarder(name: str, scenario: Scenario, workdir: Path, forwarder: Path)
 
 # -- the run --------------------------------------------------------------------------------------------------------
 
+def switch_usage(topo: Topology, scenario: Scenario) -> dict:
+    """What the running pyswitch has used so far: its CPU time (ns, all threads), the frames each worker took, and
+    the frames the receivers got."""
+    name = re.search(r'(?m)^name *= *"([^"]+)"', (ROOT / scenario.switch).read_text()).group(1)
+    stats = request(name.replace("{id}", BENCH_ID), {"cmd": "show", "what": "stats"}, timeout=5)
+    pid = stats["pid"]
+    threads = {}                                       # thread name -> its CPU ns
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            comm = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            threads[comm] = threads.get(comm, 0) + _cpu_ns(f"/proc/{pid}/task/{tid}/stat")
+        except OSError:
+            pass                                       # a thread that just ended
+    ports = request(name.replace("{id}", BENCH_ID), {"cmd": "show", "what": "ports"}, timeout=5)
+    return {"cpu_ns": _cpu_ns(f"/proc/{pid}/stat"), "threads": threads,
+            "ring_drops": sum(p["rx_dropped"] for p in ports),
+            "workers_rx": stats.get("worker_rx_packets", [stats["rx_packets"]]),
+            "delivered": sum(counter(topo, host, "rx_packets") for host in scenario.receivers)}
+
+
+def _cpu_ns(stat_path: str) -> int:
+    """utime + stime of a process or thread, in ns."""
+    fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
 def measure(topo: Topology, scenario: Scenario, name: str, flows: int, args, workdir: Path, forwarder: Path):
     stop_forwarder = run_forwarder(name, scenario, workdir, forwarder)
     if stop_forwarder is None:
@@ -353,17 +384,32 @@ def measure(topo: Topology, scenario: Scenario, name: str, flows: int, args, wor
         # Warm up: learning, flows, ARP, and in l4 every connection; long enough to walk every flow twice.
         offer(topo, config, max(1.0, 2 * distinct_flows(flows) / 200_000), scenario.sender,
               tuple(scenario.receivers))
+        before = switch_usage(topo, scenario) if name.startswith("pyswitch") else None
         runs = [offer(topo, config, args.seconds, scenario.sender, tuple(scenario.receivers))
                 for _ in range(args.runs)]
+        after = switch_usage(topo, scenario) if before else None
         rtt = ping_rtt_ms(topo, scenario.sender, scenario.dst if scenario.vip_mode is None else BACKENDS[0])
     finally:
         stop_forwarder()
     in_kernel = name in ("linux bridge", "linux routing", "nftables dnat")
-    return {"flows": distinct_flows(flows), "forwarder": name,
-            "offered_pps": round(statistics.median(r[0] for r in runs)),
-            "delivered_pps": round(statistics.median(r[1] for r in runs)),
-            "core1_ns_per_packet": None if in_kernel else round(statistics.median(r[2] for r in runs)),
-            "ping_rtt_ms": rtt}
+    row = {"flows": distinct_flows(flows), "forwarder": name,
+           "offered_pps": round(statistics.median(r[0] for r in runs)),
+           "delivered_pps": round(statistics.median(r[1] for r in runs)),
+           "core1_ns_per_packet": None if in_kernel else round(statistics.median(r[2] for r in runs)),
+           "ping_rtt_ms": rtt}
+    if before:
+        delivered = after["delivered"] - before["delivered"]
+        taken = [a - b for a, b in zip(after["workers_rx"], before["workers_rx"])]
+        row["switch_cpu_ns_per_packet"] = round((after["cpu_ns"] - before["cpu_ns"]) / delivered) if delivered else None
+        row["worker_share"] = [round(t / max(1, sum(taken)), 3) for t in taken]
+        row["ring_drops_per_s"] = round((after["ring_drops"] - before["ring_drops"]) / (args.runs * args.seconds))
+        # Each worker thread's CPU per frame it took (one worker: the process is the worker).
+        cpu = {k: after["threads"].get(k, 0) - before["threads"].get(k, 0) for k in after["threads"]}
+        if len(taken) > 1:
+            row["worker_cpu_ns_per_frame"] = [round(cpu.get(f"psw-worker-{k}", 0) / t) if t else None
+                                              for k, t in enumerate(taken)]
+        row["thread_cpu_ms"] = {k: round(v / 1e6) for k, v in sorted(cpu.items())}
+    return row
 
 
 def run_scenario(key: str, flows_list: list[int], forwarders: list[str] | None, args, workdir: Path,
@@ -392,13 +438,14 @@ def run_scenario(key: str, flows_list: list[int], forwarders: list[str] | None, 
 
 def print_table(results: dict) -> None:
     print(f"{'scenario, forwarder, flows':<44} {'offered pps':>12} {'delivered pps':>14} {'vs first':>9} "
-          f"{'core1 ns/pkt':>13} {'ping ms':>8}")
+          f"{'core1 ns/pkt':>13} {'ping ms':>8} {'switch ns/pkt':>14}")
     firsts = {}
     for key, r in results.items():
         base = firsts.setdefault((r["scenario"], r["flows"]), r["delivered_pps"] or 1)
         ns = "-" if r["core1_ns_per_packet"] is None else str(r["core1_ns_per_packet"])
+        switch_ns = "-" if r.get("switch_cpu_ns_per_packet") is None else str(r["switch_cpu_ns_per_packet"])
         print(f"{key:<44} {r['offered_pps']:>12} {r['delivered_pps']:>14} {r['delivered_pps'] / base:>9.2f} "
-              f"{ns:>13} {r['ping_rtt_ms']:>8.3f}")
+              f"{ns:>13} {r['ping_rtt_ms']:>8.3f} {switch_ns:>14}")
 
 
 def main() -> int:

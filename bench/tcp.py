@@ -40,7 +40,8 @@ SCENARIOS = {
 def start_switch(template: str, datapath: str, workdir: Path, workers: int = 1) -> subprocess.Popen:
     """Runs the switch of `template` with `datapath` (and `workers` datapath threads) until it answers."""
     text = (ROOT / template).read_text().replace("{id}", BENCH_ID)
-    text = re.sub(r'(?m)^datapath *=.*$', f'datapath = "{datapath}"\nworkers = {workers}', text)
+    workers_line = f"\nworkers = {workers}" if workers != 1 else ""    # as written: any pyswitch reads it
+    text = re.sub(r'(?m)^datapath *=.*$', f'datapath = "{datapath}"{workers_line}', text)
     name = re.search(r'(?m)^name *= *"([^"]+)"', text).group(1)
     config = workdir / f"{name}-{datapath}-{workers}.toml"
     config.write_text(text)
