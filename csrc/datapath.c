@@ -62,6 +62,21 @@ struct exec_ctx {
     int64_t now_ms;                        /* the run's (or execute's) clock, for connections */
 };
 
+/* Zeroed memory on cache lines of its own.  A port and a worker's datapath
+ * are written on every frame by one worker, and are allocated right after
+ * another worker's: sharing a line would make them trade it on every frame. */
+static void *
+calloc_lines(size_t size)
+{
+    size_t rounded = (size + PS_CACHE_LINE - 1) / PS_CACHE_LINE * PS_CACHE_LINE;
+    void *p = aligned_alloc(PS_CACHE_LINE, rounded);
+
+    if (p) {
+        memset(p, 0, rounded);
+    }
+    return p;
+}
+
 struct ps_dp *
 ps_dp_new(uint32_t max_flows, uint32_t emc_entries, uint32_t max_upcalls)
 {
@@ -164,7 +179,7 @@ ps_dp_port_add(struct ps_dp *dp, uint16_t port_no, int kind, int ifindex_or_fd, 
     if (dp->ports[port_no]) {
         return -EEXIST;
     }
-    port = calloc(1, sizeof *port);
+    port = calloc_lines(sizeof *port);
     if (!port) {
         return -ENOMEM;
     }
@@ -818,7 +833,7 @@ ps_dp_mem_inject_worker(struct ps_dp *dp, uint32_t worker, uint16_t port_no, con
 struct ps_dp *
 ps_dp_new_worker(struct ps_dp *owner, uint32_t lane, uint32_t max_upcalls)
 {
-    struct ps_dp *dp = calloc(1, sizeof *dp);
+    struct ps_dp *dp = calloc_lines(sizeof *dp);
 
     if (!dp) {
         return NULL;

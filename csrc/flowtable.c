@@ -80,14 +80,16 @@ struct emc_entry {
     uint32_t epoch;                /* the table's insert epoch then; 0 never matches */
 };
 
-/* What one reader of the table writes when it looks up. */
+/* What one reader of the table writes when it looks up.  A cache line of its
+ * own: the counters change on every lookup, and lanes sit side by side in
+ * the table, so two workers would otherwise trade the line on every frame. */
 struct lane {
     struct emc_entry *emc;         /* n_emc_sets * PS_EMC_WAYS entries, or NULL: no EMC */
     struct flow_use *use;          /* per slot, max_flows entries */
     uint64_t emc_hits;             /* lookups the EMC answered */
     uint64_t masked_hits;          /* lookups the subtables answered */
     uint64_t misses;               /* lookups nothing answered */
-};
+} __attribute__((aligned(PS_CACHE_LINE)));
 
 struct ps_flowtable {
     struct flow *flows;            /* max_flows slots */
@@ -222,10 +224,13 @@ ps_ft_new(uint32_t max_flows, uint32_t emc_entries)
     if (max_flows == 0 || max_flows >= PS_NIL) {
         return NULL;
     }
-    ft = calloc(1, sizeof *ft);
+    /* Cache-line aligned, for its lanes (the struct's size is a multiple of
+     * the line, as aligned_alloc() wants). */
+    ft = aligned_alloc(PS_CACHE_LINE, sizeof *ft);
     if (!ft) {
         return NULL;
     }
+    memset(ft, 0, sizeof *ft);
     ft->max_flows = max_flows;
     if (emc_entries) {
         ft->n_emc_sets = round_up_pow2((emc_entries + PS_EMC_WAYS - 1) / PS_EMC_WAYS);

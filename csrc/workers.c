@@ -59,6 +59,8 @@
 #define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000
 #endif
 
+/* On cache lines of its own (the set holds them side by side): the worker
+ * writes 'frames' and 'signalled' on every run. */
 struct ps_worker {
     struct ps_workers *set;        /* the set it belongs to */
     struct ps_dp *dp;              /* its datapath: sockets, batch, upcalls, counters */
@@ -73,16 +75,16 @@ struct ps_worker {
     int kick_fd;                   /* eventfd that ends the worker's sleep in poll(2) */
     bool signalled;                /* it wrote 'notify_fd' since the slow path last gathered */
     uint64_t frames;               /* frames it took, ever */
-};
+} __attribute__((aligned(PS_CACHE_LINE)));
 
 struct ps_workers {
+    struct ps_worker workers[PS_MAX_WORKERS]; /* n used, each on lines of its own */
     struct ps_dp *dp;              /* the slow path's datapath: tables, worker 0's sockets, the gathered upcalls */
     uint32_t n;                    /* workers in 'workers' */
     int notify_fd;                 /* eventfd the workers write when the slow path has work */
     uint32_t spin_us;              /* serve()'s spin_us: how long an idle worker looks before it sleeps */
     uint64_t events_mark;          /* connection events ever pushed, when the world was last released */
     int fanout_flags[PS_MAX_PORTS];/* per AF_PACKET port: the flags its fanout group was made with */
-    struct ps_worker workers[PS_MAX_WORKERS];
 };
 
 static int64_t
@@ -319,10 +321,12 @@ ps_workers_new(struct ps_dp *dp, uint32_t n_workers, uint32_t max_upcalls, struc
     if (n_workers < 2 || n_workers > PS_MAX_WORKERS) {
         return -EINVAL;
     }
-    ws = calloc(1, sizeof *ws);
+    /* Cache-line aligned, for its workers. */
+    ws = aligned_alloc(PS_CACHE_LINE, sizeof *ws);
     if (!ws) {
         return -ENOMEM;
     }
+    memset(ws, 0, sizeof *ws);
     ws->dp = dp;
     ws->n = n_workers;
     for (uint32_t i = 0; i < n_workers; i++) {
