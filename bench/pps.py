@@ -321,7 +321,7 @@ def run_forwarder(name: str, scenario: Scenario, workdir: Path, forwarder: Path)
         pin(proc.pid)
         return lambda: stop(proc)
     if name.startswith("pyswitch"):
-        match = PYSWITCH_ROW.fullmatch(name)
+        match = PYSWITCH_ROW.match(name)       # a prefix: other words of a row name are another option's
         workers = int(match.group(2) or 1)
         proc = start_switch(switch_template(scenario, workdir), match.group(1), workdir, workers)
         pin(proc.pid)
