@@ -206,11 +206,12 @@ ps_dp_port_add(struct ps_dp *dp, uint16_t port_no, int kind, int ifindex_or_fd, 
 int
 ps_dp_port_del(struct ps_dp *dp, uint16_t port_no)
 {
-    uint64_t bit = UINT64_C(1) << port_no;
+    uint64_t bit;
 
     if (port_no >= PS_MAX_PORTS || !dp->ports[port_no]) {
         return -ENOENT;
     }
+    bit = UINT64_C(1) << port_no;
     if (dp->workers) {
         ps_workers_port_del(dp->workers, port_no);
     }
@@ -819,13 +820,13 @@ int
 ps_dp_mem_inject_worker(struct ps_dp *dp, uint32_t worker, uint16_t port_no, const uint8_t *frame, uint32_t size,
                         const struct ps_vnet_hdr *vnet)
 {
-    if (port_no >= PS_MAX_PORTS || !dp->ports[port_no]) {
+    if (port_no >= PS_MAX_PORTS || !dp->ports[port_no] || worker >= ps_dp_n_workers(dp)) {
         return -ENOENT;
     }
     if (dp->workers) {
         return ps_workers_mem_inject(dp->workers, (int) worker, port_no, frame, size, vnet);
     }
-    return worker == 0 ? ps_port_mem_inject(dp->ports[port_no], frame, size, vnet) : -ENOENT;
+    return ps_port_mem_inject(dp->ports[port_no], frame, size, vnet);
 }
 
 /* A worker's datapath: shares the tables of 'owner', looks up in flow-table

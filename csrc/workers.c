@@ -245,7 +245,21 @@ worker_sleep(struct ps_worker *w, const int *fds, int n_fds)
         pfds[i] = (struct pollfd) { .fd = fds[i], .events = POLLIN };
     }
     pfds[n_fds] = (struct pollfd) { .fd = w->kick_fd, .events = POLLIN };
-    if (poll(pfds, n_fds + 1, -1) > 0 && pfds[n_fds].revents) {
+    if (poll(pfds, n_fds + 1, -1) <= 0) {
+        return;
+    }
+    for (int i = 0; i < n_fds; i++) {
+        if (pfds[i].revents & POLLERR) {
+            /* An interface that went down leaves ENETDOWN on its sockets,
+             * which poll(2) reports at once until it is read: read it, or
+             * the worker would spin until the link comes back. */
+            int error;
+            socklen_t len = sizeof error;
+
+            getsockopt(pfds[i].fd, SOL_SOCKET, SO_ERROR, &error, &len);
+        }
+    }
+    if (pfds[n_fds].revents) {
         drain(w->kick_fd);
     }
 }

@@ -266,6 +266,18 @@ def test_the_world_is_taken_while_workers_are_busy(dp):
     assert dp.upcalls() == []
 
 
+def test_out_of_range_numbers_are_refused(dp):
+    with pytest.raises(OSError):
+        dp.inject(0, udp_frame(1), worker=2)
+    with pytest.raises(OSError):
+        dp.inject(0, udp_frame(1), worker=0xFFFFFFFF)
+    with pytest.raises(OSError):
+        dp.del_port(64)
+    with pytest.raises(OSError):
+        dp.del_port(65535)
+    assert dp.run() == 0
+
+
 def test_workers_need_no_port_before_they_are_set():
     d = fastpath.Datapath()
     try:

@@ -214,6 +214,29 @@ def test_sigterm_stops_cleanly_and_leaves_nothing(demo):
     assert not os.path.exists(f"/proc/{pid}"), "no thread outlives the process"
 
 
+def test_a_port_whose_interface_goes_down_does_not_make_workers_spin(demo):
+    """The kernel leaves ENETDOWN on the sockets of an interface that goes down, and poll(2) reports it at once
+    until it is read: a sleeping worker must read it, not spin."""
+    switch = demo.switch("demo")
+    assert ping(demo, "h1", H2)
+    end = next(link.peer for link in demo.links if link.host == "h2")
+    subprocess.run(["ip", "link", "set", end, "down"], check=True)
+    try:
+        before = _cpu_s(switch.pid)
+        time.sleep(2)
+        busy = (_cpu_s(switch.pid) - before) / 2
+    finally:
+        subprocess.run(["ip", "link", "set", end, "up"], check=True)
+    assert busy < 0.3, f"the switch used {busy:.0%} of a core while a port was down"
+    time.sleep(0.5)
+    assert ping(demo, "h1", H2), "traffic goes on once the link is back"
+
+
+def _cpu_s(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_a_routed_flow(topology, tmp_path):
     routed = topology(ROUTED, switches=[with_workers("netns/routed-sw.toml", tmp_path), "netns/routed-sw2.toml"],
                       datapath="c")
