@@ -52,9 +52,10 @@
 #include "pyswitch.h"
 #include "workers.h"
 
-/* Newer than some uapi headers: without it a fanout group delivers the
+/* Newer than some uapi headers.  Without it a fanout group delivers the
  * interface's outgoing frames too, whatever its sockets' own
- * PACKET_IGNORE_OUTGOING says (Linux 6.6 and later honour it). */
+ * PACKET_IGNORE_OUTGOING says (seen on this project's 6.18 kernel: one frame
+ * sent out of a veth end reached the group without the flag, none with it). */
 #ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
 #define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000
 #endif
@@ -437,8 +438,9 @@ fanout_join(int fd, int group, int flags, int *group_out, int *flags_out)
         if (errno != EINVAL) {
             return -errno;
         }
-        /* An older kernel: the group then also sees the interface's own
-         * transmissions (never ours: PACKET_QDISC_BYPASS skips the taps). */
+        /* A kernel without the flag: the group then also sees the
+         * interface's own transmissions (never ours: PACKET_QDISC_BYPASS
+         * sends past the taps). */
         flags = 0;
         arg = (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16;
         if (setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) < 0) {
