@@ -4,7 +4,12 @@
                                        [--runs 3] [--forwarders NAME,...] [--json bench/results/pps.json]
 
 A sender host offers 60-byte IPv4/UDP frames (64 on the wire) with trafgen (Debian netsniff-ng, installed if
-missing), pinned to core 0, as fast as it can; the forwarder runs pinned to core 1.  Scenarios:
+missing), pinned to core 0, as fast as it can; the forwarder runs pinned to core 1.  "pyswitch c 2 workers" runs
+the switch with `[switch] workers = 2`: worker k's thread is pinned to core (1 + k) mod the cores, so on a 2-core
+machine worker 1 shares core 0 with the generator (and the kernel work of sending), and the slow path stays on
+core 1 with worker 0.  Other pyswitch rows may be named with --forwarders: "pyswitch c 4 workers", or
+"pyswitch c 2 workers 1 core", which keeps every worker on core 1 (what the workers cost without a core to gain).
+Scenarios:
 
     l2      netns/demo.toml: h1 -> h2 in one VLAN.  Forwarders: the ceiling (bench/forwarder.c: TPACKET_V3 RX ring
             + sendmmsg, no parsing: the AF_PACKET I/O ceiling), pyswitch C and Python, the Linux bridge, and Open
@@ -24,7 +29,12 @@ their stacks cost the forwarder's core nothing; their rx counters still count ev
 
 Offered and delivered rates come from interface counters (the sender's tx, the receivers' rx) over the run; each
 figure is the median of --runs runs.  `core1 ns/pkt` is the forwarder core's busy time (user, system, softirq:
-/proc/stat) per delivered packet; kernel forwarders run in softirq on the sender's core, so they have none.
+/proc/stat) per delivered packet; kernel forwarders run in softirq on the sender's core, so they have none, and
+for "2 workers" it counts worker 0 (and the slow path) only: worker 1 is on the generator's core.  `switch ns/pkt`
+is the pyswitch process's own CPU time (every thread, user and system: /proc/PID/stat) per delivered packet, which
+other load on the machine changes far less than it changes the rates; the JSON also has each worker's share of
+the frames (`worker_share`, from `show stats`), each worker thread's CPU per frame it took, and the frames the
+switch's RX rings dropped (`ring_drops_per_s`: the kernel had no free ring frame for them).
 After the runs, 20 pings at light load give the RTT through each forwarder: batching must not cost latency.
 
 A benchmark, not a test: it asserts nothing and never fails a test run.
@@ -47,11 +57,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tcp import BENCH_ID, ROOT, Bridge, start_switch, stop, with_port_type  # noqa: E402
 
+from pyswitch.control.client import request  # noqa: E402
 from pyswitch.topology import Topology  # noqa: E402
 
 GENERATOR_CPU, FORWARDER_CPU = "0", "1"
 MANY_FLOWS_ADDRESSES, MANY_FLOWS_PORTS = 211, 509   # coprime: 107,399 distinct (address, port) pairs
 UDP_PORT = 9                                        # the discard port: what every scenario sends to
+# "pyswitch DATAPATH[ N workers[ 1 core]]": a row of pyswitch; "1 core" keeps every worker on the forwarder's core.
+PYSWITCH_ROW = re.compile(r"pyswitch (\w+)(?: (\d+) workers( 1 core)?)?")
 
 
 @dataclass
@@ -76,14 +89,14 @@ def _ends(*names):
 SCENARIOS = {
     "l2": Scenario("netns/demo.toml", "netns/demo-sw.toml", "h1", ["h2"], "198.51.100.12", None,
                    _ends("sw-h1", "sw-h2"),
-                   ["ceiling", "pyswitch c", "pyswitch c afxdp", "pyswitch python", "linux bridge",
-                    "open vswitch", "open vswitch afxdp"]),
+                   ["ceiling", "pyswitch c", "pyswitch c afxdp", "pyswitch c 2 workers", "pyswitch python",
+                    "linux bridge", "open vswitch", "open vswitch afxdp"]),
     "l3": Scenario("netns/routed.toml", "netns/routed-sw.toml", "h1", ["h2"], "192.0.2.11", "198.51.100.1",
-                   _ends("r-h1", "r-h2"), ["pyswitch c", "pyswitch python", "linux routing"],
+                   _ends("r-h1", "r-h2"), ["pyswitch c", "pyswitch c 2 workers", "pyswitch python", "linux routing"],
                    router={"198.51.100.1/24": _ends("r-h1"), "192.0.2.1/24": _ends("r-h2")}),
     "l4-nat": Scenario("netns/lb.toml", "netns/lb-sw.toml", "c1", ["b1", "b2", "b3"], "203.0.113.10",
                        "198.51.100.1", _ends("l-c1", "l-b1", "l-b2", "l-b3"),
-                       ["pyswitch c", "pyswitch python", "nftables dnat"], vip_mode="nat",
+                       ["pyswitch c", "pyswitch c 2 workers", "pyswitch python", "nftables dnat"], vip_mode="nat",
                        router={"198.51.100.1/24": _ends("l-c1"), "192.0.2.1/24": _ends("l-b1", "l-b2", "l-b3")}),
     "l4-dsr": Scenario("netns/lb.toml", "netns/lb-sw.toml", "c1", ["b1", "b2", "b3"], "203.0.113.10",
                        "198.51.100.1", _ends("l-c1", "l-b1", "l-b2", "l-b3"),
@@ -196,6 +209,25 @@ def pin(pid: int) -> None:
     subprocess.run(["taskset", "-a", "-p", "-c", FORWARDER_CPU, str(pid)], check=True, capture_output=True)
 
 
+def pin_workers(pid: int, workers: int) -> dict[str, str]:
+    """Pins pyswitch's datapath threads (named psw-worker-K) to cores of their own: worker K to core
+    (FORWARDER_CPU + K) mod the cores.  The rest of the process (the slow path) stays where pin() put it.
+    Returns thread name -> core."""
+    cores = os.cpu_count() or 1
+    placed = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            name = f.read().strip()
+        match = re.fullmatch(r"psw-worker-(\d+)", name)
+        if match:
+            core = str((int(FORWARDER_CPU) + int(match.group(1))) % cores)
+            subprocess.run(["taskset", "-p", "-c", core, tid], check=True, capture_output=True)
+            placed[name] = core
+    if len(placed) != workers:
+        raise RuntimeError(f"expected {workers} worker threads in pyswitch {pid}, found {sorted(placed)}")
+    return placed
+
+
 def build_forwarder(workdir: Path) -> Path:
     binary = workdir / "forwarder"
     subprocess.run(["cc", "-O2", "-o", str(binary), str(ROOT / "bench" / "forwarder.c")], check=True)
@@ -290,11 +322,15 @@ def run_forwarder(name: str, scenario: Scenario, workdir: Path, forwarder: Path)
         pin(proc.pid)
         return lambda: stop(proc)
     if name.startswith("pyswitch"):
+        match = PYSWITCH_ROW.match(name)       # a prefix: other words of a row name are another option's
+        workers = int(match.group(2) or 1)
         template = switch_template(scenario, workdir)
         if name.endswith(" afxdp"):
             template = with_port_type(template, "afxdp", workdir)
-        proc = start_switch(template, name.split()[1], workdir)
+        proc = start_switch(template, match.group(1), workdir, workers)
         pin(proc.pid)
+        if workers > 1 and not match.group(3):
+            pin_workers(proc.pid, workers)
         return lambda: stop(proc)
     if name.startswith("open vswitch"):
         import ovs
@@ -321,6 +357,32 @@ def run_forwarder(name: str, scenario: Scenario, workdir: Path, forwarder: Path)
 
 # -- the run --------------------------------------------------------------------------------------------------------
 
+def switch_usage(topo: Topology, scenario: Scenario) -> dict:
+    """What the running pyswitch has used so far: its CPU time (ns, all threads), the frames each worker took, and
+    the frames the receivers got."""
+    name = re.search(r'(?m)^name *= *"([^"]+)"', (ROOT / scenario.switch).read_text()).group(1)
+    stats = request(name.replace("{id}", BENCH_ID), {"cmd": "show", "what": "stats"}, timeout=5)
+    pid = stats["pid"]
+    threads = {}                                       # thread name -> its CPU ns
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            comm = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            threads[comm] = threads.get(comm, 0) + _cpu_ns(f"/proc/{pid}/task/{tid}/stat")
+        except OSError:
+            pass                                       # a thread that just ended
+    ports = request(name.replace("{id}", BENCH_ID), {"cmd": "show", "what": "ports"}, timeout=5)
+    return {"cpu_ns": _cpu_ns(f"/proc/{pid}/stat"), "threads": threads,
+            "ring_drops": sum(p["rx_dropped"] for p in ports),
+            "workers_rx": stats.get("worker_rx_packets", [stats["rx_packets"]]),
+            "delivered": sum(counter(topo, host, "rx_packets") for host in scenario.receivers)}
+
+
+def _cpu_ns(stat_path: str) -> int:
+    """utime + stime of a process or thread, in ns."""
+    fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
 def measure(topo: Topology, scenario: Scenario, name: str, flows: int, args, workdir: Path, forwarder: Path):
     stop_forwarder = run_forwarder(name, scenario, workdir, forwarder)
     if stop_forwarder is None:
@@ -333,17 +395,32 @@ def measure(topo: Topology, scenario: Scenario, name: str, flows: int, args, wor
         # Warm up: learning, flows, ARP, and in l4 every connection; long enough to walk every flow twice.
         offer(topo, config, max(1.0, 2 * distinct_flows(flows) / 200_000), scenario.sender,
               tuple(scenario.receivers))
+        before = switch_usage(topo, scenario) if name.startswith("pyswitch") else None
         runs = [offer(topo, config, args.seconds, scenario.sender, tuple(scenario.receivers))
                 for _ in range(args.runs)]
+        after = switch_usage(topo, scenario) if before else None
         rtt = ping_rtt_ms(topo, scenario.sender, scenario.dst if scenario.vip_mode is None else BACKENDS[0])
     finally:
         stop_forwarder()
     in_kernel = name in ("linux bridge", "linux routing", "nftables dnat")
-    return {"flows": distinct_flows(flows), "forwarder": name,
-            "offered_pps": round(statistics.median(r[0] for r in runs)),
-            "delivered_pps": round(statistics.median(r[1] for r in runs)),
-            "core1_ns_per_packet": None if in_kernel else round(statistics.median(r[2] for r in runs)),
-            "ping_rtt_ms": rtt}
+    row = {"flows": distinct_flows(flows), "forwarder": name,
+           "offered_pps": round(statistics.median(r[0] for r in runs)),
+           "delivered_pps": round(statistics.median(r[1] for r in runs)),
+           "core1_ns_per_packet": None if in_kernel else round(statistics.median(r[2] for r in runs)),
+           "ping_rtt_ms": rtt}
+    if before:
+        delivered = after["delivered"] - before["delivered"]
+        taken = [a - b for a, b in zip(after["workers_rx"], before["workers_rx"])]
+        row["switch_cpu_ns_per_packet"] = round((after["cpu_ns"] - before["cpu_ns"]) / delivered) if delivered else None
+        row["worker_share"] = [round(t / max(1, sum(taken)), 3) for t in taken]
+        row["ring_drops_per_s"] = round((after["ring_drops"] - before["ring_drops"]) / (args.runs * args.seconds))
+        # Each worker thread's CPU per frame it took (one worker: the process is the worker).
+        cpu = {k: after["threads"].get(k, 0) - before["threads"].get(k, 0) for k in after["threads"]}
+        if len(taken) > 1:
+            row["worker_cpu_ns_per_frame"] = [round(cpu.get(f"psw-worker-{k}", 0) / t) if t else None
+                                              for k, t in enumerate(taken)]
+        row["thread_cpu_ms"] = {k: round(v / 1e6) for k, v in sorted(cpu.items())}
+    return row
 
 
 def run_scenario(key: str, flows_list: list[int], forwarders: list[str] | None, args, workdir: Path,
@@ -355,8 +432,11 @@ def run_scenario(key: str, flows_list: list[int], forwarders: list[str] | None, 
         topo.up()
         for host in scenario.receivers:
             discard_udp(topo, host)
+        # Besides the scenario's rows, pyswitch variants named on the command line ("pyswitch c 4 workers").
+        names = scenario.forwarders + [f for f in forwarders or [] if PYSWITCH_ROW.fullmatch(f)
+                                       and f not in scenario.forwarders]
         for flows in flows_list:
-            for name in scenario.forwarders:
+            for name in names:
                 if forwarders and name not in forwarders:
                     continue
                 row = measure(topo, scenario, name, flows, args, workdir, forwarder)
@@ -369,13 +449,14 @@ def run_scenario(key: str, flows_list: list[int], forwarders: list[str] | None, 
 
 def print_table(results: dict) -> None:
     print(f"{'scenario, forwarder, flows':<44} {'offered pps':>12} {'delivered pps':>14} {'vs first':>9} "
-          f"{'core1 ns/pkt':>13} {'ping ms':>8}")
+          f"{'core1 ns/pkt':>13} {'ping ms':>8} {'switch ns/pkt':>14}")
     firsts = {}
     for key, r in results.items():
         base = firsts.setdefault((r["scenario"], r["flows"]), r["delivered_pps"] or 1)
         ns = "-" if r["core1_ns_per_packet"] is None else str(r["core1_ns_per_packet"])
+        switch_ns = "-" if r.get("switch_cpu_ns_per_packet") is None else str(r["switch_cpu_ns_per_packet"])
         print(f"{key:<44} {r['offered_pps']:>12} {r['delivered_pps']:>14} {r['delivered_pps'] / base:>9.2f} "
-              f"{ns:>13} {r['ping_rtt_ms']:>8.3f}")
+              f"{ns:>13} {r['ping_rtt_ms']:>8.3f} {switch_ns:>14}")
 
 
 def main() -> int:

@@ -39,13 +39,15 @@ SCENARIOS = {
 }
 
 
-def start_switch(template: str, datapath: str, workdir: Path) -> subprocess.Popen:
+def start_switch(template: str, datapath: str, workdir: Path, workers: int = 1) -> subprocess.Popen:
+    """Runs the switch of `template` with `datapath` (and `workers` datapath threads) until it answers."""
     text = (ROOT / template).read_text().replace("{id}", BENCH_ID)
-    text = re.sub(r'(?m)^datapath *=.*$', f'datapath = "{datapath}"', text)
+    workers_line = f"\nworkers = {workers}" if workers != 1 else ""    # as written: any pyswitch reads it
+    text = re.sub(r'(?m)^datapath *=.*$', f'datapath = "{datapath}"{workers_line}', text)
     name = re.search(r'(?m)^name *= *"([^"]+)"', text).group(1)
-    config = workdir / f"{name}-{datapath}.toml"
+    config = workdir / f"{name}-{datapath}-{workers}.toml"
     config.write_text(text)
-    log_path = workdir / f"{name}-{datapath}.log"
+    log_path = workdir / f"{name}-{datapath}-{workers}.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "pyswitch", "run", str(config)], stdout=log, stderr=log,
                                 cwd=ROOT)

@@ -1,6 +1,6 @@
 """New TCP connections per second through a VIP: short HTTP connections from a real client to real servers.
 
-    sudo .venv/bin/python bench/tcp_conns.py [--rows NAME,...] [--seconds 5] [--connections 64]
+    sudo .venv/bin/python bench/tcp_conns.py [--rows NAME,...] [--seconds 5] [--connections 64] [--workers 1]
                                              [--json bench/results/tcp-conns.json]
 
 netns/lb.toml: wrk (Debian, installed if missing) in c1 keeps --connections requests in flight, each on a new
@@ -14,6 +14,9 @@ through the forwarder.  The switch runs pinned to core 1; wrk and the three ngin
     nat maglev          the same with maglev: the datapath schedules from its ring, nothing comes up
     dsr rr, fullnat rr  the other modes with the slow path
     nftables dnat       the Linux reference: the switch's ends in a router namespace, DNAT round robin
+
+With --workers N the switch runs N datapath workers, pinned as bench/pps.py pins them (worker K on core
+(1 + K) mod the cores: on 2 cores worker 1 shares core 0 with wrk and nginx).
 
 Besides connections per second, the table gives the switch's CPU time per connection (user + system, from
 /proc/PID/stat) and the upcalls per connection, which tell what the slow path costs.
@@ -34,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pps import BACKENDS, GENERATOR_CPU, FORWARDER_CPU, LinuxRouter, SCENARIOS, pin  # noqa: E402
+from pps import BACKENDS, GENERATOR_CPU, FORWARDER_CPU, LinuxRouter, SCENARIOS, pin, pin_workers  # noqa: E402
 from tcp import BENCH_ID, ROOT, start_switch, stop  # noqa: E402
 
 from pyswitch.control.client import request  # noqa: E402
@@ -111,9 +114,11 @@ def measure_row(row: str, topo: Topology, workdir: Path, args) -> dict:
             wrk(topo, VIP, 1, args.connections)                         # warm up: ARP, conntrack
             return wrk(topo, VIP, args.seconds, args.connections)
     mode, scheduler = ("nat", "rr") if row == "routed" else row.split()
-    proc = start_switch(switch_config(mode, scheduler, workdir), "c", workdir)
+    proc = start_switch(switch_config(mode, scheduler, workdir), "c", workdir, args.workers)
     try:
         pin(proc.pid)
+        if args.workers > 1:
+            pin_workers(proc.pid, args.workers)
         name = f"lb{BENCH_ID}"
         for host in ("b1", "b2", "b3"):           # dsr: the backends answer from the VIP, held on lo
             topo.exec(host, ["ip", "addr", "replace", f"{VIP}/32", "dev", "lo"], check=mode == "dsr",
@@ -138,6 +143,7 @@ def main() -> int:
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=1, help="the switch's datapath workers")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -170,7 +176,8 @@ def main() -> int:
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"seconds": args.seconds, "connections": args.connections, "results": results}, f, indent=2)
+            json.dump({"seconds": args.seconds, "connections": args.connections, "workers": args.workers,
+                       "results": results}, f, indent=2)
     return 0
 
 

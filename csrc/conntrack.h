@@ -8,6 +8,7 @@
 #ifndef PS_CONNTRACK_H
 #define PS_CONNTRACK_H 1
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "actions.h"
@@ -25,6 +26,15 @@ void ps_conntrack_free(struct ps_conntrack *ct);
 
 /* Returns how many events wait to be drained by ps_dp_conn_events(). */
 uint32_t ps_conntrack_n_events(const struct ps_conntrack *ct);
+
+/* Returns how many events were ever queued.  Safe to call while workers run
+ * LB (a relaxed read): a worker compares it with an earlier value to learn
+ * that the slow path has events to drain. */
+uint64_t ps_conntrack_events_pushed(const struct ps_conntrack *ct);
+
+/* Makes ps_lb_frame() take the table's lock ('shared': workers run LB in
+ * parallel) or not (one thread). */
+void ps_conntrack_set_shared(struct ps_conntrack *ct, bool shared);
 
 /* Returns the connection table of 'dp' (datapath.c). */
 struct ps_conntrack *ps_dp_conntrack(const struct ps_dp *dp);

@@ -5,6 +5,13 @@
  * to the upcall queue on a miss.  Outputs are queued per port and sent once
  * at the end of the run; only then are the received frames given back, so a
  * queued output may simply point at the frame it came from.
+ *
+ * With workers (ps_dp_set_workers(), workers.c) this datapath is the slow
+ * path's: it owns the tables and worker 0's ports, and each worker thread
+ * runs a datapath of its own that shares the tables ('owner'), looks up in
+ * its own flow-table lane and has its own sockets, batch, upcall queue and
+ * counters.  run, poll and serve are then the workers', and the upcalls the
+ * slow path reads are theirs, gathered.
  */
 #include <errno.h>
 #include <poll.h>
@@ -21,6 +28,7 @@
 #include "pyswitch.h"
 #include "ring.h"
 #include "route.h"
+#include "workers.h"
 #include "xdp.h"
 
 struct ps_dp {
@@ -40,6 +48,11 @@ struct ps_dp {
     size_t arena_used;                     /* bytes used at 'arena' */
     struct ps_frame rx[PS_BATCH];          /* the batch being processed */
     struct ps_dp_stats stats;              /* counters */
+    uint32_t ft_lane;                      /* the flow-table lane its lookups use: its worker's, or 0 */
+    uint64_t rx_ports;                     /* ports it receives on (bitmap); a worker only sends on a TAP port */
+    uint64_t borrowed_ports;               /* ports that are another datapath's (worker 0 uses the owner's) */
+    struct ps_dp *owner;                   /* a worker's: the datapath whose tables it shares; else NULL */
+    struct ps_workers *workers;            /* worker threads that run the ports, or NULL: the caller does */
 };
 
 /* What the datapath's sink needs to know about the frame being executed. */
@@ -49,6 +62,21 @@ struct exec_ctx {
     const struct ps_flow_key *key;         /* its key, for upcalls from UPCALL and ROUTE */
     int64_t now_ms;                        /* the run's (or execute's) clock, for connections */
 };
+
+/* Zeroed memory on cache lines of its own.  A port and a worker's datapath
+ * are written on every frame by one worker, and are allocated right after
+ * another worker's: sharing a line would make them trade it on every frame. */
+static void *
+calloc_lines(size_t size)
+{
+    size_t rounded = (size + PS_CACHE_LINE - 1) / PS_CACHE_LINE * PS_CACHE_LINE;
+    void *p = aligned_alloc(PS_CACHE_LINE, rounded);
+
+    if (p) {
+        memset(p, 0, rounded);
+    }
+    return p;
+}
 
 struct ps_dp *
 ps_dp_new(uint32_t max_flows, uint32_t emc_entries, uint32_t max_upcalls)
@@ -78,13 +106,18 @@ ps_dp_free(struct ps_dp *dp)
     if (!dp) {
         return;
     }
+    /* The threads first: they use the ports and tables freed below. */
+    ps_workers_free(dp->workers);
+    dp->workers = NULL;
     for (int i = 0; i < PS_MAX_PORTS; i++) {
         ps_dp_port_del(dp, i);
     }
-    ps_ft_free(dp->ft);
-    ps_routes_free(dp->routes);
-    ps_conntrack_free(dp->ct);
-    ps_rings_free(dp->rings);
+    if (!dp->owner) {
+        ps_ft_free(dp->ft);
+        ps_routes_free(dp->routes);
+        ps_conntrack_free(dp->ct);
+        ps_rings_free(dp->rings);
+    }
     free(dp->upcalls);
     free(dp->upcall_ofs);
     free(dp->arena);
@@ -125,6 +158,9 @@ void
 ps_dp_get_stats(const struct ps_dp *dp, struct ps_dp_stats *out)
 {
     *out = dp->stats;
+    if (dp->workers) {
+        ps_workers_add_stats(dp->workers, out);
+    }
 }
 
 /* Attaches port 'port_no' of 'kind' (PS_PORT_*): an AF_PACKET socket on
@@ -146,7 +182,7 @@ ps_dp_port_add(struct ps_dp *dp, uint16_t port_no, int kind, int ifindex_or_fd, 
     if (dp->ports[port_no]) {
         return -EEXIST;
     }
-    port = calloc(1, sizeof *port);
+    port = calloc_lines(sizeof *port);
     if (!port) {
         return -ENOMEM;
     }
@@ -159,18 +195,36 @@ ps_dp_port_add(struct ps_dp *dp, uint16_t port_no, int kind, int ifindex_or_fd, 
         return error;
     }
     dp->ports[port_no] = port;
+    dp->rx_ports |= UINT64_C(1) << port_no;
+    if (dp->workers) {
+        error = ps_workers_port_add(dp->workers, port_no, kind, ifindex_or_fd, ring_frames, max_frame);
+        if (error) {
+            ps_dp_port_del(dp, port_no);
+            return error;
+        }
+    }
     return 0;
 }
 
 int
 ps_dp_port_del(struct ps_dp *dp, uint16_t port_no)
 {
+    uint64_t bit;
+
     if (port_no >= PS_MAX_PORTS || !dp->ports[port_no]) {
         return -ENOENT;
     }
-    ps_port_close(dp->ports[port_no]);
-    free(dp->ports[port_no]);
+    bit = UINT64_C(1) << port_no;
+    if (dp->workers) {
+        ps_workers_port_del(dp->workers, port_no);
+    }
+    if (!(dp->borrowed_ports & bit)) {
+        ps_port_close(dp->ports[port_no]);
+        free(dp->ports[port_no]);
+    }
     dp->ports[port_no] = NULL;
+    dp->rx_ports &= ~bit;
+    dp->borrowed_ports &= ~bit;
     return 0;
 }
 
@@ -182,6 +236,9 @@ ps_dp_port_get_stats(struct ps_dp *dp, uint16_t port_no, struct ps_port_stats *o
     }
     ps_port_update_stats(dp->ports[port_no]);
     *out = dp->ports[port_no]->stats;
+    if (dp->workers) {
+        ps_workers_add_port_stats(dp->workers, port_no, out);
+    }
     return 0;
 }
 
@@ -223,32 +280,39 @@ ps_dp_del_wake_fd(struct ps_dp *dp, int fd)
 
 /* Upcalls. */
 
+/* Makes room for 'size' more bytes in the upcall arena.  Returns false if
+ * there is none to be had. */
+static bool
+arena_reserve(struct ps_dp *dp, size_t size)
+{
+    if (dp->arena_used + size > dp->arena_size) {
+        size_t new_size = dp->arena_size ? dp->arena_size : 65536;
+        uint8_t *arena;
+
+        while (new_size < dp->arena_used + size) {
+            new_size *= 2;
+        }
+        /* Moving the arena is fine: data pointers are set only when the
+         * slow path asks for the upcalls. */
+        arena = realloc(dp->arena, new_size);
+        if (!arena) {
+            return false;
+        }
+        dp->arena = arena;
+        dp->arena_size = new_size;
+    }
+    return true;
+}
+
 static void
 upcall_queue(struct ps_dp *dp, uint16_t in_port, uint16_t reason, uint32_t userdata,
              const struct ps_flow_key *key, const struct ps_frame *frame)
 {
     struct ps_upcall *u;
 
-    if (dp->n_upcalls >= dp->max_upcalls) {
+    if (dp->n_upcalls >= dp->max_upcalls || !arena_reserve(dp, frame->size)) {
         dp->stats.upcall_dropped++;
         return;
-    }
-    if (dp->arena_used + frame->size > dp->arena_size) {
-        size_t size = dp->arena_size ? dp->arena_size : 65536;
-        uint8_t *arena;
-
-        while (size < dp->arena_used + frame->size) {
-            size *= 2;
-        }
-        /* Moving the arena is fine: data pointers are set only when the
-         * slow path asks for the upcalls. */
-        arena = realloc(dp->arena, size);
-        if (!arena) {
-            dp->stats.upcall_dropped++;
-            return;
-        }
-        dp->arena = arena;
-        dp->arena_size = size;
     }
     u = &dp->upcalls[dp->n_upcalls];
     u->in_port = in_port;
@@ -275,6 +339,41 @@ ps_dp_upcalls(struct ps_dp *dp, struct ps_upcall **out)
     }
     *out = dp->upcalls;
     return dp->n_upcalls;
+}
+
+void
+ps_dp_upcalls_clear(struct ps_dp *dp)
+{
+    dp->n_upcalls = 0;
+    dp->arena_used = 0;
+}
+
+uint32_t
+ps_dp_n_upcalls(const struct ps_dp *dp)
+{
+    return dp->n_upcalls;
+}
+
+/* Appends the upcalls of 'src' (a worker's) to those of 'dst' (the slow
+ * path's), in order, and empties 'src'.  They were counted in 'src' when
+ * queued; one that 'dst' has no room for counts in dst's upcall_dropped. */
+void
+ps_dp_upcalls_move(struct ps_dp *dst, struct ps_dp *src)
+{
+    for (uint32_t i = 0; i < src->n_upcalls; i++) {
+        const struct ps_upcall *u = &src->upcalls[i];
+
+        if (dst->n_upcalls >= dst->max_upcalls || !arena_reserve(dst, u->size)) {
+            dst->stats.upcall_dropped++;
+            continue;
+        }
+        dst->upcalls[dst->n_upcalls] = *u;
+        dst->upcalls[dst->n_upcalls].data = NULL;
+        dst->upcall_ofs[dst->n_upcalls++] = dst->arena_used;
+        memcpy(dst->arena + dst->arena_used, src->arena + src->upcall_ofs[i], u->size);
+        dst->arena_used += u->size;
+    }
+    ps_dp_upcalls_clear(src);
 }
 
 /* The sink that connects the executor to the ports. */
@@ -392,7 +491,7 @@ process_batch(struct ps_dp *dp, struct ps_port *port, uint32_t n, int64_t now_ms
             dp->stats.parse_errors[error]++;
             continue;
         }
-        acts = ps_ft_lookup_actions(dp->ft, &key, frame->size, now_ms);
+        acts = ps_ft_lookup_actions(dp->ft, dp->ft_lane, &key, frame->size, now_ms);
         if (acts) {
             ps_actions_execute(frame, port->port_no, acts->actions, acts->n_actions, &sink);
         } else {
@@ -408,16 +507,26 @@ process_batch(struct ps_dp *dp, struct ps_port *port, uint32_t n, int64_t now_ms
 int
 ps_dp_run(struct ps_dp *dp, int64_t now_ms)
 {
+    if (dp->workers) {
+        return ps_workers_run(dp->workers, now_ms);
+    }
+    ps_dp_upcalls_clear(dp);
+    return ps_dp_run_more(dp, now_ms);
+}
+
+/* A run that keeps the upcalls queued before it: a worker forwards on while
+ * the slow path has not gathered them yet. */
+int
+ps_dp_run_more(struct ps_dp *dp, int64_t now_ms)
+{
     uint32_t total = 0;
 
     now_ms = ps_resolve_now(now_ms);
-    dp->n_upcalls = 0;
-    dp->arena_used = 0;
     for (int i = 0; i < PS_MAX_PORTS; i++) {
         struct ps_port *port = dp->ports[i];
         uint32_t n;
 
-        if (!port) {
+        if (!port || !(dp->rx_ports & (UINT64_C(1) << i))) {
             continue;
         }
         n = ps_port_rx(port, dp->rx, PS_BATCH);
@@ -442,6 +551,9 @@ ps_dp_poll(struct ps_dp *dp, int timeout_ms, int64_t now_ms)
     struct pollfd pfds[PS_MAX_PORTS + PS_MAX_WAKE_FDS];
     nfds_t n = 0;
 
+    if (dp->workers) {
+        return ps_workers_poll(dp->workers, timeout_ms, now_ms);
+    }
     for (int i = 0; i < PS_MAX_PORTS; i++) {
         struct ps_port *port = dp->ports[i];
 
@@ -507,6 +619,11 @@ wait_readable(struct ps_dp *dp, int timeout_ms, bool with_ports)
     if (poll(pfds, n, timeout_ms) < 0) {
         return errno == EINTR ? 0 : -errno;
     }
+    for (nfds_t i = 0; i < first_wake; i++) {
+        if (pfds[i].revents & POLLERR) {
+            ps_fd_clear_error(pfds[i].fd);
+        }
+    }
     for (nfds_t i = first_wake; i < n; i++) {
         if (pfds[i].revents) {
             return 1;
@@ -533,6 +650,9 @@ ps_dp_serve(struct ps_dp *dp, int timeout_ms, uint32_t spin_us)
     int64_t last_frame = start, next_wake_check = start + PS_SERVE_WAKE_CHECK_US;
     int total = 0;
 
+    if (dp->workers) {
+        return ps_workers_serve(dp->workers, timeout_ms, spin_us);
+    }
     for (;;) {
         struct ps_conntrack *ct = dp->ct;
         uint32_t events_before = ps_conntrack_n_events(ct);
@@ -618,6 +738,9 @@ ps_dp_mem_inject(struct ps_dp *dp, uint16_t port_no, const uint8_t *frame, uint3
     if (port_no >= PS_MAX_PORTS || !dp->ports[port_no]) {
         return -ENOENT;
     }
+    if (dp->workers) {
+        return ps_workers_mem_inject(dp->workers, -1, port_no, frame, size, vnet);
+    }
     return ps_port_mem_inject(dp->ports[port_no], frame, size, vnet);
 }
 
@@ -630,5 +753,178 @@ ps_dp_mem_take(struct ps_dp *dp, uint16_t port_no, uint8_t *buf, uint32_t buf_si
     if (port_no >= PS_MAX_PORTS || !dp->ports[port_no]) {
         return -ENOENT;
     }
+    if (dp->workers) {
+        return ps_workers_mem_take(dp->workers, port_no, buf, buf_size, vnet);
+    }
     return ps_port_mem_take(dp->ports[port_no], buf, buf_size, vnet);
+}
+
+/* Workers (workers.c). */
+
+/* Runs ports on 'n_workers' threads (1..PS_MAX_WORKERS); 1 is the default, no
+ * thread.  Only before the first port is added, and only once.  The slow
+ * path's upcall list then holds every worker's upcalls plus what execute()
+ * queues: n_workers + 1 times max_upcalls.  Returns 0, -EINVAL, -EBUSY (ports
+ * attached, or workers already set), -ENOMEM or a thread's errno. */
+int
+ps_dp_set_workers(struct ps_dp *dp, uint32_t n_workers)
+{
+    uint32_t per_worker = dp->max_upcalls;
+    size_t n_slots = (size_t) (n_workers + 1) * (per_worker ? per_worker : 1);
+    struct ps_upcall *upcalls;
+    size_t *upcall_ofs;
+    int error;
+
+    if (n_workers < 1 || n_workers > PS_MAX_WORKERS || dp->owner) {
+        return -EINVAL;
+    }
+    if (n_workers == ps_dp_n_workers(dp)) {
+        return 0;
+    }
+    if (dp->workers) {
+        return -EBUSY;
+    }
+    for (int i = 0; i < PS_MAX_PORTS; i++) {
+        if (dp->ports[i]) {
+            return -EBUSY;
+        }
+    }
+    upcalls = realloc(dp->upcalls, n_slots * sizeof *upcalls);
+    if (upcalls) {
+        dp->upcalls = upcalls;
+    }
+    upcall_ofs = realloc(dp->upcall_ofs, n_slots * sizeof *upcall_ofs);
+    if (upcall_ofs) {
+        dp->upcall_ofs = upcall_ofs;
+    }
+    if (!upcalls || !upcall_ofs) {
+        return -ENOMEM;
+    }
+    error = ps_workers_new(dp, n_workers, per_worker, &dp->workers);
+    if (error) {
+        return error;
+    }
+    dp->max_upcalls = (n_workers + 1) * per_worker;
+    return 0;
+}
+
+uint32_t
+ps_dp_n_workers(const struct ps_dp *dp)
+{
+    return dp->workers ? ps_workers_count(dp->workers) : 1;
+}
+
+/* Stores worker 'worker''s own counters in '*out' and its flow-table lane's
+ * lookup counters in '*ft_out' (either may be NULL).  Without workers, worker
+ * 0 is the datapath itself.  Returns 0, or -ENOENT. */
+int
+ps_dp_worker_get_stats(const struct ps_dp *dp, uint32_t worker, struct ps_dp_stats *out,
+                       struct ps_ft_stats *ft_out)
+{
+    if (dp->workers) {
+        return ps_workers_get_stats(dp->workers, worker, out, ft_out);
+    }
+    if (worker != 0) {
+        return -ENOENT;
+    }
+    if (out) {
+        *out = dp->stats;
+    }
+    return ft_out ? ps_ft_get_lane_stats(dp->ft, dp->ft_lane, ft_out) : 0;
+}
+
+int
+ps_dp_mem_inject_worker(struct ps_dp *dp, uint32_t worker, uint16_t port_no, const uint8_t *frame, uint32_t size,
+                        const struct ps_vnet_hdr *vnet)
+{
+    if (port_no >= PS_MAX_PORTS || !dp->ports[port_no] || worker >= ps_dp_n_workers(dp)) {
+        return -ENOENT;
+    }
+    if (dp->workers) {
+        return ps_workers_mem_inject(dp->workers, (int) worker, port_no, frame, size, vnet);
+    }
+    return ps_port_mem_inject(dp->ports[port_no], frame, size, vnet);
+}
+
+/* A worker's datapath: shares the tables of 'owner', looks up in flow-table
+ * lane 'lane', queues at most 'max_upcalls' upcalls; no ports yet. */
+struct ps_dp *
+ps_dp_new_worker(struct ps_dp *owner, uint32_t lane, uint32_t max_upcalls)
+{
+    struct ps_dp *dp = calloc_lines(sizeof *dp);
+
+    if (!dp) {
+        return NULL;
+    }
+    dp->owner = owner;
+    dp->ft = owner->ft;
+    dp->routes = owner->routes;
+    dp->ct = owner->ct;
+    dp->rings = owner->rings;
+    dp->ft_lane = lane;
+    dp->max_upcalls = max_upcalls;
+    dp->upcalls = calloc(max_upcalls ? max_upcalls : 1, sizeof *dp->upcalls);
+    dp->upcall_ofs = calloc(max_upcalls ? max_upcalls : 1, sizeof *dp->upcall_ofs);
+    if (!dp->upcalls || !dp->upcall_ofs) {
+        ps_dp_free(dp);
+        return NULL;
+    }
+    return dp;
+}
+
+struct ps_port *
+ps_dp_port(const struct ps_dp *dp, uint16_t port_no)
+{
+    return port_no < PS_MAX_PORTS ? dp->ports[port_no] : NULL;
+}
+
+/* Attaches 'port', which another datapath owns and closes, as 'port_no': a
+ * worker 0 receives and sends on its owner's ports. */
+void
+ps_dp_port_borrow(struct ps_dp *dp, uint16_t port_no, struct ps_port *port)
+{
+    dp->ports[port_no] = port;
+    dp->rx_ports |= UINT64_C(1) << port_no;
+    dp->borrowed_ports |= UINT64_C(1) << port_no;
+}
+
+void
+ps_dp_port_set_rx(struct ps_dp *dp, uint16_t port_no, bool rx)
+{
+    if (rx) {
+        dp->rx_ports |= UINT64_C(1) << port_no;
+    } else {
+        dp->rx_ports &= ~(UINT64_C(1) << port_no);
+    }
+}
+
+bool
+ps_dp_rx_ready(const struct ps_dp *dp)
+{
+    for (int i = 0; i < PS_MAX_PORTS; i++) {
+        if (dp->ports[i] && (dp->rx_ports & (UINT64_C(1) << i)) && ps_port_rx_ready(dp->ports[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+uint32_t
+ps_dp_rx_fds(const struct ps_dp *dp, int *fds)
+{
+    uint32_t n = 0;
+
+    for (int i = 0; i < PS_MAX_PORTS; i++) {
+        if (dp->ports[i] && (dp->rx_ports & (UINT64_C(1) << i)) && dp->ports[i]->fd >= 0) {
+            fds[n++] = dp->ports[i]->fd;
+        }
+    }
+    return n;
+}
+
+uint32_t
+ps_dp_wake_fds(const struct ps_dp *dp, int *fds)
+{
+    memcpy(fds, dp->wake_fds, dp->n_wake_fds * sizeof *fds);
+    return dp->n_wake_fds;
 }

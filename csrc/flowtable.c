@@ -11,8 +11,18 @@
  * list (head = most recent), the creation-order list (dumps walk it, so they
  * list flows in the order they were installed) and, singly linked, each
  * subtable bucket's chain.
+ *
+ * What a lookup writes lives in a lane: the EMC, each flow's hit counters and
+ * the lookup counters.  A table has one lane; with datapath workers
+ * (workers.c) it has one per worker, so that workers looking up in parallel
+ * write only memory of their own, and the flow's counters are the sum of its
+ * lanes'.  The one shared write of a hit, the LRU move at most once per
+ * PS_LRU_GRANULE_MS, then takes 'lru_lock'.  Everything else changes only
+ * while no worker runs (the slow path holds the world), so lookups need no
+ * lock for it.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,12 +60,18 @@ struct flow {
     uint32_t all_prev, all_next;   /* creation-order list neighbours; all_next is also the free list */
     uint32_t idle_timeout_ms;      /* 0: never expires */
     uint64_t cookie;               /* the slow path's tag */
-    uint64_t packets;              /* hits */
-    uint64_t bytes;                /* bytes of those hits */
-    int64_t used_ms;               /* last hit, or the insertion time */
     int64_t lru_granule;           /* floor(now / PS_LRU_GRANULE_MS) of the last recency update */
     struct ps_flow_actions acts;   /* what a hit runs */
 };
+
+/* One lane's share of a flow's counters; the flow's are the sum over lanes. */
+struct flow_use {
+    uint64_t packets;              /* hits in this lane */
+    uint64_t bytes;                /* bytes of those hits */
+    int64_t used_ms;               /* lane 0: last hit or the insertion time; others: last hit, USED_NEVER */
+};
+
+#define USED_NEVER INT64_MIN       /* flow_use.used_ms of a lane that has not hit the flow */
 
 struct emc_entry {
     struct key_words key;          /* the full, unmasked key */
@@ -63,6 +79,17 @@ struct emc_entry {
     uint32_t gen;                  /* the slot's generation then */
     uint32_t epoch;                /* the table's insert epoch then; 0 never matches */
 };
+
+/* What one reader of the table writes when it looks up.  A cache line of its
+ * own: the counters change on every lookup, and lanes sit side by side in
+ * the table, so two workers would otherwise trade the line on every frame. */
+struct lane {
+    struct emc_entry *emc;         /* n_emc_sets * PS_EMC_WAYS entries, or NULL: no EMC */
+    struct flow_use *use;          /* per slot, max_flows entries */
+    uint64_t emc_hits;             /* lookups the EMC answered */
+    uint64_t masked_hits;          /* lookups the subtables answered */
+    uint64_t misses;               /* lookups nothing answered */
+} __attribute__((aligned(PS_CACHE_LINE)));
 
 struct ps_flowtable {
     struct flow *flows;            /* max_flows slots */
@@ -74,10 +101,12 @@ struct ps_flowtable {
     struct subtable *subtables[PS_MAX_SUBTABLES]; /* by priority desc, then seq asc */
     uint32_t n_subtables;          /* entries used in 'subtables' */
     uint64_t subtable_seq;         /* next subtable's seq */
-    struct emc_entry *emc;         /* n_emc_sets * PS_EMC_WAYS entries */
-    uint32_t n_emc_sets;           /* a power of two, or 0: no EMC */
+    struct lane lanes[PS_FT_MAX_LANES]; /* n_lanes used: the EMC and counters of each reader */
+    uint32_t n_lanes;              /* 1, or the datapath's workers */
+    uint32_t n_emc_sets;           /* per lane: a power of two, or 0: no EMC */
     uint32_t emc_epoch;            /* bumped by every new flow, which may shadow a cached hit */
-    struct ps_ft_stats stats;      /* counters; flows/subtables kept current */
+    pthread_mutex_t lru_lock;      /* taken by a hit's LRU move when n_lanes > 1 */
+    struct ps_ft_stats stats;      /* counters; flows/subtables kept current, lookups in the lanes */
 };
 
 int64_t
@@ -151,6 +180,40 @@ round_up_pow2(uint32_t n)
     return p;
 }
 
+/* Allocates lane 'i' of 'ft': an EMC of 'n_emc_sets' sets and the per-slot
+ * counters.  calloc() of the large counter array maps zero pages lazily, so a
+ * lane costs memory only for slots it has hit.  Returns false on failure. */
+static bool
+lane_init(struct ps_flowtable *ft, uint32_t i)
+{
+    struct lane *lane = &ft->lanes[i];
+
+    memset(lane, 0, sizeof *lane);
+    lane->use = calloc(ft->max_flows, sizeof *lane->use);
+    if (ft->n_emc_sets) {
+        lane->emc = calloc((size_t) ft->n_emc_sets * PS_EMC_WAYS, sizeof *lane->emc);
+    }
+    if (!lane->use || (ft->n_emc_sets && !lane->emc)) {
+        free(lane->use);
+        free(lane->emc);
+        memset(lane, 0, sizeof *lane);
+        return false;
+    }
+    /* A new lane has not hit any flow yet, whichever slots are in use. */
+    for (uint32_t slot = 0; i > 0 && slot < ft->n_used_slots; slot++) {
+        lane->use[slot].used_ms = USED_NEVER;
+    }
+    return true;
+}
+
+static void
+lane_destroy(struct lane *lane)
+{
+    free(lane->use);
+    free(lane->emc);
+    memset(lane, 0, sizeof *lane);
+}
+
 /* Returns a table of at most 'max_flows' (>= 1) flows with an exact-match
  * cache of about 'emc_entries' entries (0 disables it), or NULL. */
 struct ps_flowtable *
@@ -161,24 +224,27 @@ ps_ft_new(uint32_t max_flows, uint32_t emc_entries)
     if (max_flows == 0 || max_flows >= PS_NIL) {
         return NULL;
     }
-    ft = calloc(1, sizeof *ft);
+    /* Cache-line aligned, for its lanes (the struct's size is a multiple of
+     * the line, as aligned_alloc() wants). */
+    ft = aligned_alloc(PS_CACHE_LINE, sizeof *ft);
     if (!ft) {
         return NULL;
+    }
+    memset(ft, 0, sizeof *ft);
+    ft->max_flows = max_flows;
+    if (emc_entries) {
+        ft->n_emc_sets = round_up_pow2((emc_entries + PS_EMC_WAYS - 1) / PS_EMC_WAYS);
     }
     /* calloc() of a large array maps zero pages lazily: slots cost memory
      * only once used ('n_used_slots'). */
     ft->flows = calloc(max_flows, sizeof *ft->flows);
-    if (emc_entries) {
-        ft->n_emc_sets = round_up_pow2((emc_entries + PS_EMC_WAYS - 1) / PS_EMC_WAYS);
-        ft->emc = calloc((size_t) ft->n_emc_sets * PS_EMC_WAYS, sizeof *ft->emc);
-    }
-    if (!ft->flows || (emc_entries && !ft->emc)) {
+    if (!ft->flows || !lane_init(ft, 0)) {
         free(ft->flows);
-        free(ft->emc);
         free(ft);
         return NULL;
     }
-    ft->max_flows = max_flows;
+    ft->n_lanes = 1;
+    pthread_mutex_init(&ft->lru_lock, NULL);
     ft->free_head = ft->lru_head = ft->lru_tail = ft->all_head = ft->all_tail = PS_NIL;
     ft->emc_epoch = 1;
     ft->stats.max_flows = max_flows;
@@ -195,9 +261,55 @@ ps_ft_free(struct ps_flowtable *ft)
         free(ft->subtables[i]->buckets);
         free(ft->subtables[i]);
     }
+    for (uint32_t i = 0; i < ft->n_lanes; i++) {
+        lane_destroy(&ft->lanes[i]);
+    }
+    pthread_mutex_destroy(&ft->lru_lock);
     free(ft->flows);
-    free(ft->emc);
     free(ft);
+}
+
+/* Gives 'ft' 'n_lanes' lanes (1..PS_FT_MAX_LANES), keeping lane 0 and the
+ * counters of the lanes it keeps; a lane removed takes its counts with it.
+ * Returns 0, -EINVAL, or -ENOMEM (nothing changed). */
+int
+ps_ft_set_lanes(struct ps_flowtable *ft, uint32_t n_lanes)
+{
+    if (n_lanes < 1 || n_lanes > PS_FT_MAX_LANES) {
+        return -EINVAL;
+    }
+    for (uint32_t i = ft->n_lanes; i < n_lanes; i++) {
+        if (!lane_init(ft, i)) {
+            while (i-- > ft->n_lanes) {
+                lane_destroy(&ft->lanes[i]);
+            }
+            return -ENOMEM;
+        }
+    }
+    for (uint32_t i = n_lanes; i < ft->n_lanes; i++) {
+        lane_destroy(&ft->lanes[i]);
+    }
+    ft->n_lanes = n_lanes;
+    return 0;
+}
+
+/* The flow in 'slot''s counters, summed over the lanes; the last use is the
+ * latest lane's. */
+static struct flow_use
+flow_use_total(const struct ps_flowtable *ft, uint32_t slot)
+{
+    struct flow_use total = ft->lanes[0].use[slot];
+
+    for (uint32_t i = 1; i < ft->n_lanes; i++) {
+        const struct flow_use *u = &ft->lanes[i].use[slot];
+
+        total.packets += u->packets;
+        total.bytes += u->bytes;
+        if (u->used_ms > total.used_ms) {
+            total.used_ms = u->used_ms;
+        }
+    }
+    return total;
 }
 
 /* LRU list. */
@@ -242,7 +354,8 @@ lru_touch(struct ps_flowtable *ft, uint32_t slot, int64_t now_ms)
         lru_unlink(ft, slot);
         lru_push_head(ft, slot);
     }
-    ft->flows[slot].lru_granule = granule_of(now_ms);
+    /* Read without the lock by lookup_touch() in other lanes. */
+    __atomic_store_n(&ft->flows[slot].lru_granule, granule_of(now_ms), __ATOMIC_RELAXED);
 }
 
 /* Subtables. */
@@ -411,17 +524,20 @@ flow_remove(struct ps_flowtable *ft, uint32_t slot)
 }
 
 static void
-flow_to_info(const struct flow *f, struct ps_flow_info *out)
+flow_to_info(const struct ps_flowtable *ft, uint32_t slot, struct ps_flow_info *out)
 {
+    const struct flow *f = &ft->flows[slot];
+    struct flow_use use = flow_use_total(ft, slot);
+
     memset(out, 0, sizeof *out);
     memcpy(&out->key, &f->key, sizeof out->key);
     memcpy(&out->mask, &f->subtable->mask, sizeof out->mask);
     out->priority = f->subtable->priority;
     out->idle_timeout_ms = f->idle_timeout_ms;
     out->cookie = f->cookie;
-    out->packets = f->packets;
-    out->bytes = f->bytes;
-    out->used_ms = f->used_ms;
+    out->packets = use.packets;
+    out->bytes = use.bytes;
+    out->used_ms = use.used_ms;
     out->n_actions = f->acts.n_actions;
     memcpy(out->actions, f->acts.actions, f->acts.n_actions * sizeof out->actions[0]);
 }
@@ -490,9 +606,10 @@ ps_ft_put(struct ps_flowtable *ft, const struct ps_flow_key *key, const struct p
     f->hash = hash;
     f->idle_timeout_ms = idle_timeout_ms;
     f->cookie = cookie;
-    f->packets = 0;
-    f->bytes = 0;
-    f->used_ms = now_ms;
+    ft->lanes[0].use[slot] = (struct flow_use) { .used_ms = now_ms };
+    for (uint32_t i = 1; i < ft->n_lanes; i++) {
+        ft->lanes[i].use[slot] = (struct flow_use) { .used_ms = USED_NEVER };
+    }
     f->acts.n_actions = n_actions;
     memcpy(f->acts.actions, actions, n_actions * sizeof *actions);
 
@@ -585,27 +702,50 @@ ps_ft_flush(struct ps_flowtable *ft)
     }
 }
 
+/* A hit's recency update.  With several lanes, workers hit in parallel and
+ * the LRU list is the one structure they share, so the move takes the lock
+ * and is checked again under it: another worker may just have made it. */
+static void
+lookup_touch(struct ps_flowtable *ft, uint32_t slot, int64_t now_ms)
+{
+    int64_t granule = granule_of(now_ms);
+
+    if (__atomic_load_n(&ft->flows[slot].lru_granule, __ATOMIC_RELAXED) == granule) {
+        return;
+    }
+    if (ft->n_lanes == 1) {
+        lru_touch(ft, slot, now_ms);
+        return;
+    }
+    pthread_mutex_lock(&ft->lru_lock);
+    if (ft->flows[slot].lru_granule != granule) {
+        lru_touch(ft, slot, now_ms);
+    }
+    pthread_mutex_unlock(&ft->lru_lock);
+}
+
 /* The lookup behind ps_ft_lookup() and the datapath: returns the slot of the
- * best flow for 'key' or PS_NIL, and accounts the hit or miss. */
+ * best flow for 'key' or PS_NIL, and accounts the hit or miss in 'lane'. */
 static uint32_t
-lookup_slot(struct ps_flowtable *ft, const struct ps_flow_key *key, uint32_t size, int64_t now_ms)
+lookup_slot(struct ps_flowtable *ft, struct lane *lane, const struct ps_flow_key *key, uint32_t size,
+            int64_t now_ms)
 {
     struct emc_entry *set = NULL;
     struct key_words k;
     uint32_t slot = PS_NIL;
-    struct flow *f;
+    struct flow_use *use;
 
     key_load(&k, key);
-    if (ft->n_emc_sets) {
+    if (lane->emc) {
         uint32_t h = key_hash(&k, PS_HASH_SEED_EMC);
 
-        set = &ft->emc[(size_t) (h & (ft->n_emc_sets - 1)) * PS_EMC_WAYS];
+        set = &lane->emc[(size_t) (h & (ft->n_emc_sets - 1)) * PS_EMC_WAYS];
         for (int way = 0; way < PS_EMC_WAYS; way++) {
             struct emc_entry *e = &set[way];
 
             if (e->epoch == ft->emc_epoch && ft->flows[e->slot].gen == e->gen && key_eq(&e->key, &k)) {
                 slot = e->slot;
-                ft->stats.emc_hits++;
+                lane->emc_hits++;
                 goto hit;
             }
         }
@@ -622,10 +762,10 @@ lookup_slot(struct ps_flowtable *ft, const struct ps_flow_key *key, uint32_t siz
         }
     }
     if (slot == PS_NIL) {
-        ft->stats.misses++;
+        lane->misses++;
         return PS_NIL;
     }
-    ft->stats.masked_hits++;
+    lane->masked_hits++;
     if (set) {
         /* Take a stale way if there is one, else evict by the key's low bit
          * so that two hot keys sharing a set both tend to stay. */
@@ -644,20 +784,19 @@ lookup_slot(struct ps_flowtable *ft, const struct ps_flow_key *key, uint32_t siz
     }
 
 hit:
-    f = &ft->flows[slot];
-    f->packets++;
-    f->bytes += size;
-    f->used_ms = now_ms;
-    if (granule_of(now_ms) != f->lru_granule) {
-        lru_touch(ft, slot, now_ms);
-    }
+    use = &lane->use[slot];
+    use->packets++;
+    use->bytes += size;
+    use->used_ms = now_ms;
+    lookup_touch(ft, slot, now_ms);
     return slot;
 }
 
 const struct ps_flow_actions *
-ps_ft_lookup_actions(struct ps_flowtable *ft, const struct ps_flow_key *key, uint32_t size, int64_t now_ms)
+ps_ft_lookup_actions(struct ps_flowtable *ft, uint32_t lane, const struct ps_flow_key *key, uint32_t size,
+                     int64_t now_ms)
 {
-    uint32_t slot = lookup_slot(ft, key, size, now_ms);
+    uint32_t slot = lookup_slot(ft, &ft->lanes[lane], key, size, now_ms);
 
     return slot == PS_NIL ? NULL : &ft->flows[slot].acts;
 }
@@ -669,13 +808,13 @@ int
 ps_ft_lookup(struct ps_flowtable *ft, const struct ps_flow_key *key, uint32_t size, int64_t now_ms,
              struct ps_flow_info *out)
 {
-    uint32_t slot = lookup_slot(ft, key, size, ps_resolve_now(now_ms));
+    uint32_t slot = lookup_slot(ft, &ft->lanes[0], key, size, ps_resolve_now(now_ms));
 
     if (slot == PS_NIL) {
         return 0;
     }
     if (out) {
-        flow_to_info(&ft->flows[slot], out);
+        flow_to_info(ft, slot, out);
     }
     return 1;
 }
@@ -693,7 +832,7 @@ ps_ft_expire(struct ps_flowtable *ft, int64_t now_ms, uint64_t *cookies, uint32_
         struct flow *f = &ft->flows[slot];
         uint32_t prev = f->lru_prev;
 
-        if (f->idle_timeout_ms > 0 && now_ms - f->used_ms >= (int64_t) f->idle_timeout_ms) {
+        if (f->idle_timeout_ms > 0 && now_ms - flow_use_total(ft, slot).used_ms >= (int64_t) f->idle_timeout_ms) {
             cookies[n++] = f->cookie;
             flow_remove(ft, slot);
             ft->stats.expired++;
@@ -721,7 +860,7 @@ ps_ft_dump(struct ps_flowtable *ft, uint32_t start, struct ps_flow_info *out, ui
         slot = PS_NIL;
     }
     for (; slot != PS_NIL && n < max_out; slot = ft->flows[slot].all_next) {
-        flow_to_info(&ft->flows[slot], &out[n++]);
+        flow_to_info(ft, slot, &out[n++]);
     }
     *next = slot == PS_NIL ? 0 : slot + 1;
     return n;
@@ -731,4 +870,24 @@ void
 ps_ft_get_stats(const struct ps_flowtable *ft, struct ps_ft_stats *out)
 {
     *out = ft->stats;
+    for (uint32_t i = 0; i < ft->n_lanes; i++) {
+        out->emc_hits += ft->lanes[i].emc_hits;
+        out->masked_hits += ft->lanes[i].masked_hits;
+        out->misses += ft->lanes[i].misses;
+    }
+}
+
+/* Stores in '*out' the lookup counters of lane 'lane' alone (emc_hits,
+ * masked_hits, misses; the rest zero).  Returns 0, or -ENOENT. */
+int
+ps_ft_get_lane_stats(const struct ps_flowtable *ft, uint32_t lane, struct ps_ft_stats *out)
+{
+    if (lane >= ft->n_lanes) {
+        return -ENOENT;
+    }
+    memset(out, 0, sizeof *out);
+    out->emc_hits = ft->lanes[lane].emc_hits;
+    out->masked_hits = ft->lanes[lane].masked_hits;
+    out->misses = ft->lanes[lane].misses;
+    return 0;
 }

@@ -771,6 +771,15 @@ ps_port_tx_queue(struct ps_port *port, const struct ps_frame *frame, bool stable
 }
 
 void
+ps_fd_clear_error(int fd)
+{
+    int error;
+    socklen_t len = sizeof error;
+
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len);
+}
+
+void
 ps_port_update_stats(struct ps_port *port)
 {
     if (port->kind == PS_PORT_AFPACKET) {

@@ -101,6 +101,12 @@ uint32_t ps_port_tx_queue(struct ps_port *port, const struct ps_frame *frame, bo
 /* Sends every queued output; returns how many were handed over. */
 uint32_t ps_port_tx_flush(struct ps_port *port);
 
+/* Reads and so clears the pending error of socket 'fd' (poll(2) said POLLERR).
+ * An interface that goes down leaves ENETDOWN on its sockets, which poll(2)
+ * reports at once until it is read: a loop that did not read it would spin
+ * until the link came back. */
+void ps_fd_clear_error(int fd);
+
 /* Refreshes counters kept by the kernel (rx_dropped). */
 void ps_port_update_stats(struct ps_port *port);
 

@@ -117,6 +117,10 @@ _Static_assert(PS_HEADROOM >= 4 * (16 + 1), "headroom must hold 17 VLAN tags");
 #define PS_SERVE_WAKE_CHECK_US 1000
 #endif
 
+/* Bytes in a cache line: what a worker writes on every frame stays on lines
+ * of its own (false sharing between workers costs a miss per write). */
+#define PS_CACHE_LINE 64
+
 /* Wake fds ps_dp_poll() watches besides the ports. */
 #ifndef PS_MAX_WAKE_FDS
 #define PS_MAX_WAKE_FDS 8

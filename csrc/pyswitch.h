@@ -26,6 +26,7 @@
 #define PS_MAX_SUBTABLES 256     /* distinct (mask, priority) pairs in one flow table */
 #define PS_LRU_GRANULE_MS 100    /* a hit reorders a flow's recency at most once per granule */
 #define PS_UPCALL_PORT 65535     /* ps_actions_apply: the "port" of an UPCALL output */
+#define PS_MAX_WORKERS 8         /* datapath worker threads (ps_dp_set_workers) */
 
 /* Parse results (struct ps_parse_result.error).  Anything but PS_PE_OK is
  * counted in ps_dp_stats.parse_errors[error] and the frame is dropped. */
@@ -438,6 +439,20 @@ int ps_dp_mem_inject(struct ps_dp *dp, uint16_t port_no, const uint8_t *frame, u
  * -EAGAIN when none is waiting, -ENOSPC when 'buf_size' is too small. */
 int ps_dp_mem_take(struct ps_dp *dp, uint16_t port_no, uint8_t *buf, uint32_t buf_size,
                    struct ps_vnet_hdr *vnet);
+
+/* Workers (workers.c, docs/DATAPATH.md "Workers").  ps_dp_set_workers()
+ * runs the ports on 'n_workers' threads (1..PS_MAX_WORKERS, 1: none, the
+ * default), before any port is added: 0, -EINVAL, -EBUSY, -ENOMEM.
+ * ps_dp_worker_get_stats() copies one worker's counters and its flow-table
+ * lane's lookup counters (emc_hits, masked_hits, misses): 0, or -ENOENT.
+ * ps_dp_mem_inject_worker() queues a memory frame on one worker's side of
+ * the port (ps_dp_mem_inject() lets the frame's symmetric flow hash pick). */
+int ps_dp_set_workers(struct ps_dp *dp, uint32_t n_workers);
+uint32_t ps_dp_n_workers(const struct ps_dp *dp);
+int ps_dp_worker_get_stats(const struct ps_dp *dp, uint32_t worker, struct ps_dp_stats *out,
+                           struct ps_ft_stats *ft_out);
+int ps_dp_mem_inject_worker(struct ps_dp *dp, uint32_t worker, uint16_t port_no, const uint8_t *frame,
+                            uint32_t size, const struct ps_vnet_hdr *vnet);
 
 /* IPv4 longest-prefix match, DIR-24-8 (lpm.c): prefix -> next-hop id.
  * Prefixes and addresses are 4 bytes in network order.  ps_lpm_add() masks

@@ -109,6 +109,10 @@ def cmd_run(args) -> int:
         return _fail(f"config error: {exc}", EXIT_CONFIG)
     if args.datapath:
         config.switch.datapath = args.datapath
+        try:
+            config_mod.check_workers(config.switch)
+        except config_mod.ConfigError as exc:
+            return _fail(f"config error: {exc}", EXIT_CONFIG)
     if config.vips and not config.vlans:
         return _fail("config error: vip[0]: a virtual IP is routed: give the switch [[vlan]] interfaces",
                      EXIT_CONFIG)

@@ -35,6 +35,7 @@ class SwitchSettings:
     flow_idle_s: float = 10.0           # an unused fast-path flow is removed after this long
     ring_frames: int = 2048             # AF_PACKET RX ring size, frames (of the MTU) per port (afxdp: >= 2048 per queue)
     busy_poll_us: int = 0               # keep looking at idle ports this long before sleeping (latency vs CPU)
+    workers: int = 1                    # datapath threads sharing each port (PACKET_FANOUT); C datapath only
     arp_reachable_s: float = 60.0       # an ARP entry is trusted this long, then probed
     arp_retries: int = 3                # requests (one a second) before a neighbor is given up
     arp_max_entries: int = 65536        # ARP table bound
@@ -175,6 +176,7 @@ def from_dict(data: dict) -> Config:
         raise ConfigError(f"port: at most {consts.MAX_PORTS} ports, got {len(ports)}")
     _unique(ports, "name")
     _unique(ports, "device")
+    _check_workers_ports(switch, ports)
     vlans = [_vlan_interface(v, f"vlan[{i}]") for i, v in enumerate(_array(data, "vlan"))]
     _check_vlan_interfaces(vlans)
     routes = [_route(r, f"route[{i}]", vlans) for i, r in enumerate(_array(data, "route"))]
@@ -407,12 +409,30 @@ def _switch(raw: dict) -> SwitchSettings:
             setattr(s, key, _number(raw, key, f"switch.{key}", minimum=0.1))
     for key, low, high in (("max_macs", 1, 1 << 24), ("max_flows", 16, 1 << 24), ("ring_frames", 8, 1 << 16),
                            ("arp_retries", 1, 10), ("arp_max_entries", 1, 65536), ("arp_queue", 1, 1024),
-                           ("max_conns", 16, 1 << 24), ("busy_poll_us", 0, 1000000)):
+                           ("max_conns", 16, 1 << 24), ("busy_poll_us", 0, 1000000),
+                           ("workers", 1, consts.MAX_WORKERS)):
         if key in raw:
             setattr(s, key, _integer(raw, key, f"switch.{key}", low, high))
     if "control_dir" in raw:
         s.control_dir = _string(raw, "control_dir", "switch.control_dir")
+    check_workers(s)
     return s
+
+
+def _check_workers_ports(s: SwitchSettings, ports: list[PortConfig]) -> None:
+    """An afxdp port is one XDP program and one socket per receive queue: a second worker cannot open it too."""
+    for i, port in enumerate(ports):
+        if s.workers > 1 and port.type == "afxdp":
+            raise ConfigError(f"switch.workers: port[{i}] ({port.name}) is afxdp, and an afxdp port is read by one "
+                              f"worker; set workers = 1 or make it an afpacket port")
+
+
+def check_workers(s: SwitchSettings) -> None:
+    """The Python twin is one thread by design (it is the reference, not a fast path): more workers need C.
+    Also called after `pyswitch run --datapath` overrides the config."""
+    if s.workers > 1 and s.datapath != "c":
+        raise ConfigError(f"switch.workers: {s.workers} workers need datapath = \"c\" (the {s.datapath} "
+                          f"datapath runs in one thread); set workers = 1 or use the C datapath")
 
 
 def _port(raw, where: str) -> PortConfig:

@@ -12,6 +12,7 @@ KEY_SIZE = 64               # bytes in a flow key
 MAX_SUBTABLES = 256         # distinct (mask, priority) pairs in one flow table
 LRU_GRANULE_MS = 100        # a hit reorders a flow's recency at most once per granule
 UPCALL_PORT = 0xFFFF        # actions_apply: the "port" of an UPCALL output
+MAX_WORKERS = 8             # datapath worker threads ([switch] workers)
 VNET_HDR_SIZE = 10          # struct virtio_net_hdr
 
 # Parse errors: anything but PE_OK is counted and the frame dropped.

@@ -397,14 +397,24 @@ class FlowTable(_FlowTableOps):
 
 
 class Datapath(_FlowTableOps):
-    """The C datapath (`struct ps_dp`): ports, one flow table, the batch loop."""
+    """The C datapath (`struct ps_dp`): ports, one flow table, the batch loop.
+
+    `workers` > 1 runs the ports on that many C threads (csrc/workers.c, docs/DATAPATH.md "Workers"); every
+    call here then happens while they wait, and serve() is where they forward."""
 
     kind = "c"
+    _dp = ffi.NULL              # until __init__ has one: close() and __del__ of a failed __init__ do nothing
 
-    def __init__(self, max_flows=65536, emc_entries=8192, max_upcalls=256):
+    def __init__(self, max_flows=65536, emc_entries=8192, max_upcalls=256, workers=1):
         dp = lib.ps_dp_new(max_flows, emc_entries, max_upcalls)
         if dp == ffi.NULL:
             raise ValueError(f"cannot create a datapath of {max_flows} flows and {max_upcalls} upcalls")
+        r = lib.ps_dp_set_workers(dp, _uint(workers, 32, "workers"))
+        if r < 0:
+            lib.ps_dp_free(dp)
+            if r == -_errno.EINVAL:
+                raise ValueError(f"workers must be 1 to {consts.MAX_WORKERS}, got {workers}")
+            raise OSError(-r, f"cannot start {workers} datapath workers: {os.strerror(-r)}")
         self._dp = dp
         self._ft = lib.ps_dp_flowtable(dp)
         self._ft_init()
@@ -426,8 +436,10 @@ class Datapath(_FlowTableOps):
         self._ring_backend = ffi.new("struct ps_ring_backend *")
         self._ring_stats = ffi.new("struct ps_ring_stats *")
         self._timeouts_set = dict(consts.CT_TIMEOUTS_MS)     # what C holds: ps_dp_conn_config() takes all of them
+        self.workers = lib.ps_dp_n_workers(dp)
 
     def close(self):
+        # Joins the worker threads before anything they use is freed.
         if self._dp != ffi.NULL:
             lib.ps_dp_free(self._dp)
             self._dp = ffi.NULL
@@ -539,6 +551,20 @@ class Datapath(_FlowTableOps):
         out["parse_errors"] = {name: s.parse_errors[i]
                                for i, name in enumerate(consts.PARSE_ERROR_NAMES) if i > 0}
         return out
+
+    def worker_stats(self) -> list[dict]:
+        """Per worker: its datapath counters (as stats(), parse errors summed) and its flow-table lane's
+        emc_hits, masked_hits and misses; one entry without workers."""
+        s = self._dp_stats
+        ft = self._ft_stats
+        rows = []
+        for worker in range(self.workers):
+            lib.ps_dp_worker_get_stats(self._dp, worker, s, ft)
+            row = {name: getattr(s, name) for name in _DP_STAT_NAMES}
+            row["parse_errors"] = sum(s.parse_errors[i] for i in range(1, consts.PE_COUNT))
+            row.update(emc_hits=ft.emc_hits, masked_hits=ft.masked_hits, misses=ft.misses)
+            rows.append(row)
+        return rows
 
     # Routing tables (docs/DATAPATH.md "Routing").
 
@@ -699,9 +725,15 @@ class Datapath(_FlowTableOps):
 
     # Memory ports.
 
-    def inject(self, port_no, frame, vnet=_VNET_ZERO):
+    def inject(self, port_no, frame, vnet=_VNET_ZERO, worker=None):
+        """Queues `frame` on a memory port; with workers, on `worker`'s side of it (None: the one the frame's
+        symmetric flow hash picks, as the kernel's fanout would)."""
         self._inject_vnet_buf[:] = _vnet_bytes(vnet)
-        r = lib.ps_dp_mem_inject(self._dp, port_no, frame, len(frame), self._inject_vnet)
+        if worker is None:
+            r = lib.ps_dp_mem_inject(self._dp, port_no, frame, len(frame), self._inject_vnet)
+        else:
+            r = lib.ps_dp_mem_inject_worker(self._dp, _uint(worker, 32, "worker"), port_no, frame, len(frame),
+                                            self._inject_vnet)
         if r < 0:
             raise OSError(-r, f"cannot inject into port {port_no}: {os.strerror(-r)}")
 

@@ -37,19 +37,19 @@ UPCALL_REASONS = {consts.UPCALL_MISS: "miss", consts.UPCALL_ACTION: "action", co
                   consts.UPCALL_CONN_MISS: "conn_miss"}
 
 
-def make_datapath(kind: str, max_flows: int):
+def make_datapath(kind: str, max_flows: int, workers: int = 1):
     if kind == "python":
         from .refpath.datapath import Datapath
-    else:
-        from .fastpath import Datapath
-    return Datapath(max_flows=max_flows)
+        return Datapath(max_flows=max_flows)     # one thread: config refuses workers > 1 here
+    from .fastpath import Datapath
+    return Datapath(max_flows=max_flows, workers=workers)
 
 
 class Switch:
     def __init__(self, config: Config):
         self.config = config
         self.settings = config.switch
-        self.dp = make_datapath(self.settings.datapath, self.settings.max_flows)
+        self.dp = make_datapath(self.settings.datapath, self.settings.max_flows, self.settings.workers)
         self.ports = {}                     # port_no -> port object (ports/)
         self.port_configs = {}              # port_no -> PortConfig
         self.macs = MacTable(self.settings.max_macs, self.settings.mac_aging_s)
@@ -108,6 +108,10 @@ class Switch:
         self.port_configs.clear()
         self.dp.close()
 
+    @property
+    def workers(self) -> int:
+        return getattr(self.dp, "workers", 1)
+
     def stop(self) -> None:
         self._stop = True
         if self._wake_w is not None:
@@ -124,8 +128,8 @@ class Switch:
         self.dp.add_wake_fd(self._wake_r.fileno())
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stop())
-        log.info("switch %s running with the %s datapath, %d ports", self.settings.name, self.dp.kind,
-                 len(self.ports))
+        log.info("switch %s running with the %s datapath, %d ports, %d worker%s", self.settings.name,
+                 self.dp.kind, len(self.ports), self.workers, "" if self.workers == 1 else "s")
         try:
             while not self._stop:
                 self.step(self._poll_ms())
@@ -307,6 +311,12 @@ class Switch:
         for key, value in s.items():
             out.setdefault(key, value)
         out["parse_errors_total"] = sum(s["parse_errors"].values())
+        out["workers"] = self.workers
+        if hasattr(self.dp, "worker_stats"):
+            # One list per counter, a worker's value at its index: the share each worker carries.
+            rows = self.dp.worker_stats()
+            for key in ("rx_packets", "tx_packets", "upcalls", "emc_hits", "masked_hits", "misses"):
+                out[f"worker_{key}"] = [row[key] for row in rows]
         out.update(self.l2.stats())
         out.update(self.l3.stats())
         if self.vips.enabled:

@@ -1,6 +1,9 @@
 """Small programs and helpers the integration tests run in hosts (namespaces) with the test's own interpreter."""
 import json
+import os
+import subprocess
 import sys
+import time
 
 # A TCP sink and source run inside the hosts with the test's own interpreter.
 SINK = """
@@ -69,3 +72,20 @@ def transfer(topo, src, dst, address, size):
             sink.kill()
             sink.wait()
     return sent.stdout.split(), received
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process (all its threads) has used so far."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_while_link_down(topo, switch, end: str, seconds: float = 2) -> float:
+    """The share of a core `switch` uses while the root-namespace interface `end` (one of its ports) is down."""
+    subprocess.run(["ip", "link", "set", end, "down"], check=True)
+    try:
+        before = cpu_seconds(switch.pid)
+        time.sleep(seconds)
+        return (cpu_seconds(switch.pid) - before) / seconds
+    finally:
+        subprocess.run(["ip", "link", "set", end, "up"], check=True)

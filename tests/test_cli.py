@@ -42,6 +42,14 @@ def test_unknown_key_is_refused(tmp_path):
     assert result.returncode == 2 and "switch.datapth: unknown key" in result.stderr
 
 
+def test_workers_with_the_python_datapath_are_refused(tmp_path):
+    """Also when --datapath python overrides a config that asks for workers."""
+    config = write(tmp_path, '[switch]\nname = "x"\nworkers = 2\n')
+    result = run(["run", config, "--datapath", "python"])
+    assert result.returncode == 2 and one_sentence(result.stderr), result.stderr
+    assert "config error: switch.workers:" in result.stderr
+
+
 def test_missing_interface_is_one_sentence(tmp_path):
     config = write(tmp_path, '[[port]]\nname = "p1"\ntype = "afpacket"\ndevice = "psw-nothere"\n')
     result = run(["run", config])

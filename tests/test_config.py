@@ -47,7 +47,20 @@ def test_defaults():
     config = from_dict({"port": [{"name": "a", "type": "afpacket", "device": "psw-a"}]})
     assert config.switch.datapath == "c"
     assert config.switch.mac_aging_s == 300
+    assert config.switch.workers == 1
     assert config.ports[0].vlan == 1
+
+
+def test_workers():
+    assert from_dict({"switch": {"workers": 8}}).switch.workers == 8
+    assert from_dict({"switch": {"workers": 1, "datapath": "python"}}).switch.workers == 1
+    with pytest.raises(ConfigError, match=r'^switch.workers: 2 workers need datapath = "c" \(the python datapath '
+                                          r'runs in one thread\)'):
+        from_dict({"switch": {"workers": 2, "datapath": "python"}})
+    with pytest.raises(ConfigError, match=r"^switch.workers: port\[1\] \(x\) is afxdp, and an afxdp port is read by "
+                                          r"one worker"):
+        from_dict({"switch": {"workers": 2}, "port": [{"name": "a", "type": "afpacket", "device": "psw-a"},
+                                                      {"name": "x", "type": "afxdp", "device": "psw-x"}]})
 
 
 @pytest.mark.parametrize("data, key", [
@@ -56,6 +69,9 @@ def test_defaults():
     ({"switch": {"mac_aging_s": -1}}, "switch.mac_aging_s"),
     ({"switch": {"max_flows": "many"}}, "switch.max_flows"),
     ({"switch": {"name": "a b"}}, "switch.name"),
+    ({"switch": {"workers": 0}}, "switch.workers"),
+    ({"switch": {"workers": 9}}, "switch.workers"),
+    ({"switch": {"workers": "2"}}, "switch.workers"),
     ({"bogus": 1}, "bogus"),
     ({"port": [{"type": "afpacket", "device": "psw-a"}]}, "port[0].name"),
     ({"port": [{"name": "a", "type": "veth", "device": "psw-a"}]}, "port[0].type"),

@@ -8,7 +8,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
-from hosts import CONNECT, SEND_RAW, mac_of, ping, transfer
+from hosts import CONNECT, SEND_RAW, busy_while_link_down, mac_of, ping, transfer
 
 pytestmark = pytest.mark.netns
 
@@ -137,3 +137,15 @@ def test_bad_frames_are_counted_and_good_traffic_flows(topology, datapath):
     assert sum(errors.values()) >= 30
     assert ping(topo, "h1", H2) and ping(topo, "h2", H1), "good traffic stopped after bad frames"
     assert topo.switch("demo").show("stats")["pid"] == before["pid"]
+
+
+def test_a_port_whose_interface_goes_down_does_not_make_the_switch_spin(topology, datapath):
+    """The kernel leaves ENETDOWN on the socket of an interface that goes down, and poll(2) reports it at once until
+    it is read: the serve loop reads it and sleeps, instead of spinning until the link comes back."""
+    topo = topology(DEMO, switches=[DEMO_SW], datapath=datapath)
+    assert ping(topo, "h1", H2)
+    end = next(link.peer for link in topo.links if link.host == "h2")
+    busy = busy_while_link_down(topo, topo.switch("demo"), end)
+    assert busy < 0.3, f"the switch used {busy:.0%} of a core while a port was down"
+    time.sleep(0.5)
+    assert ping(topo, "h1", H2), "traffic goes on once the link is back"

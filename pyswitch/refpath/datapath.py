@@ -252,7 +252,13 @@ class Datapath:
         except InterruptedError:
             return False
         wake = self._wake_fds
+        for fd, events in ready:
+            if events & select.POLLERR and fd not in wake:
+                self._port_of_fd(fd).io.clear_error()
         return any(fd in wake for fd, _ in ready)
+
+    def _port_of_fd(self, fd: int) -> Port:
+        return next(p for p in self._port_order if p.io.fileno() == fd)
 
     def _new_poller(self, with_ports: bool):
         """A poll object for the ports' fds (if `with_ports`) and the wake fds, or False if there are none. serve()

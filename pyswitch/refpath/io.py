@@ -76,6 +76,9 @@ class PortIO:
     def fileno(self) -> int:
         return -1
 
+    def clear_error(self) -> None:
+        """Read and so clear the fd's pending error after poll reported POLLERR (ps_fd_clear_error)."""
+
     def rx_ready(self) -> bool:
         """Whether frames are known to be waiting without asking the kernel (a ring or a memory queue)."""
         return False
@@ -168,6 +171,10 @@ class AfPacketIO(PortIO):
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+    def clear_error(self) -> None:
+        # An interface that goes down leaves ENETDOWN on the socket, which poll reports at once until it is read.
+        self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
 
     def rx_ready(self) -> bool:
         # A filled slot after an empty head may be a hole to pass by (_passed_over), as in C.
