@@ -141,10 +141,12 @@ def chart(data: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = []
+    panels, behind = [], {}         # behind: a panel's second, lighter bars (what was offered)
     pps = (data.get("pps") or {}).get("results", {})
     if pps:
-        panels.append(("64-byte UDP, Mpps delivered", {k: r["delivered_pps"] / 1e6 for k, r in pps.items()}))
+        title = "64-byte UDP, Mpps delivered (light: offered by the generator)"
+        panels.append((title, {k: r["delivered_pps"] / 1e6 for k, r in pps.items()}))
+        behind[title] = {k: r["offered_pps"] / 1e6 for k, r in pps.items()}
     tcp = {f"L2 {k}": r["tcp_gbps"] for k, r in (data.get("tcp") or {}).get("results", {}).items()}
     tcp.update({f"VIP {k}": r["tcp_gbps"] for k, r in (data.get("lb") or {}).get("results", {}).items()})
     if tcp:
@@ -159,6 +161,8 @@ def chart(data: dict, path: Path) -> None:
     for ax, (title, values) in zip(axes[:, 0], panels):
         labels = list(values)
         colors = ["tab:gray" if any(ref in k for ref in REFERENCES) else "tab:blue" for k in labels]
+        if title in behind:
+            ax.barh(labels, [behind[title][k] for k in labels], color=colors, alpha=0.25)
         ax.barh(labels, list(values.values()), color=colors)
         ax.invert_yaxis()
         ax.set_title(title, loc="left")
