@@ -94,13 +94,30 @@ def _actions_from_c(array, n) -> tuple[Action, ...]:
     return tuple(out)
 
 
+# struct ps_flow_info and struct ps_action, read with one unpack each instead of a cffi access per field (a dump of
+# 65536 flows, which the L2 stage's refresh reads, took 4.3 us a flow that way).  Checked against the build.
+_FLOW_INFO_HEAD = struct.Struct(f"={consts.KEY_SIZE}s{consts.KEY_SIZE}sIIQQQqII")
+_ACTION = struct.Struct("=HHI16sQ")
+assert _FLOW_INFO_HEAD.size == ffi.offsetof("struct ps_flow_info", "actions") and \
+    _ACTION.size == ffi.sizeof("struct ps_action") and \
+    [ffi.offsetof("struct ps_flow_info", f) for f in ("priority", "cookie", "used_ms", "n_actions")] == \
+    [2 * consts.KEY_SIZE, 2 * consts.KEY_SIZE + 8, 2 * consts.KEY_SIZE + 32, 2 * consts.KEY_SIZE + 40], \
+    "struct ps_flow_info changed: update _FLOW_INFO_HEAD"
+
+
+_FLOW_INFO_SIZE = ffi.sizeof("struct ps_flow_info")
+
+
 def _flow_info(info) -> FlowInfo:
-    return FlowInfo(
-        bytes(ffi.buffer(ffi.addressof(info, "key"), consts.KEY_SIZE)),
-        bytes(ffi.buffer(ffi.addressof(info, "mask"), consts.KEY_SIZE)),
-        info.priority, info.idle_timeout_ms, info.cookie, info.packets, info.bytes, info.used_ms,
-        _actions_from_c(info.actions, info.n_actions),
-    )
+    """The flow `info` (a `struct ps_flow_info *`) points at."""
+    raw = ffi.buffer(info, _FLOW_INFO_SIZE)
+    key, mask, priority, idle_timeout_ms, cookie, packets, nbytes, used_ms, n_actions, _pad = \
+        _FLOW_INFO_HEAD.unpack_from(raw)
+    actions = []
+    for i in range(n_actions):
+        type_, arg, arg32, data, ports = _ACTION.unpack_from(raw, _FLOW_INFO_HEAD.size + i * _ACTION.size)
+        actions.append(Action(type_, arg, arg32, data[:_DATA_SIZES.get(type_, 0)], ports))
+    return FlowInfo(key, mask, priority, idle_timeout_ms, cookie, packets, nbytes, used_ms, tuple(actions))
 
 
 # Function-level twins.
@@ -361,7 +378,7 @@ class _FlowTableOps:
         cursor = 0
         while True:
             n = lib.ps_ft_dump(self._ft, cursor, self._dump, _DUMP_CHUNK, self._next)
-            flows.extend(_flow_info(self._dump[i]) for i in range(n))
+            flows.extend(_flow_info(self._dump + i) for i in range(n))
             cursor = self._next[0]
             if cursor == 0:
                 return flows
