@@ -180,8 +180,8 @@ def _ask(name: str | None, command: dict, directory: str | None = None):
     except ControlError as exc:
         return _fail(str(exc))
     except PermissionError:
-        return _fail(f"permission denied on the control socket of switch {name!r}: only root, or the members of its "
-                     f"[control] group, may drive it")
+        return _fail(f"permission denied on the control socket of switch {name!r}: only the switch's own user, "
+                     f"root and the members of its [control] group may drive it")
     except OSError:
         return _fail(f"no switch named {name!r} is running (no answer on its control socket)")
 
