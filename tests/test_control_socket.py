@@ -159,3 +159,39 @@ def test_cli_says_permission_denied(control_dir, served):
                             timeout=20, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert result.returncode == 1
     assert result.stderr.startswith("pyswitch: permission denied on the control socket of switch 't1'"), result.stderr
+
+
+def test_a_running_switch_honours_control_group(control_dir, group):
+    """The whole way: `[control] group` in a config, `pyswitch run` as root, `pyswitch show` as a member and as
+    an outsider.  The switch has no ports: only its control socket is under test."""
+    os.mkdir(control_dir, 0o755)
+    config = os.path.join(control_dir, "sw.toml")       # /run/psw-ctl-*: readable by nobody, unlike tmp_path
+    with open(config, "w") as f:
+        f.write(f'[switch]\nname = "grp"\ncontrol_dir = "{control_dir}"\n\n[control]\ngroup = "{group}"\n')
+    gid = int(subprocess.run(["getent", "group", group], capture_output=True, text=True, check=True)
+              .stdout.split(":")[2])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    switch = subprocess.Popen([sys.executable, "-m", "pyswitch", "run", config], cwd=root,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        path = os.path.join(control_dir, "grp.sock")
+        for _ in range(300):
+            if os.path.exists(path) or switch.poll() is not None:
+                break
+            threading.Event().wait(0.05)
+        assert switch.poll() is None, switch.stderr.read()
+        info = os.stat(path)
+        assert (stat.S_IMODE(info.st_mode), info.st_gid) == (0o660, gid)
+
+        def show(*groups):
+            return subprocess.run([*NOBODY, *groups, sys.executable, "-m", "pyswitch", "show", "stats", "--json",
+                                   "--name", "grp", "--control-dir", control_dir], capture_output=True, text=True,
+                                  timeout=20, cwd=root)
+
+        member = show(f"--groups={gid}")
+        assert member.returncode == 0 and '"name": "grp"' in member.stdout, member
+        outsider = show("--clear-groups")
+        assert outsider.returncode == 1 and "permission denied" in outsider.stderr, outsider
+    finally:
+        switch.terminate()
+        assert switch.wait(timeout=10) == 0
