@@ -1,7 +1,11 @@
 """The switch's configuration: TOML in, typed and validated objects out.
 
 Every error names the key it is about (`port[1].vlan: ...`), because a config
-is written by hand and the user must be able to find the line.
+is written by hand and the user must be able to find the line.  A config is
+untrusted input (it is also what `pyswitch reload` swaps in): the only exception
+that leaves this module is ConfigError, the file is read bounded, and every
+string that reaches the system (paths, interface and namespace names, the
+health check's request line) is checked before it does.
 """
 from __future__ import annotations
 
@@ -156,7 +160,7 @@ class HaConfig:
 
 @dataclass
 class ControlConfig:
-    """[control]: who may drive the switch through its control socket (always root, the switch's own user)."""
+    """[control]: who may drive the switch through its control socket, beyond its own user and root."""
     group: str | None = None            # also this group: the socket is 0660 and owned by it (else 0600)
 
 
