@@ -185,6 +185,8 @@ def load(path: str | Path) -> Config:
             raw = f.read(MAX_CONFIG_BYTES + 1)      # bounded: the path may be /dev/zero or a huge file
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError:          # a NUL in the path (a path that came through the control socket, say)
+        raise ConfigError(f"{str(path)!r}: not a file name") from None
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes, not a config")
     try:

@@ -600,6 +600,8 @@ def test_deep_nesting_is_refused(tmp_path):
 def test_a_directory_is_not_a_config(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load(tmp_path)
+    with pytest.raises(ConfigError, match="not a file name"):
+        load(str(tmp_path) + "/a\x00b.toml")
 
 
 # -- mutations of valid configs: accepted, or refused with a ConfigError that names a key; nothing else -------------
