@@ -56,6 +56,7 @@ def test_the_build_carries_ubsan_checks(sanitized):
     assert "_abort" in symbols.split("__ubsan_handle_")[1].split()[0]
 
 
+@pytest.mark.timeout(SUITE_TIMEOUT_S + 60)  # the suite is a few minutes of tests in one: the default 300 s is per test
 def test_unit_and_differential_suite_pass_sanitized(sanitized):
     result = subprocess.run([sys.executable, os.path.join(HERE, "run_sanitized.py"), "-x"], cwd=ROOT,
                             capture_output=True, text=True, timeout=SUITE_TIMEOUT_S)
