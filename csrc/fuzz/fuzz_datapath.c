@@ -79,8 +79,8 @@ static const struct ps_action flow_actions[N_PORTS][PS_MAX_ACTIONS] = {
     [10] = { ACT(FLOOD, .ports = 0xffff), ACT(UPCALL, .arg32 = 77) },
     [11] = { ACT(ROUTE), ACT(PUSH_VLAN, .arg = 40), ACT(SET_IPV4_DST, .data = { 192, 0, 2, 5 }),
              ACT(OUTPUT, .arg = 2), ACT(OUTPUT, .arg = 63) },
-    [12] = { ACT(PUSH_VLAN, .arg = 50), ACT(PUSH_VLAN, .arg = 60), ACT(PUSH_VLAN, .arg = 70), ACT(LB, .arg32 = VIP_RING),
-             ACT(LB_REPLY), ACT(DECAP), ACT(ROUTE) },
+    [12] = { ACT(PUSH_VLAN, .arg = 50), ACT(PUSH_VLAN, .arg = 60), ACT(PUSH_VLAN, .arg = 70),
+             ACT(LB, .arg32 = VIP_RING), ACT(LB_REPLY), ACT(DECAP), ACT(ROUTE) },
     /* [13]: no flow */
     [14] = { ACT(SET_TP_SRC, .arg = 1), ACT(SET_IPV4_DST, .data = { 203, 0, 113, 1 }), ACT(LB, .arg32 = VIP_NO_RING),
              ACT(OUTPUT, .arg = 1) },
