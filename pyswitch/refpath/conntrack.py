@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import errno
 from collections import OrderedDict
+from itertools import islice
 
 from .. import consts
 from ..datapath_types import CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, conn_wire
 from . import nat, tunnel
 from .nat import IP_FRAG_OFF_MASK, IP_FRAG_OFS, IP_PROTO_OFS, IPPROTO_TCP, IPPROTO_UDP, ipv4_offset
 from .route import DROP, FORWARD, UPCALL
+from .vipguard import VipGuards
 
 _STAT_KEYS = ("conns", "max_conns", "inserts", "deletes", "expired", "evictions", "refused", "hits", "misses",
               "reply_misses", "events_dropped")
@@ -98,6 +100,7 @@ class ConnTable:
         self._events: list[ConnEvent] = []
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
         self._stats["max_conns"] = self.max_conns
+        self.guards = VipGuards()
 
     # -- the slow path's side ------------------------------------------------------------------------------------
 
@@ -120,6 +123,13 @@ class ConnTable:
             raise OSError(errno.EINVAL, f"connection refused: mode {mode}, state {state}, protocol {client[0]}")
         if client in self._by_client or (reply != _ZERO_TUPLE and reply in self._by_reply):
             raise OSError(errno.EEXIST, "a connection with this client or reply tuple exists")
+        if state == consts.CS_SYN and self.guards.embryonic_full(vip_id):
+            victim = self._embryonic_victim(vip_id)
+            if victim is None:
+                self.guards.count(vip_id, "embryonic_refused")
+                raise OSError(errno.ENOSPC, f"VIP {vip_id} holds its most embryonic connections")
+            self._gone(victim)
+            self.guards.count(vip_id, "embryonic_evicted")
         if len(self._by_client) >= self.max_conns:
             victim = self._eviction_victim(state)
             if victim is None:
@@ -135,7 +145,7 @@ class ConnTable:
         self._by_client[client] = e
         if reply != _ZERO_TUPLE:
             self._by_reply[reply] = e
-        self._lists[state][client] = e
+        self._list_add(e)
         self._stats["inserts"] += 1
 
     def delete(self, client) -> bool:
@@ -195,7 +205,17 @@ class ConnTable:
         del self._by_client[e.client]
         if e.reply != _ZERO_TUPLE:
             del self._by_reply[e.reply]
+        self._list_del(e)
+
+    def _list_add(self, e: Entry) -> None:
+        self._lists[e.state][e.client] = e
+        if e.state == consts.CS_SYN:
+            self.guards.embryonic_count(e.vip_id, 1)
+
+    def _list_del(self, e: Entry) -> None:
         del self._lists[e.state][e.client]
+        if e.state == consts.CS_SYN:
+            self.guards.embryonic_count(e.vip_id, -1)
 
     def _gone(self, e: Entry) -> None:
         self._event(e.event(consts.CE_GONE))
@@ -224,10 +244,18 @@ class ConnTable:
             return est if est is not None else udp
         return udp if udp.used_ms < est.used_ms else est
 
+    def _embryonic_victim(self, vip_id: int) -> Entry | None:
+        """The least recent SYN-state connection of `vip_id` among the first VIP_GUARD_SCAN of the SYN list
+        (`embryonic_victim`): never another VIP's."""
+        for e in islice(self._lists[consts.CS_SYN].values(), consts.VIP_GUARD_SCAN):
+            if e.vip_id == vip_id:
+                return e
+        return None
+
     def _move(self, e: Entry, state: int) -> None:
-        del self._lists[e.state][e.client]
+        self._list_del(e)
         e.state = state
-        self._lists[state][e.client] = e
+        self._list_add(e)
 
     def _account(self, e: Entry, proto: int, tcp_flags: int, size: int, reply: bool, now_ms: int) -> None:
         """A forwarded packet: counters, TCP state, the RTT event, recency (`conn_account`)."""
@@ -264,7 +292,7 @@ class ConnTable:
         if packet is None:
             if reply:
                 return routes.route(frame, vnet, stats)
-            return UPCALL, consts.UPCALL_CONN_MISS, action.arg32 & _UINT32_MAX
+            return self._miss(action.arg32 & _UINT32_MAX, now_ms)
         l3, key, tcp_flags = packet
         e = (self._by_reply if reply else self._by_client).get(key)
         if e is None:
@@ -277,7 +305,7 @@ class ConnTable:
                 return DROP, 0, 0
             if e is None:
                 self._stats["misses"] += 1
-                return UPCALL, consts.UPCALL_CONN_MISS, vip_id
+                return self._miss(vip_id, now_ms)
         else:
             self._stats["hits"] += 1
 
@@ -293,12 +321,18 @@ class ConnTable:
         return FORWARD, what, 0
 
 
+    def _miss(self, vip_id: int, now_ms: int):
+        """A CONN_MISS upcall, or a drop when the VIP's upcall rate is used up (`lb_miss`)."""
+        if not self.guards.admit_upcall(vip_id, now_ms):
+            return DROP, 0, 0
+        return UPCALL, consts.UPCALL_CONN_MISS, vip_id
+
     def _schedule(self, rings, vip_id: int, key: bytes, tcp_flags: int, now_ms: int):
         """`lb_schedule`: (entry, refused). Adds the connection of a packet no connection holds (client tuple
         `key`; not only a SYN: a connection the table lost lands on the same backend) to the backend `vip_id`'s
         ring holds for its client, with a CE_NEW event. (None, False) leaves the packet to the slow path: no ring
         or an empty slot (it refuses), a TCP RST, a failed add; (None, True) when the add failed for a full table
-        (counted in refused: no upcall)."""
+        (counted in refused, or the VIP's embryonic limit: no upcall)."""
         proto = key[0]
         if proto == IPPROTO_TCP and tcp_flags & TCP_RST:
             return None, False
