@@ -50,7 +50,8 @@
 #define EVENTS_MIN 64                   /* the event ring's first size; it doubles up to PS_CT_MAX_EVENTS */
 #define CT_HASH_SEED 0x27d4eb2f165667c5ULL
 
-#define CONN_F_RTT_REPORTED 1           /* struct conn.flags: the RTT event was queued */
+#define CONN_F_RTT_REPORTED 1           /* struct conn.flags: the RTT was measured (and, unless held, queued) */
+#define CONN_F_UNREPORTED 2             /* a ring's TCP connection not yet past SYN: the slow path knows nothing */
 
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -71,6 +72,7 @@ struct conn {
     uint32_t client_next;               /* next entry in its client bucket, or in the free list */
     uint32_t reply_next;                /* next entry in its reply bucket */
     uint32_t lru_prev, lru_next;        /* neighbours in its state's list; prev is less recent */
+    uint32_t held_rtt_us;               /* CONN_F_UNREPORTED: the RTT measured, queued after its CE_NEW */
     uint64_t packets;                   /* both directions */
     uint64_t bytes;
     int64_t created_ms;
@@ -484,11 +486,15 @@ conn_remove(struct ps_conntrack *ct, uint32_t i)
     ct->stats.conns--;
 }
 
-/* Reports entry 'i' gone and removes it (expiry, eviction). */
+/* Reports entry 'i' gone and removes it (expiry, eviction).  A connection
+ * the slow path never heard of (CONN_F_UNREPORTED) leaves in silence: a SYN
+ * flood's half-open connections cost the slow path no event at all. */
 static void
 conn_gone(struct ps_conntrack *ct, uint32_t i)
 {
-    event_push(ct, PS_CE_GONE, conn_at(ct, i), 0);
+    if (!(conn_at(ct, i)->flags & CONN_F_UNREPORTED)) {
+        event_push(ct, PS_CE_GONE, conn_at(ct, i), 0);
+    }
     conn_remove(ct, i);
 }
 
@@ -913,7 +919,13 @@ lb_schedule(struct ps_conntrack *ct, struct ps_rings *rings, uint32_t vip_id, co
         *refused = error == -ENOSPC;   /* a full table or the VIP's embryonic limit */
         return CT_NIL;
     }
-    event_push(ct, PS_CE_NEW, conn_at(ct, i), 0);
+    if (conn.state == PS_CS_SYN) {
+        /* Reported once past the handshake (conn_account), as IPVS counts a
+         * half-open connection as inactive: a flood's SYNs stay in C. */
+        conn_at(ct, i)->flags |= CONN_F_UNREPORTED;
+    } else {
+        event_push(ct, PS_CE_NEW, conn_at(ct, i), 0);
+    }
     ps_rings_count_scheduled(rings);
     return i;
 }
@@ -1039,7 +1051,13 @@ conn_account(struct ps_conntrack *ct, uint32_t i, const struct lb_packet *p, uin
         state = tcp_next_state(c->state, p->tcp_flags, reply);
         if (reply && c->state == PS_CS_SYN && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)
             && !(c->flags & CONN_F_RTT_REPORTED)) {
-            event_push(ct, PS_CE_RTT, c, rtt_us_between(c->created_ms, now_ms));
+            uint32_t rtt_us = rtt_us_between(c->created_ms, now_ms);
+
+            if (c->flags & CONN_F_UNREPORTED) {
+                c->held_rtt_us = rtt_us;
+            } else {
+                event_push(ct, PS_CE_RTT, c, rtt_us);
+            }
             c->flags |= CONN_F_RTT_REPORTED;
         }
         if (state == PS_CS_SYN && c->state != PS_CS_SYN) {
@@ -1050,6 +1068,13 @@ conn_account(struct ps_conntrack *ct, uint32_t i, const struct lb_packet *p, uin
     }
     if (state != c->state || granule_of(now_ms) != granule_of(c->used_ms)) {
         list_move(ct, i, state);
+    }
+    if ((c->flags & CONN_F_UNREPORTED) && c->state != PS_CS_SYN) {
+        c->flags &= ~CONN_F_UNREPORTED;
+        event_push(ct, PS_CE_NEW, c, 0);
+        if (c->flags & CONN_F_RTT_REPORTED) {
+            event_push(ct, PS_CE_RTT, c, c->held_rtt_us);
+        }
     }
     if (state_is_closing(c->state) != was_closing) {
         event_push(ct, PS_CE_STATE, c, 0);

@@ -93,6 +93,8 @@ VIP_MODES = ("nat", "fullnat", "dsr", "tunnel")
 VIP_PROTOCOLS = ("tcp", "udp")
 HEALTH_TYPES = ("tcp", "http", "icmp", "none")
 TUNNEL_ENCAPS = ("ipip", "gre")
+MAX_EMBRYONIC = 1 << 24         # [[vip]] max_embryonic: no more than the connection table's largest bound
+MAX_UPCALL_RATE = 10000000      # [[vip]] upcall_rate: the datapath's VIP_GUARD_MAX_RATE
 
 
 @dataclass
@@ -124,6 +126,8 @@ class VipConfig:
     scheduler: str = "rr"
     persistence_s: float = 0.0          # > 0: a client IP keeps its backend this long (IPVS -p)
     encap: str = "ipip"                 # tunnel mode: "ipip" (RFC 2003) or "gre"
+    max_embryonic: int = 16384          # SYN-state connections held at most (0: no limit); docs/reliability/synflood.md
+    upcall_rate: int = 1000             # new-connection upcalls a second to the slow path at most (0: no limit)
     backends: list[BackendConfig] = field(default_factory=list)
     health: HealthConfig = field(default_factory=HealthConfig)
 
@@ -242,7 +246,7 @@ def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:
     from .lb.schedulers import SCHEDULERS
 
     _entry(raw, where, {"name", "address", "port", "protocol", "mode", "scheduler", "persistence_s",
-                       "encap", "backend", "health"}, ("name", "address", "port"))
+                       "encap", "backend", "health", "max_embryonic", "upcall_rate"}, ("name", "address", "port"))
     name = _name(raw, "name", f"{where}.name")
     address = _ipv4(raw, "address", f"{where}.address")
     if any(address == v.address.ip for v in vlans):
@@ -257,6 +261,9 @@ def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:
             setattr(vip, key, value)
     if "persistence_s" in raw:
         vip.persistence_s = _number(raw, "persistence_s", f"{where}.persistence_s", minimum=0)
+    for key, high in (("max_embryonic", MAX_EMBRYONIC), ("upcall_rate", MAX_UPCALL_RATE)):
+        if key in raw:
+            setattr(vip, key, _integer(raw, key, f"{where}.{key}", 0, high))
     backends = raw.get("backend", [])
     if not isinstance(backends, list):
         raise ConfigError(f"{where}.backend: must be an array of tables ([[vip.backend]])")

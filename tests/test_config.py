@@ -172,6 +172,13 @@ def test_vip_as_the_issue_writes_it():
     assert vip.health.type == "http" and vip.health.on_down == "keep"
 
 
+def test_vip_flood_limits_have_defaults_and_can_be_set():
+    vip = from_dict({"vip": [VIP]}).vips[0]
+    assert (vip.max_embryonic, vip.upcall_rate) == (16384, 1000)
+    vip = from_dict({"vip": [dict(VIP, max_embryonic=0, upcall_rate=50)]}).vips[0]
+    assert (vip.max_embryonic, vip.upcall_rate) == (0, 50)
+
+
 @pytest.mark.parametrize("change, key", [
     ({"mode": "magic"}, "vip[0].mode"),
     ({"scheduler": "random"}, "vip[0].scheduler"),
@@ -189,6 +196,10 @@ def test_vip_as_the_issue_writes_it():
     ({"health": {"http_path": "health"}}, "vip[0].health.http_path"),
     ({"health": {"on_down": "panic"}}, "vip[0].health.on_down"),
     ({"wieght": 1}, "vip[0].wieght"),
+    ({"max_embryonic": -1}, "vip[0].max_embryonic"),
+    ({"max_embryonic": 1.5}, "vip[0].max_embryonic"),
+    ({"upcall_rate": 10000001}, "vip[0].upcall_rate"),
+    ({"upcall_rate": "fast"}, "vip[0].upcall_rate"),
 ])
 def test_vip_errors_name_the_key(change, key):
     vip = dict(VIP)

@@ -18,7 +18,7 @@ from scapy.layers.l2 import Ether
 from pyswitch import consts, fastpath, refpath
 from pyswitch.datapath_types import Conn, ConnTuple, RingBackend
 from test_conntrack import (BACKEND, BACKEND_MAC, BACKEND_PORT, BACKEND_SIDE, CLIENT_MAC, CLIENT_PORT, GW_MAC, T0,
-                            VIP, VIP_ID, conn_state, ip, mac, make_dp, nat_conn, send, tcp)
+                            VIP, VIP_ID, conn_state, ip, mac, make_dp, nat_conn, reply_tcp, send, tcp)
 
 OTHER_VIP_ID = 8
 NAT_BACKEND = RingBackend(ip(BACKEND), BACKEND_PORT, consts.CONN_NAT, 5)
@@ -104,6 +104,26 @@ def test_ring_vip_under_a_flood_stays_bounded_and_keeps_its_established(dp):
     assert [c.client.sport for c in established] == [5555]
     out = send(dp, tcp(sport=5555, flags="PA"), now=T0 + 20)
     assert len(out[BACKEND_SIDE]) == 1, "the established connection still carries data"
+    events = [(e.kind, e.client.sport) for e in dp.conn_events()]
+    assert events == [(consts.CE_NEW, 5555)], "the flood's half-open connections cost the slow path no event"
+
+
+def test_a_ring_connection_is_reported_once_past_its_handshake(dp):
+    dp.ring_config(VIP_ID, 7)
+    dp.ring_backend(VIP_ID, 0, NAT_BACKEND)
+    dp.ring_write(VIP_ID, [(slot, 0) for slot in range(7)])
+    send(dp, tcp(sport=1, flags="S"), now=T0)
+    send(dp, reply_tcp(dport=1, flags="SA"), port=BACKEND_SIDE, now=T0 + 3)
+    assert dp.conn_events() == [], "half-open: neither NEW nor RTT yet"
+    send(dp, tcp(sport=1, flags="A"), now=T0 + 4)
+    assert [(e.kind, e.state, e.rtt_us) for e in dp.conn_events()] == \
+        [(consts.CE_NEW, consts.CS_ESTABLISHED, 0), (consts.CE_RTT, consts.CS_ESTABLISHED, 3000)]
+    send(dp, tcp(sport=2, flags="S"), now=T0 + 5)   # never answered: it expires without a word
+    send(dp, tcp(sport=3, flags="S"), now=T0 + 5)
+    send(dp, tcp(sport=3, flags="F"), now=T0 + 6)   # closes before its handshake: NEW, then closing
+    assert dp.conn_expire(now_ms=T0 + 5 + consts.CT_SYN_TIMEOUT_MS) == 1
+    assert [(e.kind, e.client.sport, e.state) for e in dp.conn_events()] == \
+        [(consts.CE_NEW, 3, consts.CS_FIN_WAIT), (consts.CE_STATE, 3, consts.CS_FIN_WAIT)]
 
 
 def test_upcall_rate_limits_a_vips_conn_misses(dp):

@@ -28,7 +28,8 @@ _NAT_MODES = (consts.CONN_NAT, consts.CONN_FULLNAT)
 _EVICT_FIRST = (consts.CS_CLOSE, consts.CS_SYN, consts.CS_FIN_WAIT)   # half-open and closing: evicted first
 _ENCAP_PROTO = {consts.CONN_IPIP: tunnel.IPPROTO_IPIP, consts.CONN_GRE: tunnel.IPPROTO_GRE}
 _CLOSING = (consts.CS_FIN_WAIT, consts.CS_CLOSE)     # counted as inactive by the slow path (CE_STATE)
-_RTT_REPORTED = 1           # Entry.flags: the RTT event was queued
+_RTT_REPORTED = 1           # Entry.flags: the RTT was measured (and, unless held, queued)
+_UNREPORTED = 2             # Entry.flags: a ring's TCP connection not yet past SYN: the slow path knows nothing
 _UINT32_MAX = 0xFFFFFFFF
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 TCP_FLAGS_MASK = 0x0FFF
@@ -38,7 +39,7 @@ class Entry:
     """One connection. `client` and `reply` are the packed tuples (the index keys)."""
 
     __slots__ = ("client", "reply", "backend", "tunnel_src", "mode", "state", "flags", "vip_id", "backend_id",
-                 "packets", "bytes", "created_ms", "used_ms")
+                 "packets", "bytes", "created_ms", "used_ms", "held_rtt_us")
 
     def conn(self) -> Conn:
         reply = None if self.reply == _ZERO_TUPLE else ConnTuple.unpack(self.reply)
@@ -140,7 +141,7 @@ class ConnTable:
         e = Entry()
         e.client, e.reply, e.backend, e.tunnel_src = client, reply, backend, tunnel_src
         e.mode, e.state, e.flags, e.vip_id, e.backend_id = mode, state, 0, vip_id, backend_id
-        e.packets = e.bytes = 0
+        e.packets = e.bytes = e.held_rtt_us = 0
         e.created_ms = e.used_ms = now_ms
         self._by_client[client] = e
         if reply != _ZERO_TUPLE:
@@ -218,7 +219,8 @@ class ConnTable:
             self.guards.embryonic_count(e.vip_id, -1)
 
     def _gone(self, e: Entry) -> None:
-        self._event(e.event(consts.CE_GONE))
+        if not e.flags & _UNREPORTED:       # one the slow path never heard of leaves in silence
+            self._event(e.event(consts.CE_GONE))
         self._remove(e)
 
     def _event(self, event: ConnEvent) -> None:
@@ -267,13 +269,21 @@ class ConnTable:
             state = _tcp_next_state(e.state, tcp_flags, reply)
             if (reply and e.state == consts.CS_SYN and tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
                     and not e.flags & _RTT_REPORTED):
-                self._event(e.event(consts.CE_RTT, _rtt_us(e.created_ms, now_ms)))
+                if e.flags & _UNREPORTED:
+                    e.held_rtt_us = _rtt_us(e.created_ms, now_ms)
+                else:
+                    self._event(e.event(consts.CE_RTT, _rtt_us(e.created_ms, now_ms)))
                 e.flags |= _RTT_REPORTED
             if state == consts.CS_SYN and e.state != consts.CS_SYN:
                 e.created_ms = now_ms       # a new connection on the old tuple: age and RTT start over
                 e.flags &= ~_RTT_REPORTED
         if state != e.state or _granule(now_ms) != _granule(e.used_ms):
             self._move(e, state)
+        if e.flags & _UNREPORTED and e.state != consts.CS_SYN:
+            e.flags &= ~_UNREPORTED
+            self._event(e.event(consts.CE_NEW))
+            if e.flags & _RTT_REPORTED:
+                self._event(e.event(consts.CE_RTT, e.held_rtt_us))
         if (e.state in _CLOSING) != was_closing:
             self._event(e.event(consts.CE_STATE))
         e.used_ms = now_ms
@@ -330,7 +340,7 @@ class ConnTable:
     def _schedule(self, rings, vip_id: int, key: bytes, tcp_flags: int, now_ms: int):
         """`lb_schedule`: (entry, refused). Adds the connection of a packet no connection holds (client tuple
         `key`; not only a SYN: a connection the table lost lands on the same backend) to the backend `vip_id`'s
-        ring holds for its client, with a CE_NEW event. (None, False) leaves the packet to the slow path: no ring
+        ring holds for its client, with a CE_NEW event (TCP: once past SYN). (None, False) leaves the packet to the slow path: no ring
         or an empty slot (it refuses), a TCP RST, a failed add; (None, True) when the add failed for a full table
         (counted in refused, or the VIP's embryonic limit: no upcall)."""
         proto = key[0]
@@ -349,7 +359,10 @@ class ConnTable:
         except OSError as exc:
             return None, exc.errno == errno.ENOSPC
         e = self._by_client[key]
-        self._event(e.event(consts.CE_NEW))
+        if state == consts.CS_SYN:
+            e.flags |= _UNREPORTED          # reported once past the handshake (_account): a flood's SYNs stay here
+        else:
+            self._event(e.event(consts.CE_NEW))
         rings.count_scheduled()
         return e, False
 
