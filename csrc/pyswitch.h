@@ -347,7 +347,7 @@ struct ps_vip_guard {
     uint32_t max_embryonic;      /* SYN-state connections the VIP holds at most */
     uint32_t upcall_rate;        /* CONN_MISS upcalls a second the VIP sends up at most */
     uint32_t upcall_burst;       /* upcalls the bucket holds: at least 1 with a rate */
-    uint32_t pad;                /* zero */
+    uint32_t upcall_threshold;   /* the rate applies only while the VIP holds this many embryonic connections */
 };
 
 /* The counters of one VIP's guard. */

@@ -56,7 +56,6 @@ ps_vip_guards_set(struct ps_vip_guards *guards, uint32_t vip_id, const struct ps
         return -EINVAL;
     }
     g->limits = *limits;
-    g->limits.pad = 0;
     g->credit = (uint64_t) limits->upcall_burst * PER_TOKEN;
     g->clock_set = false;
     return 0;
@@ -140,7 +139,9 @@ ps_vip_guard_admit_upcall(struct ps_vip_guards *guards, uint32_t vip_id, int64_t
 {
     struct vip_guard *g = slot_of(guards, vip_id);
 
-    if (!g || !g->limits.upcall_rate) {
+    /* Few half-open connections: no flood, however fast new clients come
+     * (F5's SYN check activation threshold); the bucket waits untouched. */
+    if (!g || !g->limits.upcall_rate || g->stats.embryonic < g->limits.upcall_threshold) {
         return true;
     }
     bucket_refill(g, now_ms);

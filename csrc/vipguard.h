@@ -42,9 +42,10 @@ bool ps_vip_guard_embryonic_full(const struct ps_vip_guards *guards, uint32_t vi
 void ps_vip_guard_count_evicted(struct ps_vip_guards *guards, uint32_t vip_id);
 void ps_vip_guard_count_refused(struct ps_vip_guards *guards, uint32_t vip_id);
 
-/* Returns true if VIP 'vip_id' may send a CONN_MISS upcall at 'now_ms'
- * (taking a token from its bucket), false if its rate is used up (counted
- * in upcalls_limited). */
+/* Returns true if VIP 'vip_id' may send a CONN_MISS upcall at 'now_ms':
+ * it holds fewer embryonic connections than its upcall_threshold, or its
+ * bucket has a token (taken).  False if its rate is used up (counted in
+ * upcalls_limited). */
 bool ps_vip_guard_admit_upcall(struct ps_vip_guards *guards, uint32_t vip_id, int64_t now_ms);
 
 #endif /* PS_VIPGUARD_H */

@@ -127,7 +127,8 @@ class VipConfig:
     persistence_s: float = 0.0          # > 0: a client IP keeps its backend this long (IPVS -p)
     encap: str = "ipip"                 # tunnel mode: "ipip" (RFC 2003) or "gre"
     max_embryonic: int = 16384          # SYN-state connections held at most (0: no limit); docs/reliability/synflood.md
-    upcall_rate: int = 1000             # new-connection upcalls a second to the slow path at most (0: no limit)
+    flood_threshold: int = 1024         # SYN-state connections from which the VIP counts as flooded
+    upcall_rate: int = 1000             # while flooded: new-connection upcalls a second at most (0: no limit)
     backends: list[BackendConfig] = field(default_factory=list)
     health: HealthConfig = field(default_factory=HealthConfig)
 
@@ -246,7 +247,8 @@ def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:
     from .lb.schedulers import SCHEDULERS
 
     _entry(raw, where, {"name", "address", "port", "protocol", "mode", "scheduler", "persistence_s",
-                       "encap", "backend", "health", "max_embryonic", "upcall_rate"}, ("name", "address", "port"))
+                       "encap", "backend", "health", "max_embryonic", "flood_threshold", "upcall_rate"},
+           ("name", "address", "port"))
     name = _name(raw, "name", f"{where}.name")
     address = _ipv4(raw, "address", f"{where}.address")
     if any(address == v.address.ip for v in vlans):
@@ -261,9 +263,13 @@ def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:
             setattr(vip, key, value)
     if "persistence_s" in raw:
         vip.persistence_s = _number(raw, "persistence_s", f"{where}.persistence_s", minimum=0)
-    for key, high in (("max_embryonic", MAX_EMBRYONIC), ("upcall_rate", MAX_UPCALL_RATE)):
+    for key, high in (("max_embryonic", MAX_EMBRYONIC), ("flood_threshold", MAX_EMBRYONIC),
+                      ("upcall_rate", MAX_UPCALL_RATE)):
         if key in raw:
             setattr(vip, key, _integer(raw, key, f"{where}.{key}", 0, high))
+    if vip.upcall_rate and vip.max_embryonic and vip.flood_threshold > vip.max_embryonic:
+        raise ConfigError(f"{where}.flood_threshold: {vip.flood_threshold} is above max_embryonic "
+                          f"{vip.max_embryonic}: the VIP would never count as flooded")
     backends = raw.get("backend", [])
     if not isinstance(backends, list):
         raise ConfigError(f"{where}.backend: must be an array of tables ([[vip.backend]])")

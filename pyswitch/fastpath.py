@@ -745,14 +745,15 @@ class Datapath(_FlowTableOps):
 
     # VIP guards (docs/DATAPATH.md "VIP guards").
 
-    def vip_guard(self, vip_id, max_embryonic=0, upcall_rate=0, upcall_burst=0):
+    def vip_guard(self, vip_id, max_embryonic=0, upcall_rate=0, upcall_burst=0, upcall_threshold=0):
         """VIP `vip_id`'s flood limits (0: none): SYN-state connections it holds at most, CONN_MISS upcalls a
-        second and the bucket's size. ValueError for a bad id, rate or burst (a rate needs a burst)."""
+        second and the bucket's size, the rate applying only while it holds `upcall_threshold` SYN-state
+        connections or more. ValueError for a bad id, rate or burst (a rate needs a burst)."""
         g = self._vip_guard
         g.max_embryonic = _uint(max_embryonic, 32, "max_embryonic")
         g.upcall_rate = _uint(upcall_rate, 32, "upcall_rate")
         g.upcall_burst = _uint(upcall_burst, 32, "upcall_burst")
-        g.pad = 0
+        g.upcall_threshold = _uint(upcall_threshold, 32, "upcall_threshold")
         r = lib.ps_dp_vip_guard_set(self._dp, _uint(vip_id, 32, "VIP id"), g)
         _ring_errno(r, f"guard of VIP {vip_id}: upcall_rate {upcall_rate}, upcall_burst {upcall_burst}")
 

@@ -174,9 +174,9 @@ def test_vip_as_the_issue_writes_it():
 
 def test_vip_flood_limits_have_defaults_and_can_be_set():
     vip = from_dict({"vip": [VIP]}).vips[0]
-    assert (vip.max_embryonic, vip.upcall_rate) == (16384, 1000)
-    vip = from_dict({"vip": [dict(VIP, max_embryonic=0, upcall_rate=50)]}).vips[0]
-    assert (vip.max_embryonic, vip.upcall_rate) == (0, 50)
+    assert (vip.max_embryonic, vip.flood_threshold, vip.upcall_rate) == (16384, 1024, 1000)
+    vip = from_dict({"vip": [dict(VIP, max_embryonic=0, flood_threshold=0, upcall_rate=50)]}).vips[0]
+    assert (vip.max_embryonic, vip.flood_threshold, vip.upcall_rate) == (0, 0, 50)
 
 
 @pytest.mark.parametrize("change, key", [
@@ -200,6 +200,8 @@ def test_vip_flood_limits_have_defaults_and_can_be_set():
     ({"max_embryonic": 1.5}, "vip[0].max_embryonic"),
     ({"upcall_rate": 10000001}, "vip[0].upcall_rate"),
     ({"upcall_rate": "fast"}, "vip[0].upcall_rate"),
+    ({"flood_threshold": -3}, "vip[0].flood_threshold"),
+    ({"max_embryonic": 100, "flood_threshold": 101}, "vip[0].flood_threshold"),
 ])
 def test_vip_errors_name_the_key(change, key):
     vip = dict(VIP)

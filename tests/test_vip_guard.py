@@ -142,6 +142,25 @@ def test_upcall_rate_limits_a_vips_conn_misses(dp):
     assert dp.conn_stats()["misses"] == 100, "the lookups still missed; only the upcalls were limited"
 
 
+def test_upcall_rate_applies_only_above_the_threshold(dp):
+    dp.vip_guard(VIP_ID, upcall_rate=1, upcall_burst=1, upcall_threshold=3)
+    for sport in range(30):                     # no flood: however many new clients, all go up
+        dp.inject(CLIENT_PORT, bytes(tcp(sport=sport)))
+    dp.run(now_ms=T0)
+    assert len(dp.upcalls()) == 30 and guard(dp)["upcalls_limited"] == 0
+    for sport in range(3):                      # the slow path added three half-open connections: a flood
+        dp.conn_add(nat_conn(sport=sport), now_ms=T0)
+    for sport in range(100, 110):
+        dp.inject(CLIENT_PORT, bytes(tcp(sport=sport)))
+    dp.run(now_ms=T0)
+    assert len(dp.upcalls()) == 1 and guard(dp)["upcalls_limited"] == 9
+    send(dp, tcp(sport=0, flags="A"))           # one completes its handshake: below the threshold again
+    for sport in range(200, 210):
+        dp.inject(CLIENT_PORT, bytes(tcp(sport=sport)))
+    dp.run(now_ms=T0)
+    assert len(dp.upcalls()) == 10
+
+
 def test_upcall_rate_spares_known_connections(dp):
     dp.vip_guard(VIP_ID, upcall_rate=1, upcall_burst=1)
     dp.conn_add(nat_conn(state=consts.CS_ESTABLISHED), now_ms=T0)
@@ -218,14 +237,16 @@ def guard_state(dp):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.sampled_from([0, 1, 2, 5]), st.sampled_from([0, 1, 10, 1000]), st.sampled_from([1, 3]), st.booleans(),
-       st.sampled_from([3, 100]), st.lists(g_conns(), max_size=8), st.data())
-def test_vip_guard_datapath_equal(max_embryonic, upcall_rate, upcall_burst, ring, max_conns, conns, data):
+@given(st.sampled_from([0, 1, 2, 5]), st.sampled_from([0, 1, 10, 1000]), st.sampled_from([1, 3]),
+       st.sampled_from([0, 0, 1, 2]), st.booleans(), st.sampled_from([3, 100]), st.lists(g_conns(), max_size=8),
+       st.data())
+def test_vip_guard_datapath_equal(max_embryonic, upcall_rate, upcall_burst, upcall_threshold, ring, max_conns,
+                                  conns, data):
     dps = [make_dp(fastpath), make_dp(refpath)]
     try:
         for dp in dps:
             dp.conn_config(max_conns)
-            dp.vip_guard(VIP_ID, max_embryonic, upcall_rate, upcall_burst)
+            dp.vip_guard(VIP_ID, max_embryonic, upcall_rate, upcall_burst, upcall_threshold)
             dp.vip_guard(OTHER_VIP_ID, max_embryonic=1)
             if ring:
                 dp.ring_config(VIP_ID, 5)

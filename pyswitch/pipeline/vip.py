@@ -128,15 +128,17 @@ class VipStage:
 
     def _install_guard(self, service: VirtualService) -> None:
         """The VIP's flood limits (docs/reliability/synflood.md): at most max_embryonic half-open connections,
-        a new one taking the place of the VIP's oldest, and at most upcall_rate new-connection upcalls a second,
-        so that a SYN flood at one VIP neither fills the table nor starves the slow path for the others."""
+        a new one taking the place of the VIP's oldest, and, while it holds flood_threshold of them or more (a
+        flood: real clients finish their handshakes in a round trip), at most upcall_rate new-connection upcalls
+        a second, so that a SYN flood at one VIP neither fills the table nor starves the slow path for the
+        others, and busy VIPs without a flood are never throttled."""
         if service.id >= consts.VIP_GUARD_MAX_VIPS:
             log.warning("vip %s: id %d has no flood guard (ids below %d do)", service.name, service.id,
                         consts.VIP_GUARD_MAX_VIPS)
             return
         rate = service.config.upcall_rate
         burst = max(10, int(rate * UPCALL_BURST_S)) if rate else 0
-        self.dp.vip_guard(service.id, service.config.max_embryonic, rate, burst)
+        self.dp.vip_guard(service.id, service.config.max_embryonic, rate, burst, service.config.flood_threshold)
 
     def guard_stats(self, service: VirtualService) -> dict:
         """The VIP's embryonic connections now and what its guard evicted, refused and limited."""
@@ -557,8 +559,8 @@ class VipStage:
     # -- show -------------------------------------------------------------------------------------
 
     def show_vips(self) -> list[dict]:
-        return [dict(s.show(), max_embryonic=s.config.max_embryonic, upcall_rate=s.config.upcall_rate,
-                     guard=self.guard_stats(s)) for s in self.services]
+        return [dict(s.show(), max_embryonic=s.config.max_embryonic, flood_threshold=s.config.flood_threshold,
+                     upcall_rate=s.config.upcall_rate, guard=self.guard_stats(s)) for s in self.services]
 
     def show_conns(self, now: float) -> list[dict]:
         now_ms = _now_ms(now)

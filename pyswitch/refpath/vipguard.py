@@ -15,10 +15,11 @@ STAT_NAMES = ("embryonic", "embryonic_evicted", "embryonic_refused", "upcalls_li
 
 
 class _Guard:
-    __slots__ = ("max_embryonic", "upcall_rate", "upcall_burst", "credit", "refilled_ms", "clock_set", "stats")
+    __slots__ = ("max_embryonic", "upcall_rate", "upcall_burst", "upcall_threshold", "credit", "refilled_ms",
+                 "clock_set", "stats")
 
     def __init__(self):
-        self.max_embryonic = self.upcall_rate = self.upcall_burst = 0
+        self.max_embryonic = self.upcall_rate = self.upcall_burst = self.upcall_threshold = 0
         self.credit = self.refilled_ms = 0
         self.clock_set = False
         self.stats = dict.fromkeys(STAT_NAMES, 0)
@@ -41,12 +42,13 @@ class VipGuards:
             g = self._guards[vip_id] = _Guard()
         return g
 
-    def set(self, vip_id: int, max_embryonic: int, upcall_rate: int, upcall_burst: int) -> None:
+    def set(self, vip_id: int, max_embryonic: int, upcall_rate: int, upcall_burst: int,
+            upcall_threshold: int = 0) -> None:
         """`ps_dp_vip_guard_set`: ValueError (EINVAL) for a bad id, a rate or burst above VIP_GUARD_MAX_RATE, or a
         rate with a burst of 0. The bucket starts full; the counters are kept."""
         _check_id(vip_id)
         for name, value in (("max_embryonic", max_embryonic), ("upcall_rate", upcall_rate),
-                            ("upcall_burst", upcall_burst)):
+                            ("upcall_burst", upcall_burst), ("upcall_threshold", upcall_threshold)):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _UINT32_MAX:
                 raise ValueError(f"{name} {value!r} is not a 32-bit unsigned integer")
         if upcall_rate > consts.VIP_GUARD_MAX_RATE or upcall_burst > consts.VIP_GUARD_MAX_RATE \
@@ -54,6 +56,7 @@ class VipGuards:
             raise ValueError(f"guard of VIP {vip_id}: upcall_rate {upcall_rate}, upcall_burst {upcall_burst}")
         g = self._slot(vip_id)
         g.max_embryonic, g.upcall_rate, g.upcall_burst = max_embryonic, upcall_rate, upcall_burst
+        g.upcall_threshold = upcall_threshold
         g.credit = upcall_burst * PER_TOKEN
         g.clock_set = False
 
@@ -77,9 +80,10 @@ class VipGuards:
             g.stats[what] += 1
 
     def admit_upcall(self, vip_id: int, now_ms: int) -> bool:
-        """A token from the VIP's bucket (True), or its rate is used up (False, counted in upcalls_limited)."""
+        """True while the VIP holds fewer embryonic connections than its upcall_threshold (no flood: the bucket
+        waits untouched) or its bucket has a token (taken); False when its rate is used up (upcalls_limited)."""
         g = self._slot(vip_id)
-        if g is None or not g.upcall_rate:
+        if g is None or not g.upcall_rate or g.stats["embryonic"] < g.upcall_threshold:
             return True
         if not g.clock_set:
             g.refilled_ms, g.clock_set = now_ms, True
