@@ -20,7 +20,9 @@ A maglev VIP without persistence, in any mode but fullnat (whose source ports on
 allocates), is scheduled in the datapath instead: the stage writes the service's Maglev table into a ring
 there (docs/DATAPATH.md "Maglev rings") and, whenever a backend's state or weight changes, only the slots
 that changed.  Its first packets no longer come up; the datapath adds the connection and reports it with a
-CE_NEW event.  What the ring cannot decide (an empty ring, a TCP packet that opens nothing) still comes up.
+CE_NEW event (TCP: once past its handshake, so a SYN flood stays in C).  What the ring cannot decide (an
+empty ring, a TCP packet that opens nothing) still comes up.  Each VIP's flood limits (max_embryonic,
+flood_threshold, upcall_rate) are written to the datapath's VIP guards at start (_install_guard).
 """
 from __future__ import annotations
 
