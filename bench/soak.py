@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,9 +54,7 @@ while time.monotonic() - start < seconds:
     except OSError:
         pass
     s.close()
-    due = start + sent / rate
-    if due > time.monotonic():
-        time.sleep(due - time.monotonic())
+    time.sleep(max(0.0, start + sent / rate - time.monotonic()))
 print(json.dumps({"sent": sent, "answered": answered}), flush=True)
 """
 
@@ -124,6 +123,20 @@ def soak(topo: Topology, workdir: Path, args) -> dict:
             "vip_total_conns": {v["name"]: sum(b["total_conns"] for b in v["backends"]) for v in vips}}
 
 
+def stop_on_term() -> None:
+    """A TERM stops the run through its cleanup (servers, switch, namespaces), in this process only: the
+    helpers pyroute2 forks to open namespaces keep the default."""
+    main_pid = os.getpid()
+
+    def stop_run(signum, _frame):
+        if os.getpid() != main_pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        sys.exit(1)
+    signal.signal(signal.SIGTERM, stop_run)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10)
@@ -133,6 +146,7 @@ def main() -> int:
     parser.add_argument("--scheduler", default="rr")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    stop_on_term()
 
     ensure_tools()
     topo = Topology.load(ROOT / "netns/lb.toml", id=BENCH_ID)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,20 @@ def measure(row: str, rate: float, topo: Topology, workdir: Path, args) -> dict:
             "events_dropped": stats["conn_events_dropped"] - stats0["conn_events_dropped"]}
 
 
+def stop_on_term() -> None:
+    """A TERM stops the run through its cleanup (servers, switch, namespaces), in this process only: the
+    helpers pyroute2 forks to open namespaces keep the default."""
+    main_pid = os.getpid()
+
+    def stop_run(signum, _frame):
+        if os.getpid() != main_pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        sys.exit(1)
+    signal.signal(signal.SIGTERM, stop_run)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="maglev,rr,rr-other")
@@ -116,6 +131,7 @@ def main() -> int:
     parser.add_argument("--upcall-rate", type=int, default=1000)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    stop_on_term()
     rates = [float(r) for r in args.flood_rates.split(",")]
 
     ensure_tools()
