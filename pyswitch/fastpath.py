@@ -762,6 +762,12 @@ class Datapath(_FlowTableOps):
             r = lib.ps_dp_mem_take(self._dp, port_no, self._take_buf, len(self._take_buf), self._take_vnet)
             if r == -_errno.EAGAIN:
                 return out
+            if r == -_errno.ENOSPC and len(self._take_buf) == consts.FRAME_MAX:
+                # A frame of FRAME_MAX bytes that actions grew (tags, a tunnel header: at most the headroom) is
+                # transmitted as it is; take it with a buffer twice as large instead of leaving it queued.
+                self._take_buf = ffi.new("uint8_t[]", 2 * consts.FRAME_MAX)
+                buf = ffi.buffer(self._take_buf)
+                continue
             if r < 0:
                 raise OSError(-r, f"cannot take from port {port_no}: {os.strerror(-r)}")
             out.append((buf[0:r], vnet[:]))

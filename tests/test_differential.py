@@ -417,6 +417,29 @@ def test_execute_empty_frame():
             dp.close()
 
 
+def test_frame_grown_past_frame_max_is_taken():
+    """A frame of FRAME_MAX bytes (the largest a port takes) that a flow's actions grow, by tags or a tunnel header
+    into the headroom, is transmitted whole by both datapaths, and take() returns it (found by
+    tests/test_differential_fuzz.py: fastpath.take() had a buffer of FRAME_MAX bytes and raised ENOSPC, leaving the
+    frame queued and the port's queue stuck behind it)."""
+    frame = bytes(range(256)) * (consts.FRAME_MAX // 256) + bytes(consts.FRAME_MAX % 256)
+    acts = [Action(consts.ACT_PUSH_VLAN, arg=10)] * 15 + [Action(consts.ACT_OUTPUT, arg=1)]
+    taken = []
+    for impl in (fastpath, refpath):
+        dp = impl.Datapath()
+        try:
+            dp.add_port(0, "memory")
+            dp.add_port(1, "memory")
+            dp.flow_put(bytes(64), bytes(64), 0, acts, now_ms=0)
+            dp.inject(0, frame)
+            dp.inject(0, bytes(60))
+            dp.run(now_ms=1)
+            taken.append([len(f) for f, _v in dp.take(1)])
+        finally:
+            dp.close()
+    assert taken[0] == taken[1] == [consts.FRAME_MAX + 60, 60 + 60]
+
+
 # -- routing --------------------------------------------------------------------------------------------------------
 
 ROUTE_BASES = [bytes([198, 51, 100, 0]), bytes([198, 51, 100, 128]), bytes([192, 0, 2, 64]), bytes([203, 0, 113, 7]),
