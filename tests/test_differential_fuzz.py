@@ -182,8 +182,8 @@ def world_flows(extra_after_route):
     ]
 
 
-def make_world(impl, extra_after_route, max_conns):
-    dp = impl.Datapath(max_flows=24, emc_entries=16, max_upcalls=48)
+def make_world(impl, extra_after_route, max_conns, max_flows=24, max_upcalls=48):
+    dp = impl.Datapath(max_flows=max_flows, emc_entries=16, max_upcalls=max_upcalls)
     for p in range(N_PORTS):
         dp.add_port(p, "memory", max_frame=PORT_MAX_FRAME.get(p, 0))
     dp.nexthop_set(1, "connected", 10, src_mac=RMAC)
@@ -276,11 +276,14 @@ def world_inputs(draw, conns):
     port, built = draw(world_frames(conns))
     vnet = draw(ff.vnets_for(built))
     frame = built.data
-    damage = draw(st.integers(0, 5))
-    if damage == 0:
+    damage = draw(st.integers(0, 40))
+    if damage in (0, 1, 2, 3, 4, 5):
         frame = draw(ff.mutate(frame))
-    elif damage == 1:
+    elif damage in (6, 7, 8, 9, 10):
         frame = frame[:draw(st.integers(0, len(frame)))]
+    elif damage == 11:
+        # As large as a port takes (a GSO super-frame's size): tags and tunnel headers grow it beyond.
+        frame += bytes(consts.FRAME_MAX - len(frame) - draw(st.sampled_from([0, 0, 1, 4])))
     return port, frame, vnet
 
 
@@ -293,10 +296,11 @@ def world_state(dp):
     conn_stats = dp.conn_stats()
     del conn_stats["bytes_used"], conn_stats["bytes_per_conn"]
     return {
-        "outputs": {p: dp.take(p) for p in range(N_PORTS)},
+        # A detached port's answer is its refusal (ENOENT).
+        "outputs": {p: outcome(dp.take, p) for p in range(N_PORTS)},
         "upcalls": [tuple(u) for u in dp.upcalls()],
         "stats": norm_stats(dp.stats()),
-        "ports": {p: dp.port_stats(p) for p in range(N_PORTS)},
+        "ports": {p: outcome(dp.port_stats, p) for p in range(N_PORTS)},
         "flows": sorted(map(norm_info, dp.flows())),
         "conn_stats": conn_stats,
         "conns": dp.conn_dump(),
@@ -326,21 +330,75 @@ def parse_verdicts(inputs):
     return received, refused
 
 
+@st.composite
+def world_extra_flows(draw, conns):
+    """Flows the slow path might add besides the switch's: keyed on a frame of the world, any mask, above or
+    below the switch's flows, with any actions, idle timeouts and cookies."""
+    flows = []
+    for _ in range(draw(st.integers(0, 3))):
+        port, frame, _vnet = draw(world_inputs(conns))
+        key = refpath.parse(frame, port).key
+        flow_mask = draw(st.sampled_from([mask("in_port"), mask("in_port", "eth_dst"), mask("eth_type", "nw_proto"),
+                                          mask("eth_type", "nw_proto", "tp_dst"), mask("nw_src", "nw_dst"),
+                                          mask("vlan_tci"), bytes(64)]))
+        flows.append((key, flow_mask, draw(st.sampled_from([0, 12, 35])), draw(execute_actions),
+                      draw(st.sampled_from([0, 0, 100, 1000])), draw(st.integers(0, 2**64 - 1))))
+    return flows
+
+
+def slow_path_step(dps, data, now):
+    """Do what the slow path does with some of the upcalls, in both datapaths: add the connection a CONN_MISS
+    asks for and resend the frame with its LB action; learn a neighbor a NO_NEIGH waits for and resend the frame
+    with ROUTE; resend an ACTION upcall's frame out of another port."""
+    upcalls = dps[1].upcalls()
+    for u in upcalls[:data.draw(st.integers(0, 4), label="upcalls handled")]:
+        key = FlowKey.unpack(u.key)
+        if u.reason == consts.UPCALL_CONN_MISS and key.nw_proto in (6, 17):
+            client = ConnTuple(key.nw_proto, key.nw_src[:4], key.nw_dst[:4], key.tp_src, key.tp_dst)
+            conn = data.draw(world_conns(), label="slow path connection")
+            reply = conn.reply and conn.reply._replace(proto=client.proto)
+            if conn.mode == consts.CONN_NAT:
+                reply = reply._replace(dst=client.src, dport=client.sport)
+            conn = conn._replace(client=client, reply=reply,
+                                 state=consts.CS_UDP if client.proto == 17 else consts.CS_SYN)
+            results = [outcome(dp.conn_add, conn, now) for dp in dps]
+            assert results[0] == results[1], conn
+            resend = [A.lb(u.userdata)]
+        elif u.reason == consts.UPCALL_NO_NEIGH:
+            addr = data.draw(st.sampled_from(CLIENTS + BACKENDS + (ROUTER,)), label="neighbor")
+            vlan, port = data.draw(st.sampled_from([(10, CLIENT_SIDE), (30, BACKEND_SIDE), (30, SMALL)]))
+            for dp in dps:
+                dp.neigh_set(vlan, addr, BACKEND_MAC, port)
+            resend = [A.route()]
+        elif u.reason == consts.UPCALL_ACTION:
+            resend = [A.output(data.draw(st.integers(0, N_PORTS)))]
+        else:
+            continue
+        results = [outcome(dp.execute, u.in_port, u.data, u.vnet, resend, now) for dp in dps]
+        assert results[0] == results[1]
+        assert_same_state(dps, f"after the slow path resent upcall {u} with {resend}")
+
+
 @fuzz(120)
 @given(st.lists(world_conns(), max_size=6), st.sampled_from([3, 100]),
        st.dictionaries(st.integers(0, 3), ring_backends, max_size=3), st.sampled_from([0, 1, 7]),
-       st.lists(valid_actions, max_size=2), st.data())
-def test_world_datapaths_agree(conns, max_conns, ring_backends_, ring_size, extra_after_route, data):
-    """Both datapaths, configured alike, take the same rounds of frames (and execute() calls, and the clock
-    moving on so that connections and flows expire): every output, upcall, counter, flow, connection and event
-    is the same, and every frame taken is counted, the refused ones by their parse error."""
+       st.lists(valid_actions, max_size=2), st.sampled_from([(24, 48), (24, 48), (12, 4)]), st.data())
+def test_world_datapaths_agree(conns, max_conns, ring_backends_, ring_size, extra_after_route, bounds, data):
+    """Both datapaths, configured alike, take the same rounds of frames, the slow path's answers to some upcalls,
+    execute() calls, a port going away and coming back, and the clock moving on so that connections and flows
+    expire: every output, upcall, counter, flow, connection and event is the same, and every frame taken is
+    counted, the refused ones by their parse error."""
     say_seed()
-    dps = [make_world(fastpath, extra_after_route, max_conns), make_world(refpath, extra_after_route, max_conns)]
+    max_flows, max_upcalls = bounds
+    dps = [make_world(impl, extra_after_route, max_conns, max_flows, max_upcalls) for impl in (fastpath, refpath)]
     try:
         now = 1000
         for conn in conns:
             results = [outcome(dp.conn_add, conn, now) for dp in dps]
             assert results[0] == results[1], conn
+        for flow in data.draw(world_extra_flows(conns), label="extra flows"):
+            results = [outcome(dp.flow_put, *flow, now) for dp in dps]
+            assert results[0] == results[1], flow
         if ring_size:
             slots = data.draw(st.lists(st.sampled_from(sorted(ring_backends_)) | st.sampled_from([-1, 3]),
                                        min_size=ring_size, max_size=ring_size) if ring_backends_ else
@@ -350,25 +408,41 @@ def test_world_datapaths_agree(conns, max_conns, ring_backends_, ring_size, extr
                 for index, backend in ring_backends_.items():
                     dp.ring_backend(2, index, backend)
                 dp.ring_write(2, list(enumerate(slots)))
-        totals = [collections.Counter(), collections.Counter()]
+        assert_same_state(dps, "after the configuration")
+        received, refused = collections.Counter(), collections.Counter()    # per attached port
+        refused_ever = collections.Counter()                                # by error, as stats() counts
+        detached = set()
         for round_no in range(data.draw(st.integers(1, 3), label="rounds")):
-            inputs = data.draw(st.lists(world_inputs(conns), max_size=24), label=f"round {round_no} frames")
+            if data.draw(st.integers(0, 5), label="port churn") == 0:
+                # SMALL goes away (its counters with it; outputs to it count bad_port) or comes back fresh.
+                for dp in dps:
+                    if SMALL in detached:
+                        dp.add_port(SMALL, "memory", max_frame=PORT_MAX_FRAME[SMALL])
+                    else:
+                        dp.del_port(SMALL)
+                detached ^= {SMALL}
+                received[SMALL] = 0
+                for k in [k for k in refused if k[0] == SMALL]:
+                    refused[k] = 0
+            inputs = [i for i in data.draw(st.lists(world_inputs(conns), max_size=24), label=f"round {round_no}")
+                      if i[0] not in detached]
             for dp in dps:
                 for port, frame, vnet in inputs:
                     dp.inject(port, frame, vnet)
             taken = [dp.run(now_ms=now) for dp in dps]
             assert taken == [len(inputs)] * 2
             state = assert_same_state(dps, f"after round {round_no}")
-            received, refused = parse_verdicts(inputs)
-            totals[0].update(received)
-            totals[1].update(refused)
+            round_received, round_refused = parse_verdicts(inputs)
+            received.update(round_received)
+            refused.update(round_refused)
+            for (_p, name), n in round_refused.items():
+                refused_ever[name] += n
+            assert {k: v for k, v in state["stats"]["parse_errors"].items() if v} == dict(refused_ever)
             for p in range(N_PORTS):
-                assert state["ports"][p]["rx_packets"] == totals[0][p]
-                assert state["ports"][p]["rx_errors"] == sum(n for (q, _e), n in totals[1].items() if q == p)
-            by_error = collections.Counter()
-            for (_p, name), n in totals[1].items():
-                by_error[name] += n
-            assert {k: v for k, v in state["stats"]["parse_errors"].items() if v} == dict(by_error)
+                if p not in detached:
+                    assert state["ports"][p]["rx_packets"] == received[p]
+                    assert state["ports"][p]["rx_errors"] == sum(n for (q, _e), n in refused.items() if q == p)
+            slow_path_step(dps, data, now)
             for _ in range(data.draw(st.integers(0, 2), label="executes")):
                 port, frame, vnet = data.draw(world_inputs(conns))
                 acts = data.draw(execute_actions)
