@@ -104,8 +104,9 @@ def l4_segments(draw, proto: int, src: bytes, dst: bytes, pools: Pools = DEFAULT
     TCP/UDP/ICMP/ICMPv6 segment. `fix` may hold sport, dport and flags (TCP) to use instead of drawn ones."""
     fix = fix or {}
     payload = draw(st.binary(max_size=48) | st.sampled_from([b"", bytes(200)]))
-    mode = draw(st.sampled_from(CSUM_MODES))
-    lie = draw(st.integers(0, 11)) == 0
+    honest = fix.get("honest", False)
+    mode = "partial" if fix.get("partial") else "good" if honest else draw(st.sampled_from(CSUM_MODES))
+    lie = not honest and draw(st.integers(0, 11)) == 0
     if proto == TCP:
         sport, dport = fix.get("sport", draw(st.sampled_from(pools.ports))), \
             fix.get("dport", draw(st.sampled_from(pools.ports)))
@@ -174,6 +175,8 @@ def ip4_packets(draw, pools: Pools = DEFAULT_POOLS, depth: int = 0, fix=None):
     proto, and what l4_segments takes; an IPIP or GRE packet carries one of these inside."""
     fix = fix or {}
     src, dst = fix.get("src", draw(st.sampled_from(pools.ip4s))), fix.get("dst", draw(st.sampled_from(pools.ip4s)))
+    # "honest": every length and checksum right (the checksum oracle's input); "partial": the same, but the
+    # TCP/UDP checksum holds the pseudo-header sum for a NEEDS_CSUM vnet header (and no Ethernet padding).
     kinds = [TCP, TCP, UDP, UDP, ICMP, 0x84, ICMP6, 0]
     if depth == 0:
         kinds += [IPIP, GRE]
@@ -183,11 +186,12 @@ def ip4_packets(draw, pools: Pools = DEFAULT_POOLS, depth: int = 0, fix=None):
     flags_frag = {"none": 0, "df": 0x4000, "first": 0x2000, "later": 0x2000 | draw(st.integers(1, 0x1FFF)),
                   "last": draw(st.integers(1, 0x1FFF))}[frag_kind]
     tos, ttl = draw(st.sampled_from([0, 0xB8]) | st.integers(0, 255)), draw(st.sampled_from([64, 64, 64, 1, 0, 2, 255]))
+    inner_fix = {"honest": True} if fix.get("honest") else None
     if proto == IPIP:
-        inner, _f, _l4, _p = draw(ip4_packets(pools, depth + 1))
+        inner, _f, _l4, _p = draw(ip4_packets(pools, depth + 1, inner_fix))
         body, l4_fields = inner, None
     elif proto == GRE:
-        inner, _f, _l4, _p = draw(ip4_packets(pools, depth + 1))
+        inner, _f, _l4, _p = draw(ip4_packets(pools, depth + 1, inner_fix))
         gre_flags = draw(st.sampled_from([0, 0, 0x2000, 0x8000, 0x1000, 0xB000, 0x4000, 0x0001]))
         extra = bytes(4 * bin(gre_flags & 0xB000).count("1"))
         body = struct.pack("!HH", gre_flags, draw(st.sampled_from([0x0800, 0x0800, 0x86DD, 0x6558]))) + extra + inner
@@ -195,9 +199,10 @@ def ip4_packets(draw, pools: Pools = DEFAULT_POOLS, depth: int = 0, fix=None):
     else:
         body, l4_fields, _doff = draw(l4_segments(proto, src, dst, pools, fix))
     total = 20 + len(options) + len(body)
-    lie = draw(st.integers(0, 9)) == 0
+    honest = fix.get("honest", False)
+    lie = not honest and draw(st.integers(0, 9)) == 0
     ihl = None
-    csum_mode = draw(st.sampled_from(["good"] * 5 + ["bad"]))
+    csum_mode = "good" if honest else draw(st.sampled_from(["good"] * 5 + ["bad"]))
     if lie:
         what = draw(st.sampled_from(["ihl", "total", "total_short"]))
         if what == "ihl":
@@ -366,7 +371,7 @@ def built_frames(draw, pools: Pools = DEFAULT_POOLS, l3_kinds=("ip4", "ip4", "ip
     header = dst + src + b"".join(struct.pack("!HH", tpid, tci) for tpid, tci in tags) + struct.pack("!H", eth_type)
     l3 = len(header)
     data = header + body
-    if draw(st.integers(0, 3)) == 0:
+    if not fix.get("partial") and draw(st.integers(0, 3)) == 0:
         # Ethernet padding: zeros to 60 bytes, or anything.
         data += bytes(max(0, 60 - len(data))) if draw(st.booleans()) else draw(st.binary(min_size=1, max_size=16))
     if version:
@@ -473,3 +478,41 @@ def vnets_for(draw, built: Built):
 
 def frames_with_vnets(frames):
     return frames.flatmap(lambda b: vnets_for(b).map(lambda v: (b, v)))
+
+
+# -- a checksum oracle -----------------------------------------------------------------------------------------------
+
+def checksum_faults(frame: bytes) -> list[str]:
+    """What is wrong with the checksums of an IPv4 frame (behind 0-2 tags): its header's, and for a whole
+    unfragmented TCP or UDP datagram (UDP: unless 0, "none") its L4 one; the same inside an IPIP or GRE tunnel.
+    Frames that are not such packets have nothing to check."""
+    ofs = 12
+    while len(frame) >= ofs + 2 and struct.unpack_from("!H", frame, ofs)[0] in (ETH_VLAN, ETH_QINQ):
+        ofs += 4
+    if len(frame) < ofs + 2 or struct.unpack_from("!H", frame, ofs)[0] != ETH_IP4:
+        return []
+    return ip4_checksum_faults(frame[ofs + 2:])
+
+
+def ip4_checksum_faults(packet: bytes, depth: int = 0) -> list[str]:
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        return []
+    ihl = (packet[0] & 0xF) * 4
+    total = struct.unpack_from("!H", packet, 2)[0]
+    if ihl < 20 or total < ihl or total > len(packet):
+        return []
+    faults = [] if checksum(packet[:ihl]) == 0 else [f"IPv4 header checksum (depth {depth})"]
+    if struct.unpack_from("!H", packet, 6)[0] & 0x3FFF:
+        return faults                                       # a fragment: its L4 checksum covers others too
+    proto, body = packet[9], packet[ihl:total]
+    if proto == IPIP and depth == 0:
+        return faults + ip4_checksum_faults(body, 1)
+    if proto == GRE and depth == 0 and len(body) >= 4 and struct.unpack_from("!H", body, 2)[0] == ETH_IP4:
+        flags = struct.unpack_from("!H", body, 0)[0]
+        return faults + ip4_checksum_faults(body[4 + 4 * bin(flags & 0xB000).count("1"):], 1)
+    if proto == TCP and len(body) >= 20 or proto == UDP and len(body) >= 8:
+        if proto == UDP and struct.unpack_from("!H", body, 6)[0] == 0:
+            return faults
+        if checksum(body, pseudo_sum(packet[12:16], packet[16:20], proto, len(body))) != 0:
+            faults.append(f"{'TCP' if proto == TCP else 'UDP'} checksum (depth {depth})")
+    return faults

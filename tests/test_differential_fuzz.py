@@ -232,9 +232,9 @@ TCP_FLAGS = (0x002, 0x002, 0x012, 0x010, 0x010, 0x018, 0x001, 0x011, 0x004, 0x01
 
 
 @st.composite
-def world_frames(draw, conns):
+def world_frames(draw, conns, honest=False, partial=False):
     """(port, Built) of traffic the world's tables know: a connection's client or backend, tunnels, routed
-    packets, L2 frames, and anything at all."""
+    packets, L2 frames, and anything at all. `honest`: every IPv4 length and checksum right."""
     kind = draw(st.sampled_from(["client", "client", "stranger", "reply", "reply", "tunnel", "routed", "l2", "any"]))
     flags = draw(st.sampled_from(TCP_FLAGS))
     if kind in ("client", "stranger"):
@@ -267,6 +267,11 @@ def world_frames(draw, conns):
         fix = {}
         port = draw(st.sampled_from([L2_ACCESS, L2_TRUNK, SMALL]) | st.integers(0, N_PORTS - 1))
     l3_kinds = ("ip4",) if kind not in ("l2", "any") else ("ip4", "ip4", "ip6", "arp", "other", "llc")
+    if honest or partial:
+        fix["honest"] = True
+    if partial:
+        fix["partial"] = True
+        l3_kinds = ("ip4",)
     return port, draw(ff.built_frames(WORLD_POOLS, l3_kinds, fix))
 
 
@@ -456,3 +461,94 @@ def test_world_datapaths_agree(conns, max_conns, ring_backends_, ring_size, extr
     finally:
         for dp in dps:
             dp.close()
+
+
+@fuzz(80)
+@given(st.lists(world_conns(), max_size=6), st.lists(valid_actions, max_size=2), st.data())
+def test_world_rewrites_keep_checksums_right(conns, extra_after_route, data):
+    """An oracle besides the twin: frames whose checksums are all right come out with checksums still right,
+    whatever the datapath did to them (TTL, NAT and fullnat rewrites, tunnel headers, decapsulation), since every
+    rewrite updates the checksums it touches (RFC 1624). Partial checksums (vnet NEEDS_CSUM) are not finished
+    checksums, so these frames carry none."""
+    say_seed()
+    dps = [make_world(impl, extra_after_route, 100) for impl in (fastpath, refpath)]
+    try:
+        for conn in conns:
+            results = [outcome(dp.conn_add, conn, 1000) for dp in dps]
+            assert results[0] == results[1], conn
+        inputs = data.draw(st.lists(world_frames(conns, honest=True), max_size=16), label="frames")
+        for port, built in inputs:
+            assert ff.checksum_faults(built.data) == [], built.data.hex()
+            for dp in dps:
+                dp.inject(port, built.data)
+        for dp in dps:
+            dp.run(now_ms=1000)
+        state = assert_same_state(dps, "after the run")
+        for port, frames in state["outputs"].items():
+            for frame, _vnet in frames:
+                assert ff.checksum_faults(frame) == [], f"port {port} frame={frame.hex()}"
+        for u in state["upcalls"]:
+            assert ff.checksum_faults(u[5]) == [], f"upcall {u}"
+    finally:
+        for dp in dps:
+            dp.close()
+
+
+@st.composite
+def partial_inputs(draw, conns):
+    """(port, frame, vnet) as a guest with checksum offload sends them: NEEDS_CSUM at the TCP/UDP checksum, the
+    field holding the pseudo-header sum; some GSO super-frames of the right type."""
+    port, built = draw(world_frames(conns, partial=True))
+    field = {TCP_PROTO: 16, UDP_PROTO: 6}.get(built.proto)
+    if field is None or not built.l4:
+        return port, built.data, bytes(10)
+    gso_type, gso_size = 0, 0
+    if draw(st.integers(0, 3)) == 0:
+        gso_type = consts.VNET_GSO_TCPV4 if built.proto == TCP_PROTO else consts.VNET_GSO_UDP_L4
+        gso_size = draw(st.sampled_from([8, 16, 536]))
+    return port, built.data, ff.vnet(consts.VNET_F_NEEDS_CSUM, gso_type, 0, gso_size, built.l4, field)
+
+
+TCP_PROTO, UDP_PROTO = 6, 17
+
+
+@fuzz(60)
+@given(st.lists(world_conns(), max_size=6), st.data())
+def test_world_partial_checksums_complete_right(conns, data):
+    """The same oracle for partial checksums: whatever the datapath did to a NEEDS_CSUM frame (NAT updates the
+    pseudo-header sum, tags and tunnel headers move csum_start), completing it as the kernel would (offload_csum,
+    or cutting a GSO frame into segments) gives right checksums."""
+    say_seed()
+    dps = [make_world(impl, [], 100) for impl in (fastpath, refpath)]
+    try:
+        for conn in conns:
+            results = [outcome(dp.conn_add, conn, 1000) for dp in dps]
+            assert results[0] == results[1], conn
+        inputs = data.draw(st.lists(partial_inputs(conns), max_size=16), label="frames")
+        for port, frame, vnet in inputs:
+            assert ff.checksum_faults(finished(frame, vnet)) == [], f"{frame.hex()} {vnet.hex()}"
+            for dp in dps:
+                dp.inject(port, frame, vnet)
+        for dp in dps:
+            dp.run(now_ms=1000)
+        state = assert_same_state(dps, "after the run")
+        for port, frames in state["outputs"].items():
+            for frame, vnet in frames:
+                assert ff.checksum_faults(finished(frame, vnet)) == [], \
+                    f"port {port} frame={frame.hex()} vnet={vnet.hex()}"
+    finally:
+        for dp in dps:
+            dp.close()
+
+
+def finished(frame, vnet):
+    """The frame as the kernel sends it: its partial checksum completed (a GSO frame: its first segment)."""
+    flags, gso_type = vnet[0], vnet[1] & consts.VNET_GSO_TYPE_MASK
+    if gso_type:
+        segments = outcome(refpath.gso_segments, frame, vnet)
+        return b"" if isinstance(segments, tuple) else segments[0]
+    if flags & consts.VNET_F_NEEDS_CSUM:
+        done = outcome(refpath.offload_csum, frame, vnet)
+        assert not isinstance(done, tuple), f"offload_csum refused {frame.hex()} {vnet.hex()}"
+        return done
+    return frame
