@@ -269,6 +269,9 @@ def _uint(value, bits, what) -> int:
     return value
 
 
+_TAKE_BUF_LIMIT = 1 << 32            # take()'s buffer grows by doubling up to the largest size C can report
+
+
 def _port_no(value) -> int:
     """A port number C's uint16_t cannot hold names no port: C is handed one it refuses as it refuses port 64
     (-EINVAL or -ENOENT), so the error is the twin's rather than cffi's OverflowError."""
@@ -771,10 +774,11 @@ class Datapath(_FlowTableOps):
                                    self._take_vnet)
             if r == -_errno.EAGAIN:
                 return out
-            if r == -_errno.ENOSPC and len(self._take_buf) == consts.FRAME_MAX:
-                # A frame of FRAME_MAX bytes that actions grew (tags, a tunnel header: at most the headroom) is
-                # transmitted as it is; take it with a buffer twice as large instead of leaving it queued.
-                self._take_buf = ffi.new("uint8_t[]", 2 * consts.FRAME_MAX)
+            if r == -_errno.ENOSPC and len(self._take_buf) < _TAKE_BUF_LIMIT:
+                # A memory port transmits what it is given: a FRAME_MAX frame that actions grew (tags, a tunnel
+                # header), or a larger one execute() was handed. Take it with a larger buffer rather than leave it
+                # queued in front of every later frame.
+                self._take_buf = ffi.new("uint8_t[]", 2 * len(self._take_buf))
                 buf = ffi.buffer(self._take_buf)
                 continue
             if r < 0:

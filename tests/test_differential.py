@@ -440,6 +440,22 @@ def test_frame_grown_past_frame_max_is_taken():
     assert taken[0] == taken[1] == [consts.FRAME_MAX + 60, 60 + 60]
 
 
+def test_frame_larger_than_frame_max_executed_is_taken():
+    """execute() is not bounded by FRAME_MAX (a real port's send refuses what its MTU does not take): a memory
+    port transmits a larger frame, and take() returns it from both datapaths (C's take() had raised ENOSPC)."""
+    for impl in (fastpath, refpath):
+        dp = impl.Datapath()
+        try:
+            dp.add_port(0, "memory")
+            frame = bytes(range(256)) * 1000
+            dp.execute(0, frame, bytes(10), [Action(consts.ACT_OUTPUT, arg=0), Action(consts.ACT_OUTPUT, arg=0)],
+                       now_ms=0)
+            assert dp.take(0) == [(frame, bytes(10))] * 2, impl.__name__
+            assert dp.port_stats(0)["tx_bytes"] == 2 * len(frame)
+        finally:
+            dp.close()
+
+
 def test_bad_port_numbers_refused_alike():
     """Port numbers no port can have (beyond 63, beyond 16 bits, negative) get the same error from both: ENOENT
     where a port is looked up, EINVAL where one is added, and ValueError for execute()'s in_port (found by

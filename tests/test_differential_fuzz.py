@@ -21,6 +21,7 @@ import os
 import random
 import struct
 
+import pytest
 from hypothesis import HealthCheck, example, given, note, seed, settings, strategies as st
 
 import fuzz_frames as ff
@@ -43,9 +44,11 @@ def fuzz_settings(default_examples: int):
 
 
 def fuzz(default_examples: int):
-    """The decorators every fuzz test takes: its settings and the run's seed."""
+    """The decorators every fuzz test takes: its settings and the run's seed; a longer run set by
+    PSW_FUZZ_EXAMPLES is not cut short by the suite's per-test timeout."""
     def wrap(test):
-        return seed(SEED)(fuzz_settings(default_examples)(test))
+        test = seed(SEED)(fuzz_settings(default_examples)(test))
+        return pytest.mark.timeout(0)(test) if _SCALE else test
     return wrap
 
 
