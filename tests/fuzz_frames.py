@@ -235,25 +235,25 @@ def ip4_packets(draw, pools: Pools = DEFAULT_POOLS, depth: int = 0, fix=None):
 
 @st.composite
 def ip6_extension(draw, kind: int, nxt: int, pools: Pools):
-    """(bytes, fragment (offset, M) or None) of one extension header whose next header is `nxt`."""
+    """One extension header whose next header is `nxt`."""
     if kind == FRAGMENT:
         offset, more = draw(st.sampled_from([0, 0, 0, 1, 185]) | st.integers(0, 0x1FFF)), draw(st.integers(0, 1))
-        return struct.pack("!BBHI", nxt, 0, offset << 3 | more, draw(st.integers(0, 2**32 - 1))), (offset, more)
+        return struct.pack("!BBHI", nxt, 0, offset << 3 | more, draw(st.integers(0, 2**32 - 1)))
     if kind == AH:
         n = draw(st.sampled_from([1, 4, 6]))           # ICV of (n + 2) * 4 - 12 bytes
-        return struct.pack("!BBHII", nxt, n, 0, draw(st.integers(1, 99)), 7) + bytes((n + 2) * 4 - 12), None
+        return struct.pack("!BBHII", nxt, n, 0, draw(st.integers(1, 99)), 7) + bytes((n + 2) * 4 - 12)
     if kind == ROUTING:
         n_addrs = draw(st.integers(0, 2))
         left = draw(st.sampled_from([0, 0, n_addrs]))
         body = struct.pack("!BBBB", nxt, 2 * n_addrs, draw(st.sampled_from([0, 2, 4])), left) + bytes(4) \
             + b"".join(draw(st.sampled_from(pools.ip6s)) for _ in range(n_addrs))
-        return body, None
+        return body
     # Hop-by-hop or destination options: PadN filling (n + 1) * 8 bytes, sometimes a router alert first.
     n = draw(st.sampled_from([0, 0, 1, 3]))
     opts = b"\x05\x02\x00\x00" if draw(st.booleans()) else b""
     pad = (n + 1) * 8 - 2 - len(opts)
     opts += (b"\x01" + bytes([pad - 2]) + bytes(pad - 2)) if pad >= 2 else bytes(pad)
-    return bytes([nxt, n]) + opts, None
+    return bytes([nxt, n]) + opts
 
 
 IP6_MAX_EXT = 8              # a 9th extension header is PE_IP6_EXT
@@ -292,8 +292,7 @@ def ip6_packets(draw, pools: Pools = DEFAULT_POOLS):
     nxt = proto
     # Built from the inside out: each header names the one after it.
     for kind in reversed(kinds):
-        ext, _frag = draw(ip6_extension(kind, nxt, pools))
-        exts = ext + exts
+        exts = draw(ip6_extension(kind, nxt, pools)) + exts
         nxt = kind
     plen = len(exts) + len(body)
     lie = draw(st.integers(0, 9)) == 0

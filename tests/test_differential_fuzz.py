@@ -16,17 +16,14 @@ PSW_FUZZ_EXAMPLES=N sets N for every test, PSW_FUZZ_SEED=S replays a run (the se
 The example database is off, so nothing is written into the repository.
 """
 import collections
-import errno
 import os
 import random
-import struct
 
 import pytest
-from hypothesis import HealthCheck, example, given, note, seed, settings, strategies as st
+from hypothesis import HealthCheck, given, note, seed, settings, strategies as st
 
 import fuzz_frames as ff
 from pyswitch import actions as A, consts, fastpath, refpath
-from pyswitch.actions import Action
 from pyswitch.datapath_types import Conn, ConnTuple, RingBackend
 from pyswitch.flowkey import FlowKey
 
@@ -420,6 +417,7 @@ def test_world_datapaths_agree(conns, max_conns, ring_backends_, ring_size, extr
         assert_same_state(dps, "after the configuration")
         received, refused = collections.Counter(), collections.Counter()    # per attached port
         refused_ever = collections.Counter()                                # by error, as stats() counts
+        taken_ever = 0
         detached = set()
         for round_no in range(data.draw(st.integers(1, 3), label="rounds")):
             if data.draw(st.integers(0, 5), label="port churn") == 0:
@@ -447,6 +445,10 @@ def test_world_datapaths_agree(conns, max_conns, ring_backends_, ring_size, extr
             for (_p, name), n in round_refused.items():
                 refused_ever[name] += n
             assert {k: v for k, v in state["stats"]["parse_errors"].items() if v} == dict(refused_ever)
+            # Every frame taken was refused by the parser or looked up (a hit or a miss), nothing else.
+            taken_ever += len(inputs)
+            assert state["stats"]["rx_packets"] == taken_ever
+            assert state["stats"]["hits"] + state["stats"]["misses"] == taken_ever - sum(refused_ever.values())
             for p in range(N_PORTS):
                 if p not in detached:
                     assert state["ports"][p]["rx_packets"] == received[p]
