@@ -500,6 +500,9 @@ def test_world_rewrites_keep_checksums_right(conns, extra_after_route, data):
             dp.close()
 
 
+TCP_PROTO, UDP_PROTO = 6, 17
+
+
 @st.composite
 def partial_inputs(draw, conns):
     """(port, frame, vnet) as a guest with checksum offload sends them: NEEDS_CSUM at the TCP/UDP checksum, the
@@ -513,9 +516,6 @@ def partial_inputs(draw, conns):
         gso_type = consts.VNET_GSO_TCPV4 if built.proto == TCP_PROTO else consts.VNET_GSO_UDP_L4
         gso_size = draw(st.sampled_from([8, 16, 536]))
     return port, built.data, ff.vnet(consts.VNET_F_NEEDS_CSUM, gso_type, 0, gso_size, built.l4, field)
-
-
-TCP_PROTO, UDP_PROTO = 6, 17
 
 
 @fuzz(60)
