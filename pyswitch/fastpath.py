@@ -270,6 +270,17 @@ def _uint(value, bits, what) -> int:
     return value
 
 
+_TAKE_BUF_LIMIT = 1 << 32            # take()'s buffer grows by doubling up to the largest size C can report
+
+
+def _port_no(value) -> int:
+    """A port number C's uint16_t cannot hold names no port: C is handed one it refuses as it refuses port 64
+    (-EINVAL or -ENOENT), so the error is the twin's rather than cffi's OverflowError."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0xFFFF:
+        return value
+    return 0xFFFF
+
+
 def _ip4(addr, what="prefix") -> bytes:
     if len(addr) != 4:
         raise ValueError(f"an IPv4 {what} is 4 bytes, not {len(addr)}")
@@ -481,17 +492,17 @@ class Datapath(_FlowTableOps):
         if kind_no is None:
             raise OSError(_errno.EINVAL, f"port {port_no}: unknown port kind {kind!r} "
                                          f"(one of {', '.join(consts.PORT_KINDS)})")
-        r = lib.ps_dp_port_add(self._dp, port_no, kind_no, ifindex_or_fd, ring_frames, max_frame)
+        r = lib.ps_dp_port_add(self._dp, _port_no(port_no), kind_no, ifindex_or_fd, ring_frames, max_frame)
         if r < 0:
             raise OSError(-r, f"cannot add {kind} port {port_no} ({ifindex_or_fd}): {os.strerror(-r)}")
 
     def del_port(self, port_no):
-        r = lib.ps_dp_port_del(self._dp, port_no)
+        r = lib.ps_dp_port_del(self._dp, _port_no(port_no))
         if r < 0:
             raise OSError(-r, f"cannot delete port {port_no}: {os.strerror(-r)}")
 
     def port_stats(self, port_no) -> dict:
-        r = lib.ps_dp_port_get_stats(self._dp, port_no, self._port_stats)
+        r = lib.ps_dp_port_get_stats(self._dp, _port_no(port_no), self._port_stats)
         if r < 0:
             raise OSError(-r, f"port {port_no}: {os.strerror(-r)}")
         s = self._port_stats
@@ -499,7 +510,7 @@ class Datapath(_FlowTableOps):
 
     def port_xdp_mode(self, port_no) -> str | None:
         """How an afxdp port's XDP program is attached ("native" or "generic"); None for other kinds."""
-        r = lib.ps_dp_port_xdp_mode(self._dp, port_no)
+        r = lib.ps_dp_port_xdp_mode(self._dp, _port_no(port_no))
         if r < 0:
             raise OSError(-r, f"port {port_no}: {os.strerror(-r)}")
         return consts.XDP_MODES.get(r)
@@ -548,8 +559,8 @@ class Datapath(_FlowTableOps):
     def execute(self, in_port, frame, vnet, actions, now_ms=-1):
         n = self._actions.fill(actions)
         self._inject_vnet_buf[:] = _vnet_bytes(vnet)
-        r = lib.ps_dp_execute(self._dp, in_port, frame, len(frame), self._inject_vnet, self._actions.array, n,
-                              now_ms)
+        r = lib.ps_dp_execute(self._dp, _uint(in_port, 16, "in_port"), frame, len(frame), self._inject_vnet,
+                              self._actions.array, n, now_ms)
         if r < 0:
             raise OSError(-r, f"execute: {os.strerror(-r)} ({len(actions)} actions, at most {consts.MAX_ACTIONS})")
 
@@ -769,10 +780,10 @@ class Datapath(_FlowTableOps):
         symmetric flow hash picks, as the kernel's fanout would)."""
         self._inject_vnet_buf[:] = _vnet_bytes(vnet)
         if worker is None:
-            r = lib.ps_dp_mem_inject(self._dp, port_no, frame, len(frame), self._inject_vnet)
+            r = lib.ps_dp_mem_inject(self._dp, _port_no(port_no), frame, len(frame), self._inject_vnet)
         else:
-            r = lib.ps_dp_mem_inject_worker(self._dp, _uint(worker, 32, "worker"), port_no, frame, len(frame),
-                                            self._inject_vnet)
+            r = lib.ps_dp_mem_inject_worker(self._dp, _uint(worker, 32, "worker"), _port_no(port_no), frame,
+                                            len(frame), self._inject_vnet)
         if r < 0:
             raise OSError(-r, f"cannot inject into port {port_no}: {os.strerror(-r)}")
 
@@ -781,9 +792,17 @@ class Datapath(_FlowTableOps):
         buf = ffi.buffer(self._take_buf)
         vnet = ffi.buffer(self._take_vnet)
         while True:
-            r = lib.ps_dp_mem_take(self._dp, port_no, self._take_buf, len(self._take_buf), self._take_vnet)
+            r = lib.ps_dp_mem_take(self._dp, _port_no(port_no), self._take_buf, len(self._take_buf),
+                                   self._take_vnet)
             if r == -_errno.EAGAIN:
                 return out
+            if r == -_errno.ENOSPC and len(self._take_buf) < _TAKE_BUF_LIMIT:
+                # A memory port transmits what it is given: a FRAME_MAX frame that actions grew (tags, a tunnel
+                # header), or a larger one execute() was handed. Take it with a larger buffer rather than leave it
+                # queued in front of every later frame.
+                self._take_buf = ffi.new("uint8_t[]", 2 * len(self._take_buf))
+                buf = ffi.buffer(self._take_buf)
+                continue
             if r < 0:
                 raise OSError(-r, f"cannot take from port {port_no}: {os.strerror(-r)}")
             out.append((buf[0:r], vnet[:]))

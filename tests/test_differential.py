@@ -417,6 +417,72 @@ def test_execute_empty_frame():
             dp.close()
 
 
+def test_frame_grown_past_frame_max_is_taken():
+    """A frame of FRAME_MAX bytes (the largest a port takes) that a flow's actions grow, by tags or a tunnel header
+    into the headroom, is transmitted whole by both datapaths, and take() returns it (found by
+    tests/test_differential_fuzz.py: fastpath.take() had a buffer of FRAME_MAX bytes and raised ENOSPC, leaving the
+    frame queued and the port's queue stuck behind it)."""
+    frame = bytes(range(256)) * (consts.FRAME_MAX // 256) + bytes(consts.FRAME_MAX % 256)
+    acts = [Action(consts.ACT_PUSH_VLAN, arg=10)] * 15 + [Action(consts.ACT_OUTPUT, arg=1)]
+    taken = []
+    for impl in (fastpath, refpath):
+        dp = impl.Datapath()
+        try:
+            dp.add_port(0, "memory")
+            dp.add_port(1, "memory")
+            dp.flow_put(bytes(64), bytes(64), 0, acts, now_ms=0)
+            dp.inject(0, frame)
+            dp.inject(0, bytes(60))
+            dp.run(now_ms=1)
+            taken.append([len(f) for f, _v in dp.take(1)])
+        finally:
+            dp.close()
+    assert taken[0] == taken[1] == [consts.FRAME_MAX + 60, 60 + 60]
+
+
+def test_frame_larger_than_frame_max_executed_is_taken():
+    """execute() is not bounded by FRAME_MAX (a real port's send refuses what its MTU does not take): a memory
+    port transmits a larger frame, and take() returns it from both datapaths (C's take() had raised ENOSPC)."""
+    for impl in (fastpath, refpath):
+        dp = impl.Datapath()
+        try:
+            dp.add_port(0, "memory")
+            frame = bytes(range(256)) * 1000
+            dp.execute(0, frame, bytes(10), [Action(consts.ACT_OUTPUT, arg=0), Action(consts.ACT_OUTPUT, arg=0)],
+                       now_ms=0)
+            assert dp.take(0) == [(frame, bytes(10))] * 2, impl.__name__
+            assert dp.port_stats(0)["tx_bytes"] == 2 * len(frame)
+        finally:
+            dp.close()
+
+
+def test_bad_port_numbers_refused_alike():
+    """Port numbers no port can have (beyond 63, beyond 16 bits, negative) get the same error from both: ENOENT
+    where a port is looked up, EINVAL where one is added, and ValueError for execute()'s in_port (found by
+    tests/test_differential_fuzz.py: cffi raised OverflowError past 16 bits, and the twin a struct.error from
+    deep in the parser)."""
+    for impl in (fastpath, refpath):
+        dp = impl.Datapath()
+        try:
+            dp.add_port(0, "memory")
+            for port_no in (64, 0xFFFF, 0x10000, 10**9, -1):
+                for call, args in ((dp.inject, (port_no, bytes(60))), (dp.take, (port_no,)),
+                                   (dp.port_stats, (port_no,)), (dp.del_port, (port_no,))):
+                    with pytest.raises(OSError) as e:
+                        call(*args)
+                    assert e.value.errno == errno.ENOENT, (impl.__name__, call.__name__, port_no)
+                with pytest.raises(OSError) as e:
+                    dp.add_port(port_no, "memory")
+                assert e.value.errno == errno.EINVAL, (impl.__name__, port_no)
+            for in_port in (0x10000, -1):
+                with pytest.raises(ValueError):
+                    dp.execute(in_port, bytes(60), bytes(10), [Action(consts.ACT_OUTPUT, arg=0)], now_ms=0)
+            dp.execute(0xFFFF, bytes(60), bytes(10), [Action(consts.ACT_OUTPUT, arg=0)], now_ms=0)
+            assert len(dp.take(0)) == 1
+        finally:
+            dp.close()
+
+
 # -- routing --------------------------------------------------------------------------------------------------------
 
 ROUTE_BASES = [bytes([198, 51, 100, 0]), bytes([198, 51, 100, 128]), bytes([192, 0, 2, 64]), bytes([203, 0, 113, 7]),

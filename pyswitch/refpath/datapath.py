@@ -330,6 +330,8 @@ class Datapath:
         then the partial key), as a run would have given it. Only a list longer than MAX_ACTIONS is refused
         (EINVAL); unknown types are skipped and outputs to ports >= 64 count bad_port, as in C.
         """
+        if isinstance(in_port, bool) or not isinstance(in_port, int) or not 0 <= in_port <= 0xFFFF:
+            raise ValueError(f"in_port {in_port!r} is not a 16-bit unsigned integer")
         if len(actions) > consts.MAX_ACTIONS:
             raise OSError(errno.EINVAL, f"more than {consts.MAX_ACTIONS} actions")
         if len(vnet) != consts.VNET_HDR_SIZE:
