@@ -52,7 +52,9 @@ class Switch:
         self.dp = make_datapath(self.settings.datapath, self.settings.max_flows, self.settings.workers)
         self.ports = {}                     # port_no -> port object (ports/)
         self.port_configs = {}              # port_no -> PortConfig
-        self.macs = MacTable(self.settings.max_macs, self.settings.mac_aging_s)
+        limits = {no: pc.mac_limit(self.settings) for no, pc in enumerate(config.ports)}
+        self.macs = MacTable(self.settings.max_macs, self.settings.mac_aging_s,
+                             {no: limit for no, limit in limits.items() if limit is not None})
         self.l2 = L2Stage(self.port_configs, self.macs, self.dp, int(self.settings.flow_idle_s * 1000))
         self.l3 = L3Stage(config, self.port_configs, self.dp, self.l2)
         self.vips = VipStage(config, self.port_configs, self.dp, self.l3)
@@ -265,6 +267,7 @@ class Switch:
                 "rx_bytes": s["rx_bytes"], "tx_bytes": s["tx_bytes"],
                 "drops": s["rx_dropped"] + s["rx_errors"] + s["tx_dropped"],
                 "rx_dropped": s["rx_dropped"], "rx_errors": s["rx_errors"], "tx_dropped": s["tx_dropped"],
+                **self.macs.port_stats(port_no),
                 **port.details(),
             })
         return rows
@@ -318,6 +321,8 @@ class Switch:
             for key in ("rx_packets", "tx_packets", "upcalls", "emc_hits", "masked_hits", "misses"):
                 out[f"worker_{key}"] = [row[key] for row in rows]
         out.update(self.l2.stats())
+        out["mac_evicted_by_port"] = {pc.name: self.macs.port_evicted.get(no, 0)
+                                      for no, pc in sorted(self.port_configs.items())}
         out.update(self.l3.stats())
         if self.vips.enabled:
             out.update(self.vips.stats())
