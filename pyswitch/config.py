@@ -41,6 +41,8 @@ class SwitchSettings:
     arp_retries: int = 3                # requests (one a second) before a neighbor is given up
     arp_max_entries: int = 65536        # ARP table bound
     arp_queue: int = 16                 # packets held per unresolved neighbor (more are dropped, counted)
+    arp_queue_total: int = 4096         # packets held for all unresolved neighbors together
+    arp_rate_per_port: int = 1000       # ARP packets a second each port may bring to the slow path (0: no limit)
     control_dir: str = "/run/pyswitch"  # where NAME.sock lives
     max_conns: int = 1048576            # load-balanced connections the datapath tracks (LRU evicted beyond)
     conn_syn_s: float = 60.0            # connection timeouts by TCP state, close to IPVS's defaults
@@ -418,6 +420,7 @@ def _switch(raw: dict) -> SwitchSettings:
             setattr(s, key, _number(raw, key, f"switch.{key}", minimum=0.1))
     for key, low, high in (("max_macs", 1, 1 << 24), ("max_macs_per_port", 0, 1 << 24), ("max_flows", 16, 1 << 24), ("ring_frames", 8, 1 << 16),
                            ("arp_retries", 1, 10), ("arp_max_entries", 1, 65536), ("arp_queue", 1, 1024),
+                           ("arp_queue_total", 1, 1 << 20), ("arp_rate_per_port", 0, 1000000),
                            ("max_conns", 16, 1 << 24), ("busy_poll_us", 0, 1000000),
                            ("workers", 1, consts.MAX_WORKERS)):
         if key in raw:

@@ -33,3 +33,20 @@ def test_mac_limit_errors_name_the_key(data, key):
     with pytest.raises(ConfigError) as err:
         from_dict(data)
     assert str(err.value).startswith(key + ":"), err.value
+
+
+def test_arp_bounds_defaults():
+    s = from_dict({}).switch
+    assert (s.arp_max_entries, s.arp_queue, s.arp_queue_total, s.arp_rate_per_port) == (65536, 16, 4096, 1000)
+
+
+@pytest.mark.parametrize("key, bad", [("arp_queue_total", 0), ("arp_queue_total", 1.5),
+                                      ("arp_rate_per_port", -1), ("arp_rate_per_port", "fast")])
+def test_arp_bound_errors_name_the_key(key, bad):
+    with pytest.raises(ConfigError) as err:
+        from_dict({"switch": {key: bad}})
+    assert str(err.value).startswith(f"switch.{key}:"), err.value
+
+
+def test_no_arp_rate_limit():
+    assert from_dict({"switch": {"arp_rate_per_port": 0}}).switch.arp_rate_per_port == 0
