@@ -346,7 +346,7 @@ class _FlowTableOps:
         r = lib.ps_ft_put(self._ft, self._key, self._mask, priority, self._actions.array, n,
                           idle_timeout_ms, cookie, now_ms)
         if r < 0:
-            why = "too many subtables" if r == -_errno.ENOSPC else "invalid actions"
+            why = "no room: too many subtables, or every flow permanent" if r == -_errno.ENOSPC else "invalid actions"
             raise FlowTableError(-r, f"flow table refused the flow: {why} ({os.strerror(-r)})")
         return r
 
