@@ -525,6 +525,9 @@ class Datapath(_FlowTableOps):
             raise OSError(-r, f"datapath serve: {os.strerror(-r)}")
         return r
 
+    def set_hold(self, hold_us: int) -> None:
+        lib.ps_dp_set_hold(self._dp, hold_us)
+
     def run(self, now_ms=-1) -> int:
         return lib.ps_dp_run(self._dp, now_ms)
 

@@ -32,6 +32,10 @@ log = logging.getLogger("pyswitch")
 POLL_MS = 100               # the longest the loop sleeps: bounds timer lateness
 HOUSEKEEPING_S = 0.5        # flow expiry and MAC aging run this often at most
 RECENT_UPCALLS = 128        # `show upcalls` keeps this many of the latest
+# A slow-path turn longer than this means the slow path is overloaded (a flood of misses): the datapath then
+# forwards on as long as the turn took before it hands the next upcalls over (ps_dp_set_hold), up to HOLD_MAX_US.
+OVERLOADED_TURN_S = 0.001
+HOLD_MAX_US = 10000
 UPCALL_REASONS = {consts.UPCALL_MISS: "miss", consts.UPCALL_ACTION: "action", consts.UPCALL_NO_ROUTE: "no_route",
                   consts.UPCALL_NO_NEIGH: "no_neigh", consts.UPCALL_TTL: "ttl", consts.UPCALL_LOCAL: "local",
                   consts.UPCALL_CONN_MISS: "conn_miss"}
@@ -68,6 +72,8 @@ class Switch:
         self._next_housekeeping = 0.0
         self._refresh_every = max(0.5, min(self.settings.mac_aging_s / 4, 10.0))
         self._next_refresh = 0.0
+        self._hold_us = 0                   # what the datapath was last told to hold upcalls for
+        self.holds = 0                      # turns after which the datapath was made to forward on
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -155,6 +161,24 @@ class Switch:
         # work, not once per batch.
         self.dp.serve(timeout_ms, self.settings.busy_poll_us)
         now = time.monotonic()
+        try:
+            self._turn(now)
+        finally:
+            self._balance(time.monotonic() - now)
+
+    def _balance(self, turn_s: float) -> None:
+        """Keeps an overloaded slow path from taking the whole core: after a turn of `turn_s`, the datapath
+        forwards for as long before the next turn (the upcalls that do not fit meanwhile are dropped and counted
+        in upcall_dropped), so traffic in the fast path keeps about half of it whatever a flood costs."""
+        hold_us = min(HOLD_MAX_US, int(turn_s * 1e6)) if turn_s > OVERLOADED_TURN_S else 0
+        if hold_us:
+            self.holds += 1
+        if hold_us != self._hold_us:
+            self.dp.set_hold(hold_us)
+            self._hold_us = hold_us
+
+    def _turn(self, now: float) -> None:
+        """The slow path's turn: upcalls, timers, the control socket."""
         # Handling an upcall may execute packets that upcall again (a connection's first packet now waits
         # for ARP): they join the same queue, so read on from where we were until nothing new came.  The
         # queue is bounded.
@@ -314,6 +338,7 @@ class Switch:
         for key, value in s.items():
             out.setdefault(key, value)
         out["parse_errors_total"] = sum(s["parse_errors"].values())
+        out["slow_path_holds"] = self.holds
         out["workers"] = self.workers
         if hasattr(self.dp, "worker_stats"):
             # One list per counter, a worker's value at its index: the share each worker carries.

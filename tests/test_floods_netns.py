@@ -4,7 +4,7 @@ Each test asserts that the good traffic kept flowing, that every table stayed wi
 counter of what the bound refused moved."""
 import pytest
 
-from floods import A1, A2, B, TOPOLOGY, Flood, ping_fractions, switch_config
+from flood_traffic import A1, A2, B, TOPOLOGY, Flood, ping_fractions, switch_config
 from hosts import mac_of, ping
 
 pytestmark = pytest.mark.netns

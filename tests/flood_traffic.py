@@ -175,5 +175,5 @@ def switch_config(tmp_path: Path, settings: str = "", port_settings: dict | None
     return str(path)
 
 
-if __name__ == "__main__":                  # print a configuration: python tests/floods.py mac
+if __name__ == "__main__":                  # print a configuration: python tests/flood_traffic.py mac
     sys.stdout.write(FLOODS[sys.argv[1]]())
