@@ -104,7 +104,7 @@ class L3Stage:
         self.silent_vlans: set[int] = set()          # VLANs whose addresses a standby holds but must not claim (HA)
         self.counters = {"icmp_echo_replies": 0, "icmp_time_exceeded": 0, "icmp_net_unreachable": 0,
                          "icmp_host_unreachable": 0, "icmp_port_unreachable": 0, "local_dropped": 0,
-                         "arp_rate_limited": 0}
+                         "arp_rate_limited": 0, "route_refused": 0, "neigh_refused": 0}
         l2_stage.move_listeners.append(self.mac_moved)
 
     @property
@@ -197,7 +197,11 @@ class L3Stage:
         if any(gateway == s.interface.ip for s in self.svis.values()):
             raise ValueError(f"{via} is the switch's own address")
         nh = self._gateway(gateway)
-        self.dp.route_add(network.network_address.packed, network.prefixlen, nh)
+        try:
+            self.dp.route_add(network.network_address.packed, network.prefixlen, nh)
+        except OSError as exc:
+            self.counters["route_refused"] += 1     # the LPM table is full (65536 rules, 4096 tbl8 groups)
+            raise ValueError(f"the routing table refused {network}: {exc.strerror}") from None
         self.static[network] = gateway
 
     def route_del(self, prefix: str) -> None:
@@ -282,7 +286,12 @@ class L3Stage:
     def _write_neighbor(self, vlan: int, ip: bytes, mac: bytes, port_no: int) -> None:
         port = self.ports[port_no]
         out_tci = vlan if port.tagged_on_egress(vlan) else 0
-        self.dp.neigh_set(vlan, _addr16(ip), mac, port_no, out_tci)
+        try:
+            self.dp.neigh_set(vlan, _addr16(ip), mac, port_no, out_tci)
+        except OSError:
+            # The datapath's neighbor table is full (MAX_NEIGHS): the packets to it come up as NO_NEIGH again,
+            # and the entry is written once room is made.  Counted, never a crash of the slow path.
+            self.counters["neigh_refused"] += 1
 
     def mac_moved(self, vlan: int, mac: bytes, port_no: int) -> None:
         for (entry_vlan, ip), entry in self.arp.entries():
@@ -461,4 +470,5 @@ class L3Stage:
         out = dict(self.counters)
         out.update(self.arp.stats())
         out["arp_rate_per_port"] = self.arp_rate
+        out["max_neighbors"] = consts.MAX_NEIGHS
         return out
