@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flood_traffic import A2, B, FLOODS, SWITCH, TOPOLOGY, Flood, ping_fractions, tcp_gbits  # noqa: E402
+from flood_traffic import A2, B, FLOODS, SWITCH, TOPOLOGY, Flood, ping_stats, tcp_gbits  # noqa: E402
 from tcp import BENCH_ID, start_switch, stop  # noqa: E402
 
 from pyswitch.control.client import request  # noqa: E402
@@ -47,8 +47,9 @@ def good_traffic(topo, seconds: float) -> dict:
     out = {"l2_tcp_gbps": tcp_gbits(topo, "a1", "a2", A2, seconds),
            "l3_tcp_gbps": tcp_gbits(topo, "a1", "b", B, seconds)}
     count = max(10, int(seconds * 50))
-    shares = ping_fractions(topo, [("a1", A2), ("a1", B)], count=count, interval=0.02)
-    out["l2_ping_answered"], out["l3_ping_answered"] = shares[("a1", A2)], shares[("a1", B)]
+    pings = ping_stats(topo, [("a1", A2), ("a1", B)], count=count, interval=0.02)
+    out["l2_ping_answered"], out["l2_ping_rtt_ms"] = pings[("a1", A2)]
+    out["l3_ping_answered"], out["l3_ping_rtt_ms"] = pings[("a1", B)]
     return out
 
 
@@ -96,18 +97,22 @@ def run(args) -> dict:
 def print_table(results: dict) -> None:
     alone = results["alone"]
     print(f"\n{'':<10} {'flood offered':>13} {'switch took':>11}   {'L2 TCP Gbit/s':>18} {'L3 TCP Gbit/s':>18}"
-          f"   {'L2 ping':>7} {'L3 ping':>7}   refused")
+          f"   {'L2 ping':>15} {'L3 ping':>15}   refused")
     for kind, row in results.items():
         def cell(key):
             value = row[key]
             return f"{value:6.2f}" if kind == "alone" else f"{value:6.2f} ({value / alone[key]:.2f})" \
                 if alone[key] else f"{value:6.2f}"
+        def ping(path):
+            rtt = row[f"{path}_ping_rtt_ms"]
+            return f"{row[f'{path}_ping_answered']:4.2f} {rtt:6.3f} ms" if rtt is not None else \
+                f"{row[f'{path}_ping_answered']:4.2f}          "
         offered = "" if kind == "alone" else f"{row['flood_offered_pps']:,} pps"
         taken = "" if kind == "alone" else f"{row['flood_taken_pps']:,} pps"
         refused = "" if kind == "alone" else ", ".join(f"{k} +{v}" for k, v in row["refused"].items() if v)
         print(f"{kind:<10} {offered:>13} {taken:>11}   {cell('l2_tcp_gbps'):>18} {cell('l3_tcp_gbps'):>18}"
-              f"   {row['l2_ping_answered']:7.2f} {row['l3_ping_answered']:7.2f}   {refused}")
-    print("\n(fractions in parentheses: during the flood / alone; ping: the share of pings answered)")
+              f"   {ping('l2')} {ping('l3')}   {refused}")
+    print("\n(fractions in parentheses: during the flood / alone; ping: the share answered, average RTT)")
 
 
 def main() -> int:

@@ -129,24 +129,24 @@ class Flood:
         return False
 
 
-def ping_fraction(topo, host: str, address: str, count: int = 40, interval: float = 0.05) -> float:
-    """The share of `count` pings that came back, each given a second."""
-    out = topo.exec(host, ["ping", "-q", "-c", str(count), "-i", str(interval), "-W", "1", address],
-                    capture_output=True, text=True, timeout=count * interval + 15).stdout
-    match = re.search(r"(\d+) packets transmitted, (\d+) received", out)
-    return int(match.group(2)) / int(match.group(1)) if match else 0.0
-
-
-def ping_fractions(topo, pairs, count: int = 40, interval: float = 0.05) -> dict:
-    """ping_fraction() for every (host, address) of `pairs` at once: {(host, address): share answered}."""
+def ping_stats(topo, pairs, count: int = 40, interval: float = 0.05) -> dict:
+    """Pings from every (host, address) of `pairs` at once, each given a second:
+    {(host, address): (share answered, average RTT in ms or None)}."""
     procs = {pair: topo.popen(pair[0], ["ping", "-q", "-c", str(count), "-i", str(interval), "-W", "1", pair[1]],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for pair in pairs}
-    shares = {}
+    stats = {}
     for pair, proc in procs.items():
         out, _ = proc.communicate(timeout=count * interval + 15)
         match = re.search(r"(\d+) packets transmitted, (\d+) received", out)
-        shares[pair] = int(match.group(2)) / int(match.group(1)) if match else 0.0
-    return shares
+        rtt = re.search(r"= [\d.]+/([\d.]+)/", out)
+        stats[pair] = (int(match.group(2)) / int(match.group(1)) if match else 0.0,
+                       float(rtt.group(1)) if rtt else None)
+    return stats
+
+
+def ping_fractions(topo, pairs, count: int = 40, interval: float = 0.05) -> dict:
+    """ping_stats() without the RTT: {(host, address): share answered}."""
+    return {pair: share for pair, (share, _rtt) in ping_stats(topo, pairs, count, interval).items()}
 
 
 def tcp_gbits(topo, client: str, server: str, address: str, seconds: float) -> float:
