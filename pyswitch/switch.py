@@ -36,6 +36,27 @@ RECENT_UPCALLS = 128        # `show upcalls` keeps this many of the latest
 # forwards on as long as the turn took before it hands the next upcalls over (ps_dp_set_hold), up to HOLD_MAX_US.
 OVERLOADED_TURN_S = 0.001
 HOLD_MAX_US = 10000
+# The longest the slow path handles table misses in one go: traffic in the fast path waits while it does, so a
+# flood of misses would otherwise add its whole queue's handling (tens of ms) to every packet's latency.  The
+# misses left over are dropped and counted (upcalls_shed), each port having had its turn (interleave_by_port).
+# Only misses: the upcalls that flows ask for (VRRP adverts, ARP, health-check answers, new VIP connections)
+# are few, or bounded on their own, and losing one can cost more than a moment of latency.
+UPCALL_BUDGET_S = 0.002
+
+
+def interleave_by_port(upcalls: list) -> list:
+    """The upcalls in round-robin order of their input ports, each port's in the order they came: when the
+    slow path cannot handle them all, a flooding port's do not come before every other port's."""
+    by_port: dict[int, list] = {}
+    for upcall in upcalls:
+        by_port.setdefault(upcall.in_port, []).append(upcall)
+    if len(by_port) < 2:
+        return upcalls
+    queues = list(by_port.values())
+    out = []
+    for i in range(max(map(len, queues))):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
 UPCALL_REASONS = {consts.UPCALL_MISS: "miss", consts.UPCALL_ACTION: "action", consts.UPCALL_NO_ROUTE: "no_route",
                   consts.UPCALL_NO_NEIGH: "no_neigh", consts.UPCALL_TTL: "ttl", consts.UPCALL_LOCAL: "local",
                   consts.UPCALL_CONN_MISS: "conn_miss"}
@@ -74,6 +95,7 @@ class Switch:
         self._next_refresh = 0.0
         self._hold_us = 0                   # what the datapath was last told to hold upcalls for
         self.holds = 0                      # turns after which the datapath was made to forward on
+        self.upcalls_shed = 0               # upcalls left over when a turn's budget ran out
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -206,10 +228,14 @@ class Switch:
         """Handles the run's upcalls from number `handled` on, and those that handling them adds to the
         queue (a connection's first packet now waits for ARP), until nothing new came; returns how many
         the queue held.  The queue is bounded."""
+        deadline = time.monotonic() + UPCALL_BUDGET_S
         while upcalls := self.dp.upcalls(handled):
-            for upcall in upcalls:
-                self._upcall(upcall, now)
             handled += len(upcalls)
+            for upcall in interleave_by_port(upcalls):
+                if upcall.reason == consts.UPCALL_MISS and time.monotonic() >= deadline:
+                    self.upcalls_shed += 1
+                    continue
+                self._upcall(upcall, now)
         return handled
 
     def _upcall(self, upcall, now: float) -> None:
@@ -339,6 +365,7 @@ class Switch:
             out.setdefault(key, value)
         out["parse_errors_total"] = sum(s["parse_errors"].values())
         out["slow_path_holds"] = self.holds
+        out["upcalls_shed"] = self.upcalls_shed
         out["workers"] = self.workers
         if hasattr(self.dp, "worker_stats"):
             # One list per counter, a worker's value at its index: the share each worker carries.
