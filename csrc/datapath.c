@@ -615,15 +615,6 @@ ps_dp_poll(struct ps_dp *dp, int timeout_ms, int64_t now_ms)
     return ps_dp_run(dp, now_ms);
 }
 
-static int64_t
-monotonic_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Whether a port with a ring or a memory queue has frames waiting. */
 static bool
 any_rx_ready(const struct ps_dp *dp)
@@ -683,7 +674,7 @@ wait_readable(struct ps_dp *dp, int timeout_ms, bool with_ports)
 int
 ps_dp_serve(struct ps_dp *dp, int timeout_ms, uint32_t spin_us)
 {
-    int64_t start = monotonic_us();
+    int64_t start = ps_monotonic_us();
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t) timeout_ms * 1000;
     int64_t last_frame = start, next_wake_check = start + PS_SERVE_WAKE_CHECK_US;
     int64_t hold_until = INT64_MAX;        /* set by the first run that queued work for the slow path */
@@ -703,7 +694,7 @@ ps_dp_serve(struct ps_dp *dp, int timeout_ms, uint32_t spin_us)
             if (hold_until != INT64_MAX) {
                 return total;              /* holding is for a port that keeps sending, not to wait */
             }
-            now = monotonic_us();
+            now = ps_monotonic_us();
             if (now < idle_until) {
                 woken = wait_readable(dp, 0, true);
             } else {
@@ -718,7 +709,7 @@ ps_dp_serve(struct ps_dp *dp, int timeout_ms, uint32_t spin_us)
         /* Once work waits, runs keep it: it is handed over when the hold ends. */
         n = hold_until == INT64_MAX ? ps_dp_run(dp, -1) : ps_dp_run_more(dp, -1);
         total += n;
-        now = monotonic_us();
+        now = ps_monotonic_us();
         if (n > 0) {
             last_frame = now;
         }

@@ -31,6 +31,8 @@ if [ "$with_tests" = 1 ]; then
     need traceroute traceroute
     need curl curl
     need trafgen netsniff-ng
+    need setpriv util-linux     # tests/test_privileges_netns.py, test_control_socket.py: clients and switches as nobody
+    need groupadd passwd        # test_control_socket.py: a [control] group made for the test
 fi
 if command -v python3 >/dev/null 2>&1; then
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
