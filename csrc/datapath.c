@@ -43,6 +43,8 @@ struct ps_dp {
     size_t *upcall_ofs;                    /* per upcall: offset of its bytes in 'arena' */
     uint32_t max_upcalls;                  /* the queue's bound */
     uint32_t n_upcalls;                    /* upcalls queued since the run started */
+    uint32_t port_upcalls[PS_MAX_PORTS];   /* of them, how many each input port queued */
+    uint32_t hold_us;                      /* serve: forward on this long once upcalls wait (ps_dp_set_hold) */
     uint8_t *arena;                        /* copies of upcalled frames, back to back */
     size_t arena_size;                     /* bytes allocated at 'arena' */
     size_t arena_used;                     /* bytes used at 'arena' */
@@ -306,15 +308,31 @@ arena_reserve(struct ps_dp *dp, size_t size)
     return true;
 }
 
+/* Whether port 'in_port' has queued its share of the upcall queue: a port
+ * takes at most 1/PS_UPCALL_PORT_SHARES of it, so that one port's flood of
+ * misses (while serve() holds them: ps_dp_set_hold()) leaves room for the
+ * others'.  The share is never less than a batch, what one run takes from a
+ * port; frames the switch originates, whose input port is none, have none. */
+static bool
+port_share_used(const struct ps_dp *dp, uint16_t in_port)
+{
+    uint32_t share = dp->max_upcalls / PS_UPCALL_PORT_SHARES;
+
+    return in_port < PS_MAX_PORTS && dp->port_upcalls[in_port] >= (share > PS_BATCH ? share : PS_BATCH);
+}
+
 static void
 upcall_queue(struct ps_dp *dp, uint16_t in_port, uint16_t reason, uint32_t userdata,
              const struct ps_flow_key *key, const struct ps_frame *frame)
 {
     struct ps_upcall *u;
 
-    if (dp->n_upcalls >= dp->max_upcalls || !arena_reserve(dp, frame->size)) {
+    if (dp->n_upcalls >= dp->max_upcalls || port_share_used(dp, in_port) || !arena_reserve(dp, frame->size)) {
         dp->stats.upcall_dropped++;
         return;
+    }
+    if (in_port < PS_MAX_PORTS) {
+        dp->port_upcalls[in_port]++;
     }
     u = &dp->upcalls[dp->n_upcalls];
     u->in_port = in_port;
@@ -348,6 +366,26 @@ ps_dp_upcalls_clear(struct ps_dp *dp)
 {
     dp->n_upcalls = 0;
     dp->arena_used = 0;
+    memset(dp->port_upcalls, 0, sizeof dp->port_upcalls);
+}
+
+/* Makes ps_dp_serve() forward on for 'hold_us' microseconds after a run
+ * queued upcalls, while frames keep coming, before it returns them: the slow
+ * path passes how long its last turn took when it is overloaded, so that a
+ * flood of misses cannot take more than about half of the core from the
+ * traffic that stays in the fast path (the upcalls that do not fit meanwhile
+ * are dropped and counted).  0, the default, returns at once.  With workers,
+ * the slow path waits that long before it takes the world. */
+void
+ps_dp_set_hold(struct ps_dp *dp, uint32_t hold_us)
+{
+    dp->hold_us = hold_us;
+}
+
+uint32_t
+ps_dp_hold(const struct ps_dp *dp)
+{
+    return dp->hold_us;
 }
 
 uint32_t
@@ -641,20 +679,23 @@ ps_dp_serve(struct ps_dp *dp, int timeout_ms, uint32_t spin_us)
     int64_t start = ps_monotonic_us();
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t) timeout_ms * 1000;
     int64_t last_frame = start, next_wake_check = start + PS_SERVE_WAKE_CHECK_US;
+    int64_t hold_until = INT64_MAX;        /* set by the first run that queued work for the slow path */
+    uint32_t events_start = ps_conntrack_n_events(dp->ct);
     int total = 0;
 
     if (dp->workers) {
         return ps_workers_serve(dp->workers, timeout_ms, spin_us);
     }
     for (;;) {
-        struct ps_conntrack *ct = dp->ct;
-        uint32_t events_before = ps_conntrack_n_events(ct);
         int64_t now;
         int woken = 0, n;
 
         if (!any_rx_ready(dp)) {
             int64_t idle_until = last_frame + spin_us;
 
+            if (hold_until != INT64_MAX) {
+                return total;              /* holding is for a port that keeps sending, not to wait */
+            }
             now = ps_monotonic_us();
             if (now < idle_until) {
                 woken = wait_readable(dp, 0, true);
@@ -667,13 +708,17 @@ ps_dp_serve(struct ps_dp *dp, int timeout_ms, uint32_t spin_us)
                 return woken;
             }
         }
-        n = ps_dp_run(dp, -1);
+        /* Once work waits, runs keep it: it is handed over when the hold ends. */
+        n = hold_until == INT64_MAX ? ps_dp_run(dp, -1) : ps_dp_run_more(dp, -1);
         total += n;
         now = ps_monotonic_us();
         if (n > 0) {
             last_frame = now;
         }
-        if (woken || dp->n_upcalls || ps_conntrack_n_events(ct) > events_before || now >= deadline) {
+        if (hold_until == INT64_MAX && (dp->n_upcalls || ps_conntrack_n_events(dp->ct) > events_start)) {
+            hold_until = now + dp->hold_us;
+        }
+        if (woken || now >= hold_until || now >= deadline) {
             return total;
         }
         if (now >= next_wake_check) {

@@ -358,6 +358,28 @@ lru_touch(struct ps_flowtable *ft, uint32_t slot, int64_t now_ms)
     __atomic_store_n(&ft->flows[slot].lru_granule, granule_of(now_ms), __ATOMIC_RELAXED);
 }
 
+/* The flow a full table gives up for a new one: the least recently used flow
+ * that has an idle timeout.  Permanent flows (idle_timeout_ms 0: the routing,
+ * ARP and VIP flows the slow path installs once and never again) are never
+ * evicted, or a flood of new flows could take routing away for good; each one
+ * met at the tail moves to the head, so that the next search does not walk
+ * past it again.  Returns PS_NIL if every flow is permanent (the rotation of
+ * all of them then leaves the list as it was). */
+static uint32_t
+lru_victim(struct ps_flowtable *ft)
+{
+    for (uint32_t n = ft->stats.flows; n > 0; n--) {
+        uint32_t slot = ft->lru_tail;
+
+        if (ft->flows[slot].idle_timeout_ms) {
+            return slot;
+        }
+        lru_unlink(ft, slot);
+        lru_push_head(ft, slot);
+    }
+    return PS_NIL;
+}
+
 /* Subtables. */
 
 static struct subtable *
@@ -547,7 +569,9 @@ flow_to_info(const struct ps_flowtable *ft, uint32_t slot, struct ps_flow_info *
  * installed there.  Returns 0 for a new flow, 1 for a modified one, -EINVAL
  * for a bad action list, -ENOSPC when a new subtable would exceed
  * PS_MAX_SUBTABLES (the check comes before any eviction, so a full table of
- * subtables refuses even if evicting would have emptied one), -ENOMEM. */
+ * subtables refuses even if evicting would have emptied one) or when the table
+ * is full of permanent flows (none may be evicted), -ENOMEM.  A full table
+ * evicts its least recently used flow that has an idle timeout. */
 int
 ps_ft_put(struct ps_flowtable *ft, const struct ps_flow_key *key, const struct ps_flow_key *mask,
           uint32_t priority, const struct ps_action *actions, uint32_t n_actions,
@@ -587,7 +611,13 @@ ps_ft_put(struct ps_flowtable *ft, const struct ps_flow_key *key, const struct p
     }
 
     if (ft->stats.flows >= ft->max_flows) {
-        flow_remove(ft, ft->lru_tail);
+        uint32_t victim = lru_victim(ft);
+
+        if (victim == PS_NIL) {
+            ft->stats.refused++;
+            return -ENOSPC;
+        }
+        flow_remove(ft, victim);
         ft->stats.evictions++;
         /* The victim may have been the last flow of our subtable. */
         st = subtable_find(ft, &m, priority);

@@ -21,6 +21,7 @@
 #define PS_MAX_PORTS 64          /* port numbers are 0..63; flood sets are a uint64_t bitmap */
 #define PS_MAX_ACTIONS 16        /* actions in one flow's list */
 #define PS_BATCH 64              /* frames taken from one port per round */
+#define PS_UPCALL_PORT_SHARES 4  /* an input port fills at most 1/4 of the upcall queue, or a batch */
 #define PS_FRAME_MAX 65600       /* largest frame carried: a 64 KiB GSO super-frame plus headers */
 #define PS_KEY_SIZE 64           /* bytes in struct ps_flow_key */
 #define PS_MAX_SUBTABLES 256     /* distinct (mask, priority) pairs in one flow table */
@@ -447,6 +448,8 @@ int ps_dp_add_wake_fd(struct ps_dp *dp, int fd);
 int ps_dp_del_wake_fd(struct ps_dp *dp, int fd);
 int ps_dp_poll(struct ps_dp *dp, int timeout_ms, int64_t now_ms);
 int ps_dp_serve(struct ps_dp *dp, int timeout_ms, uint32_t spin_us);
+void ps_dp_set_hold(struct ps_dp *dp, uint32_t hold_us);
+uint32_t ps_dp_hold(const struct ps_dp *dp);
 int ps_dp_run(struct ps_dp *dp, int64_t now_ms);
 uint32_t ps_dp_upcalls(struct ps_dp *dp, struct ps_upcall **out);
 int ps_dp_execute(struct ps_dp *dp, uint16_t in_port, const uint8_t *frame, uint32_t size,

@@ -603,6 +603,17 @@ ps_workers_poll(struct ps_workers *ws, int timeout_ms, int64_t now_ms)
     return ps_workers_run(ws, now_ms);
 }
 
+static bool
+any_revents(const struct pollfd *pfds, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (pfds[i].revents) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Lets the workers forward until one has something for the slow path, a
  * wake fd is readable, a signal arrives or 'timeout_ms' (-1: forever)
  * passes; then holds the world again and gathers their upcalls.  Returns the
@@ -637,6 +648,14 @@ ps_workers_serve(struct ps_workers *ws, int timeout_ms, uint32_t spin_us)
     world_release(ws);
     if (poll(pfds, 1 + n_wake, timeout_ms) < 0 && errno != EINTR) {
         error = -errno;
+    }
+    if (!error && ps_dp_hold(ws->dp) && (pfds[0].revents & POLLIN) && !any_revents(pfds + 1, n_wake)) {
+        /* An overloaded slow path lets the workers forward on a while (their
+         * upcall queues are bounded; what does not fit is dropped and
+         * counted) before it takes the world: ps_dp_set_hold(). */
+        struct timespec hold = { .tv_sec = 0, .tv_nsec = (long) ps_dp_hold(ws->dp) % 1000000 * 1000 };
+
+        ppoll(pfds + 1, n_wake, &hold, NULL);
     }
     world_take(ws);
 

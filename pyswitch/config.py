@@ -46,7 +46,8 @@ class SwitchSettings:
     name: str = "sw1"
     datapath: str = "c"
     mac_aging_s: float = 300.0          # an idle MAC is forgotten after this long
-    max_macs: int = 65536               # MAC table bound (least recently seen evicted)
+    max_macs: int = 65536               # MAC table bound (the biggest port's least recently seen evicted)
+    max_macs_per_port: int = 0          # default per-port MAC limit (0: none, as OVS and the Linux bridge)
     max_flows: int = 65536              # fast-path flow table bound
     flow_idle_s: float = 10.0           # an unused fast-path flow is removed after this long
     ring_frames: int = 2048             # AF_PACKET RX ring size, frames (of the MTU) per port (afxdp: >= 2048 per queue)
@@ -56,6 +57,8 @@ class SwitchSettings:
     arp_retries: int = 3                # requests (one a second) before a neighbor is given up
     arp_max_entries: int = 65536        # ARP table bound
     arp_queue: int = 16                 # packets held per unresolved neighbor (more are dropped, counted)
+    arp_queue_total: int = 4096         # packets held for all unresolved neighbors together
+    arp_rate_per_port: int = 1000       # ARP packets a second each port may bring to the slow path (0: no limit)
     control_dir: str = "/run/pyswitch"  # where NAME.sock lives
     max_conns: int = 1048576            # load-balanced connections the datapath tracks (LRU evicted beyond)
     conn_syn_s: float = 60.0            # connection timeouts by TCP state, close to IPVS's defaults
@@ -76,6 +79,13 @@ class PortConfig:
     netns: str | None = None            # tap: namespace to move the device into
     address: tuple[str, ...] = ()       # tap: addresses given to it there
     mac: str | None = None              # tap: its MAC address
+    max_macs: int | None = None         # MACs this port may hold (its own oldest evicted); None: the switch's
+
+    def mac_limit(self, switch: "SwitchSettings") -> int | None:
+        """The most MAC entries this port may hold, or None for no per-port limit."""
+        if self.max_macs is not None:
+            return self.max_macs
+        return switch.max_macs_per_port or None
 
     @property
     def is_trunk(self) -> bool:
@@ -241,6 +251,7 @@ def from_dict(data: dict) -> Config:
     _unique(ports, "device")
     _unique_tap_macs(ports)
     _check_workers_ports(switch, ports)
+    _check_mac_limits(switch, ports)
     vlans = [_vlan_interface(v, f"vlan[{i}]") for i, v in enumerate(_array(data, "vlan"))]
     _check_vlan_interfaces(vlans)
     routes = [_route(r, f"route[{i}]", vlans) for i, r in enumerate(_array(data, "route"))]
@@ -567,8 +578,10 @@ def _switch(raw: dict) -> SwitchSettings:
                 "conn_fin_wait_s", "conn_close_s", "conn_udp_s"):
         if key in raw:
             setattr(s, key, _number(raw, key, f"switch.{key}", minimum=0.1, maximum=MAX_SECONDS))
-    for key, low, high in (("max_macs", 1, 1 << 24), ("max_flows", 16, 1 << 24), ("ring_frames", 8, 1 << 16),
+    for key, low, high in (("max_macs", 1, 1 << 24), ("max_macs_per_port", 0, 1 << 24), ("max_flows", 16, 1 << 24),
+                           ("ring_frames", 8, 1 << 16),
                            ("arp_retries", 1, 10), ("arp_max_entries", 1, 65536), ("arp_queue", 1, 1024),
+                           ("arp_queue_total", 1, 1 << 20), ("arp_rate_per_port", 0, 1000000),
                            ("max_conns", 16, 1 << 24), ("busy_poll_us", 0, 1000000),
                            ("workers", 1, consts.MAX_WORKERS)):
         if key in raw:
@@ -599,6 +612,18 @@ def _check_workers_ports(s: SwitchSettings, ports: list[PortConfig]) -> None:
                               f"worker; set workers = 1 or make it an afpacket port")
 
 
+def _check_mac_limits(s: SwitchSettings, ports: list[PortConfig]) -> None:
+    """A per-port MAC limit above the table's own bound could never be reached: say so rather than let the
+    user believe the port is limited."""
+    if s.max_macs_per_port > s.max_macs:
+        raise ConfigError(f"switch.max_macs_per_port: {s.max_macs_per_port} is more than switch.max_macs "
+                          f"({s.max_macs}), the whole table")
+    for i, port in enumerate(ports):
+        if port.max_macs is not None and port.max_macs > s.max_macs:
+            raise ConfigError(f"port[{i}].max_macs: {port.max_macs} is more than switch.max_macs ({s.max_macs}), "
+                              f"the whole table")
+
+
 def check_workers(s: SwitchSettings) -> None:
     """The Python twin is one thread by design (it is the reference, not a fast path): more workers need C.
     Also called after `pyswitch run --datapath` overrides the config."""
@@ -608,8 +633,8 @@ def check_workers(s: SwitchSettings) -> None:
 
 
 def _port(raw, where: str) -> PortConfig:
-    _entry(raw, where, {"name", "type", "device", "vlan", "trunk", "native_vlan", "netns", "address", "mac"},
-           ("name", "type", "device"))
+    _entry(raw, where, {"name", "type", "device", "vlan", "trunk", "native_vlan", "netns", "address", "mac",
+                        "max_macs"}, ("name", "type", "device"))
     name = _name(raw, "name", f"{where}.name")
     kind = _string(raw, "type", f"{where}.type")
     if kind not in PORT_TYPES:
@@ -620,6 +645,8 @@ def _port(raw, where: str) -> PortConfig:
         raise ConfigError(f"{where}.device: not a valid interface name (1-{IFNAME_MAX} letters, digits or "
                           f"'_.+@-'): {device!r}")
     port = PortConfig(name=name, type=kind, device=device)
+    if "max_macs" in raw:
+        port.max_macs = _integer(raw, "max_macs", f"{where}.max_macs", 1, 1 << 24)
 
     if "vlan" in raw and "trunk" in raw:
         raise ConfigError(f"{where}: give either vlan (access port) or trunk (tagged trunk), not both")

@@ -7,6 +7,7 @@ the compiled module, so the pure-Python twin can run without the C build.
 MAX_PORTS = 64              # port numbers are 0..63; flood sets are a 64-bit bitmap
 MAX_ACTIONS = 16            # actions in one flow's list
 BATCH = 64                  # frames taken from one port per round
+UPCALL_PORT_SHARES = 4      # an input port fills at most 1/4 of the upcall queue, or a batch
 FRAME_MAX = 65600           # largest frame carried: a 64 KiB GSO super-frame plus headers
 KEY_SIZE = 64               # bytes in a flow key
 MAX_SUBTABLES = 256         # distinct (mask, priority) pairs in one flow table

@@ -358,7 +358,7 @@ class _FlowTableOps:
         r = lib.ps_ft_put(self._ft, self._key, self._mask, priority, self._actions.array, n,
                           idle_timeout_ms, cookie, now_ms)
         if r < 0:
-            why = "too many subtables" if r == -_errno.ENOSPC else "invalid actions"
+            why = "no room: too many subtables, or every flow permanent" if r == -_errno.ENOSPC else "invalid actions"
             raise FlowTableError(-r, f"flow table refused the flow: {why} ({os.strerror(-r)})")
         return r
 
@@ -538,6 +538,9 @@ class Datapath(_FlowTableOps):
         if r < 0:
             raise OSError(-r, f"datapath serve: {os.strerror(-r)}")
         return r
+
+    def set_hold(self, hold_us: int) -> None:
+        lib.ps_dp_set_hold(self._dp, hold_us)
 
     def run(self, now_ms=-1) -> int:
         return lib.ps_dp_run(self._dp, now_ms)

@@ -32,6 +32,31 @@ log = logging.getLogger("pyswitch")
 POLL_MS = 100               # the longest the loop sleeps: bounds timer lateness
 HOUSEKEEPING_S = 0.5        # flow expiry and MAC aging run this often at most
 RECENT_UPCALLS = 128        # `show upcalls` keeps this many of the latest
+# A slow-path turn longer than this means the slow path is overloaded (a flood of misses): the datapath then
+# forwards on as long as the turn took before it hands the next upcalls over (ps_dp_set_hold), up to HOLD_MAX_US.
+OVERLOADED_TURN_S = 0.001
+HOLD_MAX_US = 10000
+# The longest the slow path handles table misses in one go: traffic in the fast path waits while it does, so a
+# flood of misses would otherwise add its whole queue's handling (tens of ms) to every packet's latency.  The
+# misses left over are dropped and counted (upcalls_shed), each port having had its turn (interleave_by_port).
+# Only misses: the upcalls that flows ask for (VRRP adverts, ARP, health-check answers, new VIP connections)
+# are few, or bounded on their own, and losing one can cost more than a moment of latency.
+UPCALL_BUDGET_S = 0.002
+
+
+def interleave_by_port(upcalls: list) -> list:
+    """The upcalls in round-robin order of their input ports, each port's in the order they came: when the
+    slow path cannot handle them all, a flooding port's do not come before every other port's."""
+    by_port: dict[int, list] = {}
+    for upcall in upcalls:
+        by_port.setdefault(upcall.in_port, []).append(upcall)
+    if len(by_port) < 2:
+        return upcalls
+    queues = list(by_port.values())
+    out = []
+    for i in range(max(map(len, queues))):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
 UPCALL_REASONS = {consts.UPCALL_MISS: "miss", consts.UPCALL_ACTION: "action", consts.UPCALL_NO_ROUTE: "no_route",
                   consts.UPCALL_NO_NEIGH: "no_neigh", consts.UPCALL_TTL: "ttl", consts.UPCALL_LOCAL: "local",
                   consts.UPCALL_CONN_MISS: "conn_miss"}
@@ -52,7 +77,9 @@ class Switch:
         self.dp = make_datapath(self.settings.datapath, self.settings.max_flows, self.settings.workers)
         self.ports = {}                     # port_no -> port object (ports/)
         self.port_configs = {}              # port_no -> PortConfig
-        self.macs = MacTable(self.settings.max_macs, self.settings.mac_aging_s)
+        limits = {no: pc.mac_limit(self.settings) for no, pc in enumerate(config.ports)}
+        self.macs = MacTable(self.settings.max_macs, self.settings.mac_aging_s,
+                             {no: limit for no, limit in limits.items() if limit is not None})
         self.l2 = L2Stage(self.port_configs, self.macs, self.dp, int(self.settings.flow_idle_s * 1000))
         self.l3 = L3Stage(config, self.port_configs, self.dp, self.l2)
         self.vips = VipStage(config, self.port_configs, self.dp, self.l3)
@@ -66,6 +93,9 @@ class Switch:
         self._next_housekeeping = 0.0
         self._refresh_every = max(0.5, min(self.settings.mac_aging_s / 4, 10.0))
         self._next_refresh = 0.0
+        self._hold_us = 0                   # what the datapath was last told to hold upcalls for
+        self.holds = 0                      # turns after which the datapath was made to forward on
+        self.upcalls_shed = 0               # upcalls left over when a turn's budget ran out
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -154,6 +184,24 @@ class Switch:
         # work, not once per batch.
         self.dp.serve(timeout_ms, self.settings.busy_poll_us)
         now = time.monotonic()
+        try:
+            self._turn(now)
+        finally:
+            self._balance(time.monotonic() - now)
+
+    def _balance(self, turn_s: float) -> None:
+        """Keeps an overloaded slow path from taking the whole core: after a turn of `turn_s`, the datapath
+        forwards for as long before the next turn (the upcalls that do not fit meanwhile are dropped and counted
+        in upcall_dropped), so traffic in the fast path keeps about half of it whatever a flood costs."""
+        hold_us = min(HOLD_MAX_US, int(turn_s * 1e6)) if turn_s > OVERLOADED_TURN_S else 0
+        if hold_us:
+            self.holds += 1
+        if hold_us != self._hold_us:
+            self.dp.set_hold(hold_us)
+            self._hold_us = hold_us
+
+    def _turn(self, now: float) -> None:
+        """The slow path's turn: upcalls, timers, the control socket."""
         # Handling an upcall may execute packets that upcall again (a connection's first packet now waits
         # for ARP): they join the same queue, so read on from where we were until nothing new came.  The
         # queue is bounded.
@@ -181,10 +229,14 @@ class Switch:
         """Handles the run's upcalls from number `handled` on, and those that handling them adds to the
         queue (a connection's first packet now waits for ARP), until nothing new came; returns how many
         the queue held.  The queue is bounded."""
+        deadline = time.monotonic() + UPCALL_BUDGET_S
         while upcalls := self.dp.upcalls(handled):
-            for upcall in upcalls:
-                self._upcall(upcall, now)
             handled += len(upcalls)
+            for upcall in interleave_by_port(upcalls):
+                if upcall.reason == consts.UPCALL_MISS and time.monotonic() >= deadline:
+                    self.upcalls_shed += 1
+                    continue
+                self._upcall(upcall, now)
         return handled
 
     def _upcall(self, upcall, now: float) -> None:
@@ -266,6 +318,7 @@ class Switch:
                 "rx_bytes": s["rx_bytes"], "tx_bytes": s["tx_bytes"],
                 "drops": s["rx_dropped"] + s["rx_errors"] + s["tx_dropped"],
                 "rx_dropped": s["rx_dropped"], "rx_errors": s["rx_errors"], "tx_dropped": s["tx_dropped"],
+                **self.macs.port_stats(port_no),
                 **port.details(),
             })
         return rows
@@ -312,6 +365,8 @@ class Switch:
         for key, value in s.items():
             out.setdefault(key, value)
         out["parse_errors_total"] = sum(s["parse_errors"].values())
+        out["slow_path_holds"] = self.holds
+        out["upcalls_shed"] = self.upcalls_shed
         out["workers"] = self.workers
         if hasattr(self.dp, "worker_stats"):
             # One list per counter, a worker's value at its index: the share each worker carries.
@@ -319,6 +374,8 @@ class Switch:
             for key in ("rx_packets", "tx_packets", "upcalls", "emc_hits", "masked_hits", "misses"):
                 out[f"worker_{key}"] = [row[key] for row in rows]
         out.update(self.l2.stats())
+        out["mac_evicted_by_port"] = {pc.name: self.macs.port_evicted.get(no, 0)
+                                      for no, pc in sorted(self.port_configs.items())}
         out.update(self.l3.stats())
         if self.vips.enabled:
             out.update(self.vips.stats())

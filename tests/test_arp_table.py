@@ -6,7 +6,7 @@ MAC1, MAC2 = bytes.fromhex("020000000011"), bytes.fromhex("020000000012")
 
 
 def table(**kw):
-    args = {"max_entries": 8, "reachable_s": 60, "retries": 3, "queue_len": 2}
+    args = {"max_entries": 8, "reachable_s": 60, "retries": 3, "queue_len": 2, "pending_max": 4096}
     args.update(kw)
     return ArpTable(**args)
 
@@ -65,3 +65,31 @@ def test_bounded():
     assert t.want(10, IP3, now=0) is None
     assert t.resolved(10, IP3, MAC1, 1, now=0) == (False, [])
     assert t.counters["arp_table_full"] == 2 and len(t) == 2
+
+
+def test_pending_packets_are_bounded_in_all():
+    t = table(queue_len=4, pending_max=5)
+    a, b = t.want(20, IP1, now=0), t.want(20, IP2, now=0)
+    assert all(t.hold(a, f"a{i}") for i in range(4))
+    assert t.hold(b, "b0") and not t.hold(b, "b1"), "five wait in all, whichever neighbor"
+    assert t.counters["arp_queue_dropped"] == 1 and t.stats()["arp_pending"] == 5
+    t.resolved(20, IP1, MAC1, 1, now=0.1)
+    assert t.n_pending == 1 and t.hold(b, "b1"), "a flushed queue makes room"
+    for now in (0, 1, 2, 3):
+        list(t.due(now))
+    assert t.get(20, IP2) is None and t.n_pending == 0, "a failed neighbor's packets leave the count"
+
+
+def test_a_reply_resolves_what_was_asked_but_never_creates():
+    t = table()
+    assert t.answered(10, IP1, MAC1, 1, now=0) == (False, []) and t.get(10, IP1) is None
+    entry = t.want(10, IP2, now=0)
+    t.hold(entry, "p1")
+    assert t.answered(10, IP2, MAC2, 2, now=0.1) == (True, ["p1"])
+    assert t.get(10, IP2).state == "reachable"
+
+
+def test_stats_name_each_bound():
+    s = table(max_entries=8, pending_max=100).stats()
+    assert (s["arp_entries"], s["arp_max_entries"], s["arp_pending"], s["arp_pending_max"]) == (0, 8, 0, 100)
+    assert {"arp_table_full", "arp_queue_dropped", "arp_timeout_dropped"} <= set(s)

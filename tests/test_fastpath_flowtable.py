@@ -21,6 +21,7 @@ M_DST = FlowKey.mask_of("eth_dst")
 M_PORT_DST = FlowKey.mask_of("in_port", "eth_dst")
 M_ALL = b"\xff" * consts.KEY_SIZE
 M_NONE = bytes(consts.KEY_SIZE)
+IDLE = 10_000               # an idle timeout: only such flows may be evicted
 
 
 def test_insert_lookup_counters():
@@ -147,18 +148,18 @@ def test_expire_max():
 def test_eviction_lru_with_granule():
     ft = FlowTable(max_flows=3)
     for p in (1, 2, 3):
-        ft.put(key(in_port=p), M_PORT, 1, [], cookie=p, now_ms=0)
+        ft.put(key(in_port=p), M_PORT, 1, [], idle_timeout_ms=IDLE, cookie=p, now_ms=0)
     # A hit within the same 100 ms granule as the insert does not reorder: flow 1 stays least recent.
     ft.lookup(key(in_port=1), 1, now_ms=50)
-    ft.put(key(in_port=4), M_PORT, 1, [], cookie=4, now_ms=60)
+    ft.put(key(in_port=4), M_PORT, 1, [], idle_timeout_ms=IDLE, cookie=4, now_ms=60)
     assert sorted(f.cookie for f in ft.dump()) == [2, 3, 4]
     # A hit in a later granule does: flow 2 becomes most recent, 3 is evicted next.
     ft.lookup(key(in_port=2), 1, now_ms=100)
-    ft.put(key(in_port=5), M_PORT, 1, [], cookie=5, now_ms=110)
+    ft.put(key(in_port=5), M_PORT, 1, [], idle_timeout_ms=IDLE, cookie=5, now_ms=110)
     assert sorted(f.cookie for f in ft.dump()) == [2, 4, 5]
     # A modify makes a flow most recent.
-    ft.put(key(in_port=4), M_PORT, 1, [A.output(1)], cookie=4, now_ms=120)
-    ft.put(key(in_port=6), M_PORT, 1, [], cookie=6, now_ms=130)
+    ft.put(key(in_port=4), M_PORT, 1, [A.output(1)], idle_timeout_ms=IDLE, cookie=4, now_ms=120)
+    ft.put(key(in_port=6), M_PORT, 1, [], idle_timeout_ms=IDLE, cookie=6, now_ms=130)
     assert sorted(f.cookie for f in ft.dump()) == [4, 5, 6]
     s = ft.stats()
     assert (s["evictions"], s["flows"], s["max_flows"]) == (3, 3, 3)
@@ -166,10 +167,34 @@ def test_eviction_lru_with_granule():
 
 def test_eviction_of_last_flow_in_own_subtable():
     ft = FlowTable(max_flows=1)
-    ft.put(key(in_port=1), M_PORT, 1, [], now_ms=0)
-    ft.put(key(in_port=2), M_PORT, 1, [], now_ms=1)
+    ft.put(key(in_port=1), M_PORT, 1, [], idle_timeout_ms=IDLE, now_ms=0)
+    ft.put(key(in_port=2), M_PORT, 1, [], idle_timeout_ms=IDLE, now_ms=1)
     assert [FlowKey.unpack(f.key).in_port for f in ft.dump()] == [2]
     assert ft.stats()["subtables"] == 1
+
+
+def test_eviction_spares_permanent_flows():
+    """A flood of new flows must not evict the slow path's permanent ones (routing, ARP, VIPs)."""
+    ft = FlowTable(max_flows=3)
+    ft.put(key(in_port=1), M_PORT, 1, [], cookie=1, now_ms=0)                  # permanent, least recent
+    ft.put(key(in_port=2), M_PORT, 1, [], idle_timeout_ms=IDLE, cookie=2, now_ms=100)
+    ft.put(key(in_port=3), M_PORT, 1, [], cookie=3, now_ms=200)                # permanent
+    for p in range(4, 20):
+        ft.put(key(in_port=p), M_PORT, 1, [], idle_timeout_ms=IDLE, cookie=p, now_ms=300 + p)
+    assert sorted(f.cookie for f in ft.dump()) == [1, 3, 19]
+    assert ft.stats()["evictions"] == 16
+
+
+def test_a_table_of_permanent_flows_refuses():
+    ft = FlowTable(max_flows=2)
+    ft.put(key(in_port=1), M_PORT, 1, [], cookie=1, now_ms=0)
+    ft.put(key(in_port=2), M_PORT, 1, [], cookie=2, now_ms=0)
+    with pytest.raises(FlowTableError) as exc:
+        ft.put(key(in_port=3), M_PORT, 1, [], idle_timeout_ms=IDLE, cookie=3, now_ms=1)
+    assert exc.value.errno == errno.ENOSPC
+    s = ft.stats()
+    assert (s["refused"], s["evictions"], s["flows"]) == (1, 0, 2)
+    assert ft.put(key(in_port=2), M_PORT, 1, [A.output(1)], cookie=2, now_ms=2) == 1, "a modify needs no room"
 
 
 @pytest.mark.parametrize("actions", [

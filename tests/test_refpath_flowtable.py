@@ -71,15 +71,29 @@ def test_eviction_is_lru_with_granule():
     ft = FlowTable(max_flows=3)
     keys = [key(in_port=i) for i in range(4)]
     for i in range(3):
-        ft.put(keys[i], ALL, 0, [], now_ms=0)
+        ft.put(keys[i], ALL, 0, [], idle_timeout_ms=10_000, now_ms=0)
     ft.lookup(keys[0], 1, now_ms=50)        # same granule as its insert: no reorder
-    ft.put(keys[3], ALL, 0, [], now_ms=60)
+    ft.put(keys[3], ALL, 0, [], idle_timeout_ms=10_000, now_ms=60)
     assert ft.lookup(keys[0], 1, now_ms=60) is None
     ft.lookup(keys[1], 1, now_ms=100)       # new granule: most recent now
-    ft.put(keys[0], ALL, 0, [], now_ms=100)
+    ft.put(keys[0], ALL, 0, [], idle_timeout_ms=10_000, now_ms=100)
     assert ft.lookup(keys[2], 1, now_ms=100) is None
     assert ft.lookup(keys[1], 1, now_ms=100) is not None
     assert ft.stats()["evictions"] == 2 and len(ft) == 3
+
+
+def test_eviction_spares_permanent_flows():
+    ft = FlowTable(max_flows=2)
+    keys = [key(in_port=i) for i in range(5)]
+    ft.put(keys[0], ALL, 0, [], now_ms=0)                               # permanent
+    for i in range(1, 5):
+        ft.put(keys[i], ALL, 0, [], idle_timeout_ms=10_000, now_ms=i)
+    assert ft.lookup(keys[0], 1, now_ms=5) is not None and ft.lookup(keys[4], 1, now_ms=5) is not None
+    assert ft.stats()["evictions"] == 3
+    ft.put(keys[1], ALL, 0, [], now_ms=6)                                # two permanent flows: full
+    with pytest.raises(FlowTableError):
+        ft.put(keys[2], ALL, 0, [], idle_timeout_ms=10_000, now_ms=7)
+    assert ft.stats()["refused"] == 1 and len(ft) == 2
 
 
 def test_expire_least_recent_first_and_bounded():

@@ -6,6 +6,10 @@ States, as in a router's neighbor cache:
     probe       resolved but older than reachable_s: still used, re-asked by unicast
 An incomplete or probed entry that stays unanswered for `retries` requests (one a second) fails: the
 entry goes, and what waited for it is dropped (counted) and answered with ICMP host unreachable.
+
+Bounded three ways, each refusal counted: `max_entries` neighbors (`arp_table_full`), `queue_len` packets
+waiting per neighbor and `pending_max` waiting in all (`arp_queue_dropped`), so that a scan of a large
+connected subnet cannot hold a frame for every address it tries.
 """
 from __future__ import annotations
 
@@ -27,11 +31,14 @@ class ArpEntry:
 
 
 class ArpTable:
-    def __init__(self, max_entries: int, reachable_s: float, retries: int, queue_len: int):
+    def __init__(self, max_entries: int, reachable_s: float, retries: int, queue_len: int,
+                 pending_max: int = 4096):
         self.max_entries = max_entries
         self.reachable_s = reachable_s
         self.retries = retries
         self.queue_len = queue_len
+        self.pending_max = pending_max      # packets waiting for any neighbor, all queues together
+        self.n_pending = 0
         self._entries: dict[tuple[int, bytes], ArpEntry] = {}
         self.counters = {"arp_requests_sent": 0, "arp_replies_sent": 0, "arp_resolved": 0, "arp_failed": 0,
                          "arp_queue_dropped": 0, "arp_timeout_dropped": 0, "arp_table_full": 0,
@@ -46,14 +53,17 @@ class ArpTable:
     def entries(self):
         return list(self._entries.items())
 
-    def resolved(self, vlan: int, ip: bytes, mac: bytes, port_no: int, now: float) -> tuple[bool, list]:
+    def resolved(self, vlan: int, ip: bytes, mac: bytes, port_no: int, now: float,
+                 create: bool = True) -> tuple[bool, list]:
         """Record an answer (or a sighting) of `ip` at `mac` on `port_no`.
 
         Returns (changed, pending): whether the fast path's neighbor entry must be (re)written, and the
-        packets that waited for it.  Creates the entry if there is room.
+        packets that waited for it.  Creates the entry if `create` and there is room.
         """
         entry = self._entries.get((vlan, ip))
         if entry is None:
+            if not create:
+                return False, []
             if len(self._entries) >= self.max_entries:
                 self.counters["arp_table_full"] += 1
                 return False, []
@@ -65,6 +75,7 @@ class ArpTable:
         entry.updated, entry.tries = now, 0
         pending = list(entry.pending)
         entry.pending.clear()
+        self.n_pending -= len(pending)
         return changed, pending
 
     def refresh(self, vlan: int, ip: bytes, mac: bytes, port_no: int, now: float) -> bool:
@@ -75,6 +86,11 @@ class ArpTable:
             return False
         changed, _ = self.resolved(vlan, ip, mac, port_no, now)
         return changed
+
+    def answered(self, vlan: int, ip: bytes, mac: bytes, port_no: int, now: float) -> tuple[bool, list]:
+        """An ARP reply to the switch: resolves a neighbor it asked for, but never creates one, so that
+        unsolicited replies for many addresses cannot fill the table (Linux's arp_accept = 0)."""
+        return self.resolved(vlan, ip, mac, port_no, now, create=False)
 
     def want(self, vlan: int, ip: bytes, now: float) -> ArpEntry | None:
         """The entry for a neighbor a packet needs; a new one starts incomplete (the caller asks for it)."""
@@ -88,10 +104,11 @@ class ArpTable:
         return entry
 
     def hold(self, entry: ArpEntry, packet) -> bool:
-        if len(entry.pending) >= self.queue_len:
+        if len(entry.pending) >= self.queue_len or self.n_pending >= self.pending_max:
             self.counters["arp_queue_dropped"] += 1
             return False
         entry.pending.append(packet)
+        self.n_pending += 1
         return True
 
     def due(self, now: float):
@@ -109,6 +126,7 @@ class ArpTable:
                 del self._entries[key]
                 self.counters["arp_failed"] += 1
                 self.counters["arp_timeout_dropped"] += len(entry.pending)
+                self.n_pending -= len(entry.pending)
                 yield key[0], key[1], entry, "failed"
                 continue
             entry.tries += 1
@@ -116,4 +134,11 @@ class ArpTable:
             yield key[0], key[1], entry, "request"
 
     def forget(self, vlan: int, ip: bytes) -> ArpEntry | None:
-        return self._entries.pop((vlan, ip), None)
+        entry = self._entries.pop((vlan, ip), None)
+        if entry is not None:
+            self.n_pending -= len(entry.pending)
+        return entry
+
+    def stats(self) -> dict:
+        return {**self.counters, "arp_entries": len(self._entries), "arp_max_entries": self.max_entries,
+                "arp_pending": self.n_pending, "arp_pending_max": self.pending_max}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 
 from .. import consts
+from ..datapath_types import FlowTableError
 from ..flowkey import FlowKey, mac_str
 from .mac_table import MacTable
 from .vlan import classify, flood_actions, output_actions
@@ -46,6 +47,7 @@ class L2Stage:
         self.drops = {"vlan_not_allowed": 0, "bad_source": 0, "same_port": 0}
         self.flooded = 0
         self.forwarded = 0
+        self.flow_refused = 0               # flows the datapath had no room for (the frame still went)
         self.move_listeners = []            # called as listener(vlan, mac, new_port_no) on a MAC move
 
     # -- the per-upcall decision ------------------------------------------------
@@ -99,7 +101,12 @@ class L2Stage:
         self._install(upcall.key, L2_MATCH, actions, cookie, now)
 
     def _install(self, key: bytes, mask: bytes, actions: list, cookie: int, now: float) -> None:
-        self.dp.flow_put(key, mask, L2_PRIORITY, actions, idle_timeout_ms=self.flow_idle_ms, cookie=cookie)
+        try:
+            self.dp.flow_put(key, mask, L2_PRIORITY, actions, idle_timeout_ms=self.flow_idle_ms, cookie=cookie)
+        except FlowTableError:
+            # A table full of permanent flows (or of subtables): the frame was handled, and the next one
+            # comes up again.  Counted here and in the table's `refused`.
+            self.flow_refused += 1
 
     # -- keeping the MAC table and the flows consistent ---------------------------
 
@@ -127,7 +134,7 @@ class L2Stage:
         return port.name if port else str(port_no)
 
     def stats(self) -> dict:
-        out = {"l2_flooded": self.flooded, "l2_forwarded": self.forwarded}
+        out = {"l2_flooded": self.flooded, "l2_forwarded": self.forwarded, "l2_flow_refused": self.flow_refused}
         out.update({f"l2_drop_{k}": v for k, v in self.drops.items()})
         out.update(self.macs.stats())
         return out

@@ -27,6 +27,7 @@ from ..flowkey import FlowKey, mac_bytes, mac_str
 from ..refpath.actions import Vnet
 from . import packets as pk
 from .arp_table import ArpTable
+from .rate_limit import TokenBucket
 from .vlan import classify, flood_actions, ingress_tci, output_actions
 
 log = logging.getLogger("pyswitch.l3")
@@ -86,7 +87,9 @@ class L3Stage:
         self.dp = datapath
         self.l2 = l2_stage
         s = config.switch
-        self.arp = ArpTable(s.arp_max_entries, s.arp_reachable_s, s.arp_retries, s.arp_queue)
+        self.arp = ArpTable(s.arp_max_entries, s.arp_reachable_s, s.arp_retries, s.arp_queue, s.arp_queue_total)
+        self.arp_rate = s.arp_rate_per_port         # ARP packets a second a port may bring up (0: no limit)
+        self._arp_buckets: dict[int, TokenBucket] = {}   # port_no -> its ARP allowance
         self.svis: dict[int, Svi] = {}
         for v in config.vlans:
             mac = mac_bytes(v.mac) if v.mac else derived_mac(s.name, v.id)
@@ -100,7 +103,8 @@ class L3Stage:
         self.local_handlers: list = []               # (ip_packet, now) -> bool: offered LOCAL packets first
         self.silent_vlans: set[int] = set()          # VLANs whose addresses a standby holds but must not claim (HA)
         self.counters = {"icmp_echo_replies": 0, "icmp_time_exceeded": 0, "icmp_net_unreachable": 0,
-                         "icmp_host_unreachable": 0, "icmp_port_unreachable": 0, "local_dropped": 0}
+                         "icmp_host_unreachable": 0, "icmp_port_unreachable": 0, "local_dropped": 0,
+                         "arp_rate_limited": 0, "route_refused": 0, "neigh_refused": 0}
         l2_stage.move_listeners.append(self.mac_moved)
 
     @property
@@ -193,7 +197,11 @@ class L3Stage:
         if any(gateway == s.interface.ip for s in self.svis.values()):
             raise ValueError(f"{via} is the switch's own address")
         nh = self._gateway(gateway)
-        self.dp.route_add(network.network_address.packed, network.prefixlen, nh)
+        try:
+            self.dp.route_add(network.network_address.packed, network.prefixlen, nh)
+        except OSError as exc:
+            self.counters["route_refused"] += 1     # the LPM table is full (65536 rules, 4096 tbl8 groups)
+            raise ValueError(f"the routing table refused {network}: {exc.strerror}") from None
         self.static[network] = gateway
 
     def route_del(self, prefix: str) -> None:
@@ -209,6 +217,11 @@ class L3Stage:
         """Takes the upcalls that are the stage's; returns False for those it leaves to L2."""
         reason = upcall.reason
         if reason == consts.UPCALL_ACTION and upcall.userdata == USERDATA_ARP:
+            if not self._arp_allowed(upcall.in_port, now):
+                # A storm beyond the port's allowance: dropped before anything is parsed, neither answered,
+                # learned nor flooded, so that it costs the slow path as little as it can.
+                self.counters["arp_rate_limited"] += 1
+                return True
             key = FlowKey.unpack(upcall.key)
             self._arp(upcall, key, now)
             return not (key.eth_dst[0] & 1)       # broadcast ARP also goes on to L2 to be flooded
@@ -223,6 +236,14 @@ class L3Stage:
         else:
             return False
         return True
+
+    def _arp_allowed(self, port_no: int, now: float) -> bool:
+        if not self.arp_rate:
+            return True
+        bucket = self._arp_buckets.get(port_no)
+        if bucket is None:
+            bucket = self._arp_buckets[port_no] = TokenBucket(self.arp_rate, self.arp_rate, now)
+        return bucket.allow(now)
 
     def _vlan_of(self, upcall, key: FlowKey) -> int | None:
         port = self.ports.get(upcall.in_port)
@@ -245,8 +266,10 @@ class L3Stage:
             return
         answers = vlan not in self.silent_vlans and (tpa == svi.ip or (tpa in self.local_addresses
                                                                        and ipaddress.IPv4Address(tpa) in svi.network))
-        if answers:
+        if answers and op == pk.ARP_REQUEST:
             changed, pending = self.arp.resolved(vlan, spa, sha, upcall.in_port, now)
+        elif answers:
+            changed, pending = self.arp.answered(vlan, spa, sha, upcall.in_port, now)
         else:
             changed, pending = self.arp.refresh(vlan, spa, sha, upcall.in_port, now), []
         if changed:
@@ -263,7 +286,12 @@ class L3Stage:
     def _write_neighbor(self, vlan: int, ip: bytes, mac: bytes, port_no: int) -> None:
         port = self.ports[port_no]
         out_tci = vlan if port.tagged_on_egress(vlan) else 0
-        self.dp.neigh_set(vlan, _addr16(ip), mac, port_no, out_tci)
+        try:
+            self.dp.neigh_set(vlan, _addr16(ip), mac, port_no, out_tci)
+        except OSError:
+            # The datapath's neighbor table is full (MAX_NEIGHS): the packets to it come up as NO_NEIGH again,
+            # and the entry is written once room is made.  Counted, never a crash of the slow path.
+            self.counters["neigh_refused"] += 1
 
     def mac_moved(self, vlan: int, mac: bytes, port_no: int) -> None:
         for (entry_vlan, ip), entry in self.arp.entries():
@@ -440,6 +468,7 @@ class L3Stage:
 
     def stats(self) -> dict:
         out = dict(self.counters)
-        out.update(self.arp.counters)
-        out["arp_entries"] = len(self.arp)
+        out.update(self.arp.stats())
+        out["arp_rate_per_port"] = self.arp_rate
+        out["max_neighbors"] = consts.MAX_NEIGHS
         return out

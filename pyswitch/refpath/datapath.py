@@ -106,6 +106,8 @@ class Datapath:
         self._wake_fds: set[int] = set()
         self._pollers: dict[bool, object] = {}     # _wait_readable's, by with_ports; cleared when fds change
         self._upcalls: list[Upcall] = []
+        self._port_upcalls: dict[int, int] = {}     # of them, how many each input port queued
+        self.hold_us = 0                            # serve(): forward on this long once upcalls wait
         self._stats = dict.fromkeys(_DP_STAT_KEYS, 0)
         self._parse_errors = [0] * consts.PE_COUNT
         self._sink = PortSink(self)
@@ -202,30 +204,41 @@ class Datapath:
                 pass
         return self.run(now_ms)
 
+    def set_hold(self, hold_us: int) -> None:
+        """ps_dp_set_hold: serve() forwards on for `hold_us` once a run queued upcalls, while frames keep coming,
+        before it returns them (an overloaded slow path's share of the core stays about half); 0 returns at once."""
+        self.hold_us = hold_us
+
     def serve(self, timeout_ms: int, spin_us: int = 0) -> int:
         """Run until the slow path has something to do (ps_dp_serve): like poll, and on while frames keep coming;
-        return after the first run that queued upcalls or connection events, when a wake fd is readable, or once
-        `timeout_ms` (-1: forever) has passed. Idle ports are looked at for `spin_us` before sleeping."""
+        return after the first run that queued upcalls or connection events (or, with set_hold(), once the hold
+        has passed or the ports fell idle), when a wake fd is readable, or once `timeout_ms` (-1: forever) has
+        passed. Idle ports are looked at for `spin_us` before sleeping."""
         start = time.monotonic()
         deadline = math.inf if timeout_ms < 0 else start + timeout_ms / 1000
         last_frame, next_wake_check = start, start + SERVE_WAKE_CHECK_S
+        hold_until = math.inf               # set by the first run that queued work for the slow path
+        events_start = self.conns.n_events()
         total = 0
         while True:
-            events_before = self.conns.n_events()
             woken = False
             if not self._rx_ready():
+                if hold_until != math.inf:
+                    return total            # holding is for a port that keeps sending, not to wait
                 now = time.monotonic()
                 if now < last_frame + spin_us / 1e6:
                     woken = self._wait_readable(0, with_ports=True)
                 else:
                     left = -1 if deadline == math.inf else max(0, math.ceil((deadline - now) * 1000))
                     woken = self._wait_readable(left, with_ports=True)
-            n = self.run()
+            n = self.run(keep_upcalls=hold_until != math.inf)
             total += n
             now = time.monotonic()
             if n:
                 last_frame = now
-            if woken or self._upcalls or self.conns.n_events() > events_before or now >= deadline:
+            if hold_until == math.inf and (self._upcalls or self.conns.n_events() > events_start):
+                hold_until = now + self.hold_us / 1e6
+            if woken or now >= hold_until or now >= deadline:
                 return total
             if now >= next_wake_check:
                 next_wake_check = now + SERVE_WAKE_CHECK_S
@@ -272,11 +285,14 @@ class Datapath:
             poller.register(fd, select.POLLIN)
         return poller
 
-    def run(self, now_ms: int = -1) -> int:
-        """One round over all ports; returns the number of frames taken."""
+    def run(self, now_ms: int = -1, keep_upcalls: bool = False) -> int:
+        """One round over all ports; returns the number of frames taken.  The previous run's upcalls are
+        discarded, unless `keep_upcalls` (ps_dp_run_more: serve() holding them)."""
         if now_ms == -1:
             now_ms = _now()
-        self._upcalls = []
+        if not keep_upcalls:
+            self._upcalls = []
+            self._port_upcalls = {}
         parse_errors = self._parse_errors
         lookup = self.flow_table.lookup_flow
         sink = self._sink
@@ -488,9 +504,15 @@ class Datapath:
         return io
 
     def _upcall(self, in_port, reason, userdata, key, vnet, data) -> None:
-        if len(self._upcalls) >= self.max_upcalls:
+        # One input port fills at most 1/UPCALL_PORT_SHARES of the queue (never less than a batch), so that its
+        # flood of misses leaves room for the other ports' (frames the switch originates have no share).
+        share = max(consts.BATCH, self.max_upcalls // consts.UPCALL_PORT_SHARES)
+        from_port = in_port < consts.MAX_PORTS
+        if len(self._upcalls) >= self.max_upcalls or (from_port and self._port_upcalls.get(in_port, 0) >= share):
             self._stats["upcall_dropped"] += 1
             return
+        if from_port:
+            self._port_upcalls[in_port] = self._port_upcalls.get(in_port, 0) + 1
         self._upcalls.append(Upcall(in_port, reason, userdata, key, bytes(vnet), bytes(data)))
         self._stats["upcalls"] += 1
 

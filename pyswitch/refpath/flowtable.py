@@ -109,7 +109,10 @@ class FlowTable:
             stats["refused"] += 1
             raise FlowTableError(errno.ENOSPC, f"more than {consts.MAX_SUBTABLES} subtables")
         if len(self._lru) >= self.max_flows and self._lru:
-            victim = next(iter(self._lru))
+            victim = self._victim()
+            if victim is None:
+                stats["refused"] += 1
+                raise FlowTableError(errno.ENOSPC, f"all {len(self._lru)} flows are permanent")
             self._remove(victim)
             stats["evictions"] += 1
             # The victim may have been the last flow of the subtable this flow goes into.
@@ -238,6 +241,17 @@ class FlowTable:
     def _touch(self, flow: Flow, now_ms: int) -> None:
         flow.granule = now_ms // consts.LRU_GRANULE_MS
         self._lru.move_to_end(flow)
+
+    def _victim(self) -> Flow | None:
+        """The least recently used flow with an idle timeout; permanent flows met on the way move to the
+        most recent end (as flowtable.c's lru_victim does, so that evictions stay the same), and are never
+        evicted: a flood of new flows must not take the routing flows away."""
+        for _ in range(len(self._lru)):
+            flow = next(iter(self._lru))
+            if flow.idle_timeout_ms:
+                return flow
+            self._lru.move_to_end(flow)
+        return None
 
     def _new_subtable(self, mask: bytes, priority: int) -> Subtable:
         self._seq += 1
