@@ -26,6 +26,7 @@ from .pipeline.l3 import L3Stage
 from .pipeline.mac_table import MacTable
 from .pipeline.vip import VipStage
 from .ports import make_port
+from .ports.watch import PortWatch
 
 log = logging.getLogger("pyswitch")
 
@@ -57,6 +58,7 @@ class Switch:
         self.l3 = L3Stage(config, self.port_configs, self.dp, self.l2)
         self.vips = VipStage(config, self.port_configs, self.dp, self.l3)
         self.ha = HaStage(config, self.port_configs, self.dp, self.l3, self.vips) if config.ha else None
+        self.port_watch = PortWatch(self)   # interfaces deleted and made again while running
         self.control = None
         self.started = time.monotonic()
         self.recent_upcalls = deque(maxlen=RECENT_UPCALLS)   # (seq, time, in_port, reason, key)
@@ -98,7 +100,7 @@ class Switch:
             self.control.close()
             self.control = None
         for port_no, port in list(self.ports.items()):
-            if port_no in self.port_configs:
+            if port_no in self.port_configs and port_no not in self.port_watch.missing:
                 try:
                     self.dp.del_port(port_no)
                 except OSError:
@@ -201,6 +203,7 @@ class Switch:
         self._next_housekeeping = now + HOUSEKEEPING_S
         while len(self.dp.expire()) >= 1024:
             pass
+        self.port_watch.check()
         self.l3.timers(now)
         self.vips.timers(now)
         if now >= self._next_refresh:
@@ -257,7 +260,7 @@ class Switch:
             pc = self.port_configs.get(port_no)
             if pc is None:
                 continue
-            s = self.dp.port_stats(port_no)
+            s = self.port_watch.stats(port_no)
             rows.append({
                 "name": pc.name, "type": pc.type, "device": pc.device, "port_no": port_no,
                 "vlan": pc.vlan, "trunk": list(pc.trunk), "native_vlan": pc.native_vlan,
@@ -265,6 +268,7 @@ class Switch:
                 "rx_bytes": s["rx_bytes"], "tx_bytes": s["tx_bytes"],
                 "drops": s["rx_dropped"] + s["rx_errors"] + s["tx_dropped"],
                 "rx_dropped": s["rx_dropped"], "rx_errors": s["rx_errors"], "tx_dropped": s["tx_dropped"],
+                **self.port_watch.show(port_no, port),
                 **port.details(),
             })
         return rows

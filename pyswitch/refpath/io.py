@@ -12,7 +12,6 @@ socket module has no sendmmsg().
 """
 from __future__ import annotations
 
-import errno
 import mmap
 import os
 import socket
@@ -308,12 +307,10 @@ class TapIO(PortIO):
         while len(frames) < max_frames:
             try:
                 data = os.read(self.fd, RX_BUF_SIZE)
-            except (BlockingIOError, InterruptedError):
+            except OSError:
+                # As tap_rx: nothing more now.  EAGAIN (empty), EIO (the interface is down), EBADFD (the device
+                # was deleted: the slow path's port watch notices and detaches the port).
                 break
-            except OSError as e:
-                if e.errno == errno.EIO:                # the interface is down
-                    break
-                raise
             if len(data) < VNET_LEN:
                 self.rx_errors += 1
                 continue
