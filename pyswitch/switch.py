@@ -31,6 +31,7 @@ from .ports.watch import PortWatch
 log = logging.getLogger("pyswitch")
 
 POLL_MS = 100               # the longest the loop sleeps: bounds timer lateness
+CONTROL_POLL_MS = 5         # ...while a control client's request is arriving
 HOUSEKEEPING_S = 0.5        # flow expiry and MAC aging run this often at most
 RECENT_UPCALLS = 128        # `show upcalls` keeps this many of the latest
 UPCALL_REASONS = {consts.UPCALL_MISS: "miss", consts.UPCALL_ACTION: "action", consts.UPCALL_NO_ROUTE: "no_route",
@@ -143,11 +144,13 @@ class Switch:
 
     def _poll_ms(self) -> int:
         """How long the loop may sleep: POLL_MS, or less when an HA timer is due sooner (adverts every
-        100 ms leave no room for a late wakeup)."""
+        100 ms leave no room for a late wakeup) or a control client's request is on its way (its socket
+        is not a wake fd: look again soon rather than make it wait a whole POLL_MS)."""
+        longest = CONTROL_POLL_MS if self.control is not None and self.control.clients.pending else POLL_MS
         deadline = self.ha.next_deadline() if self.ha is not None else None
         if deadline is None:
-            return POLL_MS
-        return max(0, min(POLL_MS, int((deadline - time.monotonic()) * 1000) + 1))
+            return longest
+        return max(0, min(longest, int((deadline - time.monotonic()) * 1000) + 1))
 
     def step(self, timeout_ms: int) -> None:
         # The datapath keeps forwarding on its own until it has upcalls or events for us, a wake fd (the
@@ -327,6 +330,8 @@ class Switch:
             out.update(self.vips.stats())
         if self.ha is not None:
             out.update(self.ha.stats())
+        if self.control is not None:
+            out.update(self.control.stats())
         return out
 
     def _show_ha(self) -> dict:

@@ -1,11 +1,15 @@
 """Faults while the switch runs: a port's interface deleted and made again.  Real namespaces, real ping, a real
 `pyswitch run`, both datapaths."""
+import re
 import subprocess
+import threading
 import time
 
 import pytest
 
+from control_clients import BAD_REQUESTS, exchange, idle_clients, slow_client
 from hosts import cpu_seconds, ping
+from pyswitch.control import socket_path
 
 pytestmark = pytest.mark.netns
 
@@ -77,3 +81,42 @@ def test_a_tap_port_whose_device_is_deleted_is_made_again(topology, datapath):
     assert ping(topo, "h1", H2), "the other ports forward throughout"
     log = sw.log()
     assert log.count("disappeared") == 1 and log.count("is back") == 1, log
+
+
+def test_control_socket_abuse_does_not_stop_forwarding_or_answering(topology):
+    """Garbage, huge and deeply nested requests, idle and dribbling clients and a crowd of good ones, all
+    while a host pings through the switch: every bad client gets a clear error, every good one its answer,
+    and the pings keep coming back."""
+    topo = topology(DEMO, switches=[DEMO_SW])
+    sw = topo.switch("demo")
+    path = socket_path(sw.name)
+    assert ping(topo, "h1", H2)
+    pinger = topo.popen("h1", ["ping", "-c", "60", "-i", "0.05", "-W", "1", H2], stdout=subprocess.PIPE, text=True)
+    idle = idle_clients(path, 30)
+    try:
+        slow = [threading.Thread(target=slow_client, args=(path,)) for _ in range(3)]
+        for thread in slow:
+            thread.start()
+        for name, (payload, says) in BAD_REQUESTS.items():
+            answer = exchange(path, payload)
+            assert answer is not None and not answer["ok"] and says in answer["error"], (name, answer)
+        started = time.monotonic()
+        assert sw.show("stats")["rx_packets"] > 0, "a good client is answered beside the idle ones"
+        assert time.monotonic() - started < 2.0
+        time.sleep(0.7)                 # past the idle clients' deadline
+    finally:
+        for sock in idle:
+            sock.close()
+    answers = []
+    crowd = [threading.Thread(target=lambda: answers.append(sw.show("ports"))) for _ in range(40)]
+    for thread in crowd:
+        thread.start()
+    for thread in crowd + slow:
+        thread.join(timeout=10)
+    assert len(answers) == 40 and all(len(rows) == 3 for rows in answers)
+    out, _ = pinger.communicate(timeout=20)
+    received = int(re.search(r"(\d+) received", out).group(1))
+    assert received >= 55, f"only {received} of 60 pings came back while the control socket was abused\n{out}"
+    stats = sw.show("stats")
+    assert stats["control_timed_out"] >= 33 and stats["control_too_large"] == 1, stats
+    assert sw.process.poll() is None
