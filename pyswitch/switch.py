@@ -27,6 +27,8 @@ from .pipeline.mac_table import MacTable
 from .pipeline.vip import VipStage
 from .ports import make_port
 from .ports.watch import PortWatch
+from .reload import ReloadRefused
+from .reload import reload as reload_config
 
 log = logging.getLogger("pyswitch")
 
@@ -60,6 +62,8 @@ class Switch:
         self.vips = VipStage(config, self.port_configs, self.dp, self.l3)
         self.ha = HaStage(config, self.port_configs, self.dp, self.l3, self.vips) if config.ha else None
         self.port_watch = PortWatch(self)   # interfaces deleted and made again while running
+        self.overrides = {}                 # [switch] keys the command line set (run --datapath): kept on reload
+        self._reload_requested = False      # SIGHUP: reload the config file between two steps
         self.control = None
         self.started = time.monotonic()
         self.recent_upcalls = deque(maxlen=RECENT_UPCALLS)   # (seq, time, in_port, reason, key)
@@ -123,6 +127,29 @@ class Switch:
             except OSError:
                 pass
 
+    def request_reload(self) -> None:
+        """SIGHUP: the reload runs in the loop, between two steps, never inside a signal handler."""
+        self._reload_requested = True
+        if self._wake_w is not None:
+            try:
+                self._wake_w.send(b"r")
+            except OSError:
+                pass
+
+    def reload(self) -> dict:
+        """Applies the config file as it is now (pyswitch/reload.py); raises ValueError, nothing applied, when
+        it cannot."""
+        result = reload_config(self)
+        self._refresh_every = max(0.5, min(self.settings.mac_aging_s / 4, 10.0))
+        return result
+
+    def _reload_from_signal(self) -> None:
+        self._reload_requested = False
+        try:
+            self.reload()
+        except ReloadRefused as exc:
+            log.error("reload refused, the running config stays: %s", exc)
+
     def run(self) -> None:
         """Forward until SIGINT/SIGTERM (or stop()); the caller closes."""
         self._wake_r, self._wake_w = socket.socketpair()
@@ -131,6 +158,7 @@ class Switch:
         self.dp.add_wake_fd(self._wake_r.fileno())
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
         log.info("switch %s running with the %s datapath, %d ports, %d worker%s", self.settings.name,
                  self.dp.kind, len(self.ports), self.workers, "" if self.workers == 1 else "s")
         try:
@@ -175,6 +203,8 @@ class Switch:
         self._drain_upcalls(handled, now)
         if self.control is not None:
             self.control.serve_pending()
+        if self._reload_requested:
+            self._reload_from_signal()
         if self._wake_r is not None:
             try:
                 self._wake_r.recv(64)
@@ -236,6 +266,8 @@ class Switch:
             return self.ha.release(time.monotonic())
         if cmd == "route":
             return self._route_command(command)
+        if cmd == "reload":
+            return self.reload()
         if cmd == "backend":
             return self.vips.backend_command(str(command.get("vip")), str(command.get("backend")),
                                              str(command.get("change")))
