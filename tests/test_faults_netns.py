@@ -1,7 +1,10 @@
 """Faults while the switch runs: a port's interface deleted and made again.  Real namespaces, real ping, a real
 `pyswitch run`, both datapaths."""
+import json
+import os
 import re
 import subprocess
+import sys
 import threading
 import time
 
@@ -10,12 +13,14 @@ import pytest
 from control_clients import BAD_REQUESTS, exchange, idle_clients, slow_client
 from hosts import cpu_seconds, ping
 from pyswitch.control import socket_path
+from test_lb_netns import BACKENDS, VIP, lb  # noqa: F401  (lb is a fixture)
 
 pytestmark = pytest.mark.netns
 
 DEMO = "netns/demo.toml"
 DEMO_SW = "netns/demo-sw.toml"
 H2, H3 = "198.51.100.12", "198.51.100.13"
+HOLDER = os.path.join(os.path.dirname(__file__), "reload_client.py")   # a long connection carrying data
 
 
 @pytest.fixture(params=["c", "python"])
@@ -42,11 +47,20 @@ def busy_share(switch, seconds):
     return (cpu_seconds(switch.pid) - before) / seconds
 
 
-def test_an_afpacket_port_whose_interface_is_deleted_and_made_again_recovers(topology, datapath):
-    topo = topology(DEMO, switches=[DEMO_SW], datapath=datapath)
+@pytest.mark.parametrize("datapath, workers", [("c", 1), ("python", 1), ("c", 2)])
+def test_an_afpacket_port_whose_interface_is_deleted_and_made_again_recovers(topology, tmp_path, datapath,
+                                                                             workers):
+    config = tmp_path / "demo-sw.toml"
+    with open(DEMO_SW) as f:
+        config.write_text(f.read().replace("[switch]\n", f"[switch]\nworkers = {workers}\n", 1))
+    topo = topology(DEMO, switches=[str(config)], datapath=datapath)
     sw = topo.switch("demo")
+    assert sw.show("stats")["workers"] == workers
     assert ping(topo, "h1", H2) and ping(topo, "h1", H3)
     end = next(link.peer for link in topo.links if link.host == "h2")
+    subprocess.run(["ip", "link", "set", end, "down"], check=True)
+    assert wait_port_state(sw, "p2", "down")["state"] == "down", "a port whose interface is down says so"
+    subprocess.run(["ip", "link", "set", end, "up"], check=True)
     subprocess.run(["ip", "link", "del", end], check=True)      # the veth pair goes, both ends
 
     assert wait_port_state(sw, "p2", "missing")["state"] == "missing", sw.log()
@@ -120,3 +134,49 @@ def test_control_socket_abuse_does_not_stop_forwarding_or_answering(topology):
     stats = sw.show("stats")
     assert stats["control_timed_out"] >= 33 and stats["control_too_large"] == 1, stats
     assert sw.process.poll() is None
+
+
+@pytest.mark.parametrize("datapath", ["c", "python"])
+def test_a_backend_whose_namespace_is_removed_mid_connection(lb, datapath):
+    """Six long connections, two to each backend, carry data while b1's namespace is deleted with its server
+    (a container going away): the switch stays up, health marks b1 down, its port goes missing, new
+    connections go to b2 and b3, and the connections to b2 and b3 lose nothing."""
+    lb = lb(datapath=datapath, health="http", interval_s=0.3)
+    sw = lb.switch
+    settled = 0                 # the servers start after the switch: the first probes may have failed
+    deadline = time.monotonic() + 10
+    while settled < 5 and time.monotonic() < deadline:
+        settled = settled + 1 if all(b["state"] == "up" for b in lb.show_vips().values()) else 0
+        time.sleep(0.2)
+    holders = []
+    try:
+        for _ in range(6):
+            holder = lb.net.popen("c1", [sys.executable, HOLDER, VIP, "80", "150", "0.02"],
+                                  stdout=subprocess.PIPE, text=True)
+            holders.append((holder, holder.stdout.readline().split()[1]))
+        assert sorted(name for _, name in holders) == ["b1", "b1", "b2", "b2", "b3", "b3"], holders
+        time.sleep(0.5)
+        subprocess.run(["ip", "netns", "del", lb.net.netns("b1")], check=True)
+        lb.stop("b1")                               # its last process: the namespace and its veth go
+        results = {}
+        for holder, name in holders:
+            results.setdefault(name, []).append(json.loads(holder.communicate(timeout=30)[0]))
+    finally:
+        for holder, _ in holders:
+            if holder.poll() is None:
+                holder.kill()
+                holder.wait()
+    for name in ("b2", "b3"):
+        for out in results[name]:
+            assert out["echoed"] == 150 and out["error"] is None and out["mismatch"] is None, (name, out)
+    assert all(out["echoed"] < 150 for out in results["b1"]), "b1's own connections died with it"
+
+    deadline = time.monotonic() + 5
+    while lb.show_vips()[BACKENDS["b1"]]["state"] != "down" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert lb.show_vips()[BACKENDS["b1"]]["state"] == "down", sw.log()[-2000:]
+    assert port_row(sw, "b1")["state"] == "missing"
+    got, out = lb.curl(10)
+    assert len(got) == 10 and {name for name, _ in got} == {"b2", "b3"}, out
+    assert sw.process.poll() is None
+    assert sw.log().count("disappeared") == 1
