@@ -4,7 +4,7 @@
 
 Asks GET /hold (tests/lb_server.py echoes every line afterwards), prints "backend NAME" once connected, then
 sends LINES numbered lines, one every INTERVAL_S, and reads each echo back.  Prints one JSON line at the end:
-{"backend", "sent", "echoed", "mismatch", "error"}.
+{"backend", "sent", "echoed", "mismatch", "error", "max_rtt_ms"} (the slowest echo).
 """
 import json
 import socket
@@ -14,7 +14,7 @@ import time
 
 def main() -> int:
     address, port, lines, interval = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-    result = {"backend": None, "sent": 0, "echoed": 0, "mismatch": None, "error": None}
+    result = {"backend": None, "sent": 0, "echoed": 0, "mismatch": None, "error": None, "max_rtt_ms": 0.0}
     try:
         sock = socket.create_connection((address, port), timeout=5)
         sock.sendall(b"GET /hold HTTP/1.0\r\n\r\n")
@@ -25,9 +25,11 @@ def main() -> int:
         print(f"backend {result['backend']}", flush=True)
         for i in range(lines):
             line = f"{i:06d} {'x' * 1000}\n".encode()   # a kilobyte a line: several segments per echo
+            started = time.monotonic()
             sock.sendall(line)
             result["sent"] += 1
             echo = f.readline()
+            result["max_rtt_ms"] = max(result["max_rtt_ms"], round((time.monotonic() - started) * 1000, 2))
             if echo != line:
                 result["mismatch"] = i
                 break
