@@ -176,6 +176,7 @@ def test_a_backend_whose_namespace_is_removed_mid_connection(lb, datapath):
         time.sleep(0.1)
     assert lb.show_vips()[BACKENDS["b1"]]["state"] == "down", sw.log()[-2000:]
     assert port_row(sw, "b1")["state"] == "missing"
+    assert not any(r["address"] == BACKENDS["b1"] and r["mac"] for r in sw.show("arp")), "its neighbor is forgotten"
     got, out = lb.curl(10)
     assert len(got) == 10 and {name for name, _ in got} == {"b2", "b3"}, out
     assert sw.process.poll() is None

@@ -9,7 +9,8 @@ bridge reconfigures a port whose netdev went away and reappeared:
     present     nothing to do
     gone        logged once; the port leaves the datapath (no socket or fd of it is polled, outputs to it are
                 counted as bad_port and dropped), the MACs learned on it are forgotten with the flows that
-                sent to them, so the rest of the VLAN floods toward it and learns again
+                sent to them, so the rest of the VLAN floods toward it and learns again, and so are the
+                neighbors (ARP) behind it, so routed packets ask again
     back        the interface of that name exists again (afpacket, afxdp) or can be made again (tap, whose
                 device pyswitch owns): the port is opened on the new ifindex or fd and attached under its
                 old number, so every flow that names the port (the L3 and VIP stages' permanent flows,
@@ -59,6 +60,7 @@ class PortWatch:
         log.error("port %s: interface %s disappeared; the port is detached until an interface of that name "
                   "comes back", port.name, port.device)
         self.switch.l2.forget_port(port_no)
+        self.switch.l3.forget_port(port_no)
 
     def _try_reopen(self, port_no: int, port) -> None:
         if not port.reopenable():
