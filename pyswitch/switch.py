@@ -94,6 +94,7 @@ class Switch:
                 self.ha.install(time.monotonic())
             self.control = ControlServer(self.settings.name, self.settings.control_dir, self.handle_command)
             self.dp.add_wake_fd(self.control.fileno())
+            self.control.clients.watch = (self.dp.add_wake_fd, self.dp.del_wake_fd)
         except BaseException:
             self.close()
             raise

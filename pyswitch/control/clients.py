@@ -7,6 +7,10 @@ CLIENT_DEADLINE_S it gets an error and is closed.  At most MAX_CLIENTS wait at o
 switch is busy and closed (and counted).  A request longer than MAX_REQUEST is refused as soon as it is, without
 reading the rest.
 
+The loop does not sleep on a waiting client's socket unless it is given `watch` (the datapath's add and del
+wake fd): then the first MAX_WATCHED waiting clients wake it as soon as their request arrives, and the others are
+read on the loop's next turn, which comes soon while any client waits (switch.py CONTROL_POLL_MS).
+
 Answers are written by the caller once a request is complete, with ANSWER_BUDGET_S to get all of it out: a
 client that asked but does not read its answer is dropped then, instead of holding the loop.
 """
@@ -22,14 +26,16 @@ from . import MAX_REQUEST
 CLIENT_DEADLINE_S = 0.5     # a client that has not sent a whole request by then is dropped
 MAX_CLIENTS = 64            # clients waiting with an unfinished request at once
 ANSWER_BUDGET_S = 1.0       # the longest one answer may take to leave (a client that does not read)
+MAX_WATCHED = 4             # waiting clients whose sockets wake the loop (the datapath has 8 wake fds in all)
 READ_SIZE = 65536
 
 
 class PendingClient:
-    __slots__ = ("sock", "data", "deadline")
+    __slots__ = ("sock", "data", "deadline", "watched")
 
     def __init__(self, sock: socket.socket, deadline: float):
         self.sock = sock
+        self.watched = False        # its socket is one of the loop's wake fds
         self.data = b""             # what the client sent so far
         self.deadline = deadline    # monotonic time by which the request must be complete
 
@@ -55,6 +61,7 @@ class ClientTable:
         """answer(request bytes) -> dict: the JSON object to send back."""
         self.answer = answer
         self.pending: list[PendingClient] = []
+        self.watch = None           # (add_fd, del_fd): make a waiting client's socket wake the loop
         self.counters = {"clients": 0, "refused_busy": 0, "timed_out": 0, "too_large": 0, "answer_dropped": 0}
 
     def accept(self, sock: socket.socket, now: float) -> None:
@@ -64,25 +71,40 @@ class ClientTable:
             self._reply(sock, {"ok": False, "error": f"busy: {MAX_CLIENTS} clients are waiting; try again"})
             return
         sock.setblocking(False)
-        self.pending.append(PendingClient(sock, now + CLIENT_DEADLINE_S))
+        client = PendingClient(sock, now + CLIENT_DEADLINE_S)
+        if self.watch is not None and sum(c.watched for c in self.pending) < MAX_WATCHED:
+            try:
+                self.watch[0](sock.fileno())
+                client.watched = True
+            except OSError:         # no wake fd left: read on the next turn instead
+                pass
+        self.pending.append(client)
 
     def serve(self, now: float) -> None:
         """Answers every client whose request is complete and drops those past their deadline."""
         waiting = []
         for client in self.pending:
-            if client.read():
-                if len(client.data) > MAX_REQUEST:
-                    self.counters["too_large"] += 1
-                    self._reply(client.sock, {"ok": False, "error": f"request larger than {MAX_REQUEST} bytes"})
-                else:
-                    self._reply(client.sock, self.answer(client.data))
-            elif now >= client.deadline:
+            complete = client.read()
+            if not complete and now < client.deadline:
+                waiting.append(client)
+                continue
+            self._unwatch(client)
+            if not complete:
                 self.counters["timed_out"] += 1
                 self._reply(client.sock, {"ok": False, "error": f"no complete request within {CLIENT_DEADLINE_S} s "
                                                                 "(one JSON object, then a newline or end of stream)"})
+            elif len(client.data) > MAX_REQUEST:
+                self.counters["too_large"] += 1
+                self._reply(client.sock, {"ok": False, "error": f"request larger than {MAX_REQUEST} bytes"})
             else:
-                waiting.append(client)
+                self._reply(client.sock, self.answer(client.data))
         self.pending = waiting
+
+    def _unwatch(self, client: PendingClient) -> None:
+        """Before the socket closes: a closed fd's number is soon another file's."""
+        if client.watched:
+            client.watched = False
+            self.watch[1](client.sock.fileno())
 
     def _reply(self, sock: socket.socket, answer: dict) -> None:
         """Sends the answer within ANSWER_BUDGET_S and closes the connection."""
@@ -105,6 +127,7 @@ class ClientTable:
 
     def close(self) -> None:
         for client in self.pending:
+            self._unwatch(client)
             client.sock.close()
         self.pending = []
 
