@@ -208,7 +208,8 @@ def cmd_reload(args) -> int:
         return _fail(f"reload refused, the running config stays: {exc}", EXIT_CONFIG)
     if isinstance(result, int):
         return result
-    print(f"{result['file']}: " + ("; ".join(result["changes"]) if result["changes"] else "nothing changed"))
+    print(f"{result['file']}: " + ("; ".join(result["changes"]) if result["changes"] else "nothing changed")
+          + f" ({result['took_ms']} ms)")
     return 0
 
 

@@ -179,12 +179,14 @@ def apply(switch, new: config_mod.Config, p: Plan) -> list[str]:
 
 def reload(switch, path: str | None = None) -> dict:
     """Reads the config file again (or `path`) and applies it; raises ReloadRefused with nothing applied."""
+    started = time.monotonic()
     path = path or switch.config.source
     new = load(path, switch.overrides)
     p = plan(switch.config, new)
     changes = apply(switch, new, p)
+    took_ms = round((time.monotonic() - started) * 1000, 3)
     if changes:
-        log.info("reload of %s applied: %s", path, "; ".join(changes))
+        log.info("reload of %s applied in %.1f ms: %s", path, took_ms, "; ".join(changes))
     else:
         log.info("reload of %s: nothing changed", path)
-    return {"file": path, "changes": changes}
+    return {"file": path, "changes": changes, "took_ms": took_ms}

@@ -61,8 +61,8 @@ def slow_client(path, seconds=1.5):
     """Sends a valid request one byte every 0.1 s: it must be cut off at the deadline, not served for ever."""
     request = json.dumps({"cmd": "show", "what": "stats"}).encode() + b"\n"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(path)              # blocking: waits for room in the listen backlog
         sock.settimeout(5.0)
-        sock.connect(path)
         end = time.monotonic() + seconds
         for byte in request:
             if time.monotonic() > end:
