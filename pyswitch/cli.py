@@ -26,7 +26,8 @@ EXIT_FAILURE = 1            # anything else that stops us
 TABLE_COLUMNS = {
     "ports": ["name", "type", "device", "vlan", "trunk", "rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "drops"],
 }
-OPTIONAL_COLUMNS = {"ports": {"xdp_mode": "device"}}     # shown after the named column when some row has them
+OPTIONAL_COLUMNS = {"ports": {"xdp_mode": "device", "state": "device"}}   # shown after the named column when
+                                                                        # some row has them
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,6 +64,9 @@ def test_an_afpacket_port_whose_interface_is_deleted_and_made_again_recovers(top
     subprocess.run(["ip", "link", "del", end], check=True)      # the veth pair goes, both ends
 
     assert wait_port_state(sw, "p2", "missing")["state"] == "missing", sw.log()
+    table = subprocess.run([sys.executable, "-m", "pyswitch", "show", "ports", "--name", sw.name],
+                           capture_output=True, text=True, check=True).stdout
+    assert any(line.split()[:1] == ["p2"] and "missing" in line.split() for line in table.splitlines()), table
     busy = busy_share(sw, 1.5)
     assert busy < 0.3, f"the switch used {busy:.0%} of a core while a port's interface was gone"
     assert ping(topo, "h1", H3), "the other ports keep forwarding"
