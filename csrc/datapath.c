@@ -577,15 +577,6 @@ ps_dp_poll(struct ps_dp *dp, int timeout_ms, int64_t now_ms)
     return ps_dp_run(dp, now_ms);
 }
 
-static int64_t
-monotonic_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Whether a port with a ring or a memory queue has frames waiting. */
 static bool
 any_rx_ready(const struct ps_dp *dp)
@@ -645,7 +636,7 @@ wait_readable(struct ps_dp *dp, int timeout_ms, bool with_ports)
 int
 ps_dp_serve(struct ps_dp *dp, int timeout_ms, uint32_t spin_us)
 {
-    int64_t start = monotonic_us();
+    int64_t start = ps_monotonic_us();
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t) timeout_ms * 1000;
     int64_t last_frame = start, next_wake_check = start + PS_SERVE_WAKE_CHECK_US;
     int total = 0;
@@ -662,7 +653,7 @@ ps_dp_serve(struct ps_dp *dp, int timeout_ms, uint32_t spin_us)
         if (!any_rx_ready(dp)) {
             int64_t idle_until = last_frame + spin_us;
 
-            now = monotonic_us();
+            now = ps_monotonic_us();
             if (now < idle_until) {
                 woken = wait_readable(dp, 0, true);
             } else {
@@ -676,7 +667,7 @@ ps_dp_serve(struct ps_dp *dp, int timeout_ms, uint32_t spin_us)
         }
         n = ps_dp_run(dp, -1);
         total += n;
-        now = monotonic_us();
+        now = ps_monotonic_us();
         if (n > 0) {
             last_frame = now;
         }

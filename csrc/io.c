@@ -188,15 +188,6 @@ afpacket_rx_copy(struct ps_port *port, struct ps_frame *f)
     return true;
 }
 
-static int64_t
-monotonic_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static bool
 ring_frame_filled(const struct ps_port *port, uint32_t index)
 {
@@ -221,7 +212,7 @@ afpacket_hole_passed(struct ps_port *port)
     if (!ring_frame_filled(port, (port->ring_head + 1) % port->ring_n_frames)) {
         return false;
     }
-    now = monotonic_us();
+    now = ps_monotonic_us();
     if (port->ring_hole != port->ring_head) {
         port->ring_hole = port->ring_head;
         port->ring_hole_since_us = now;

@@ -12,9 +12,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "actions.h"
 #include "pyswitch.h"
+
+/* Microseconds on CLOCK_MONOTONIC: the serve loops' and the ring-hole guard's clock. */
+static inline int64_t
+ps_monotonic_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 /* One queued output. */
 struct ps_tx_entry {

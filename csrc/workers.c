@@ -88,15 +88,6 @@ struct ps_workers {
     int fanout_flags[PS_MAX_PORTS];/* per AF_PACKET port: the flags its fanout group was made with */
 };
 
-static int64_t
-monotonic_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void
 kick(int fd)
 {
@@ -210,7 +201,7 @@ worker_notify(struct ps_worker *w)
 static int
 worker_forward(struct ps_worker *w, int *fds)
 {
-    int64_t last_frame = monotonic_us();
+    int64_t last_frame = ps_monotonic_us();
 
     for (;;) {
         int n = ps_dp_run_more(w->dp, -1);
@@ -223,7 +214,7 @@ worker_forward(struct ps_worker *w, int *fds)
         if (__atomic_load_n(&w->held, __ATOMIC_RELAXED)) {
             return -1;
         }
-        now = monotonic_us();
+        now = ps_monotonic_us();
         if (n > 0 || ps_dp_rx_ready(w->dp)) {
             last_frame = n > 0 ? now : last_frame;
         } else if (now - last_frame >= (int64_t) w->set->spin_us) {

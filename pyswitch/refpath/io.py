@@ -90,6 +90,19 @@ class PortIO:
         ones that fail in tx_dropped and return (frames sent, their bytes)."""
         raise NotImplementedError
 
+    def _send_each(self, send, frames) -> tuple[int, int]:
+        """transmit() for a port that sends one frame per call: send((vnet, frame)) for each, failures counted."""
+        sent = size = 0
+        for frame, vnet in frames:
+            try:
+                send((vnet, frame))
+            except OSError:
+                self.tx_dropped += 1
+                continue
+            sent += 1
+            size += len(frame)
+        return sent, size
+
     def update_stats(self) -> None:
         """Bring rx_dropped up to date (kernel counters)."""
 
@@ -266,17 +279,7 @@ class AfPacketIO(PortIO):
         return data[VNET_LEN:], data[:VNET_LEN]
 
     def transmit(self, frames):
-        sendmsg = self.sock.sendmsg
-        sent = size = 0
-        for frame, vnet in frames:
-            try:
-                sendmsg((vnet, frame))
-            except OSError:
-                self.tx_dropped += 1
-                continue
-            sent += 1
-            size += len(frame)
-        return sent, size
+        return self._send_each(self.sock.sendmsg, frames)
 
     def update_stats(self) -> None:
         try:
@@ -318,18 +321,8 @@ class TapIO(PortIO):
         return frames
 
     def transmit(self, frames):
-        writev = os.writev
         fd = self.fd
-        sent = size = 0
-        for frame, vnet in frames:
-            try:
-                writev(fd, (vnet, frame))
-            except OSError:
-                self.tx_dropped += 1
-                continue
-            sent += 1
-            size += len(frame)
-        return sent, size
+        return self._send_each(lambda buffers: os.writev(fd, buffers), frames)
 
 
 class MemoryIO(PortIO):
