@@ -557,7 +557,7 @@ ps_dp_poll(struct ps_dp *dp, int timeout_ms, int64_t now_ms)
     for (int i = 0; i < PS_MAX_PORTS; i++) {
         struct ps_port *port = dp->ports[i];
 
-        if (!port) {
+        if (!port || !(dp->rx_ports & (UINT64_C(1) << i))) {
             continue;
         }
         if (ps_port_rx_ready(port)) {
@@ -596,10 +596,12 @@ static int
 wait_readable(struct ps_dp *dp, int timeout_ms, bool with_ports)
 {
     struct pollfd pfds[PS_MAX_PORTS + PS_MAX_WAKE_FDS];
+    uint16_t port_of[PS_MAX_PORTS];        /* the port of each of the first 'first_wake' entries */
     nfds_t n = 0, first_wake;
 
     for (int i = 0; with_ports && i < PS_MAX_PORTS; i++) {
-        if (dp->ports[i] && dp->ports[i]->fd >= 0) {
+        if (dp->ports[i] && (dp->rx_ports & (UINT64_C(1) << i)) && dp->ports[i]->fd >= 0) {
+            port_of[n] = i;
             pfds[n++] = (struct pollfd) { .fd = dp->ports[i]->fd, .events = POLLIN };
         }
     }
@@ -611,8 +613,12 @@ wait_readable(struct ps_dp *dp, int timeout_ms, bool with_ports)
         return errno == EINTR ? 0 : -errno;
     }
     for (nfds_t i = 0; i < first_wake; i++) {
-        if (pfds[i].revents & POLLERR) {
-            ps_fd_clear_error(pfds[i].fd);
+        if (pfds[i].revents & POLLERR && !ps_fd_clear_error(pfds[i].fd)) {
+            /* An error nothing here can clear (a TAP fd whose device is
+             * gone): stop receiving on the port rather than spin on it until
+             * the slow path, which notices the device is gone, deletes it. */
+            dp->rx_ports &= ~(UINT64_C(1) << port_of[i]);
+            dp->ports[port_of[i]]->stats.rx_errors++;
         }
     }
     for (nfds_t i = first_wake; i < n; i++) {

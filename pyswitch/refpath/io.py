@@ -75,8 +75,10 @@ class PortIO:
     def fileno(self) -> int:
         return -1
 
-    def clear_error(self) -> None:
-        """Read and so clear the fd's pending error after poll reported POLLERR (ps_fd_clear_error)."""
+    def clear_error(self) -> bool:
+        """Read and so clear the fd's pending error after poll reported POLLERR (ps_fd_clear_error); False if
+        it is no socket, whose error cannot be read away (a TAP fd whose device was deleted)."""
+        return True
 
     def rx_ready(self) -> bool:
         """Whether frames are known to be waiting without asking the kernel (a ring or a memory queue)."""
@@ -184,9 +186,10 @@ class AfPacketIO(PortIO):
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def clear_error(self) -> None:
+    def clear_error(self) -> bool:
         # An interface that goes down leaves ENETDOWN on the socket, which poll reports at once until it is read.
         self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        return True
 
     def rx_ready(self) -> bool:
         # A filled slot after an empty head may be a hole to pass by (_passed_over), as in C.
@@ -304,6 +307,10 @@ class TapIO(PortIO):
 
     def fileno(self) -> int:
         return self.fd
+
+    def clear_error(self) -> bool:
+        # A TAP fd is no socket: the POLLERR it reports (its device was deleted) stays, as getsockopt() fails in C.
+        return False
 
     def recv(self, max_frames: int) -> list[tuple[bytes, bytes]]:
         frames = []
