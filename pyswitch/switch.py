@@ -150,6 +150,8 @@ class Switch:
             self.reload()
         except ReloadRefused as exc:
             log.error("reload refused, the running config stays: %s", exc)
+        except Exception:   # a table that refused a write: the switch goes on with what was applied
+            log.exception("reload failed part way")
 
     def run(self) -> None:
         """Forward until SIGINT/SIGTERM (or stop()); the caller closes."""
