@@ -47,12 +47,14 @@ def busy_share(switch, seconds):
     return (cpu_seconds(switch.pid) - before) / seconds
 
 
-@pytest.mark.parametrize("datapath, workers", [("c", 1), ("python", 1), ("c", 2)])
-def test_an_afpacket_port_whose_interface_is_deleted_and_made_again_recovers(topology, tmp_path, datapath,
-                                                                             workers):
+@pytest.mark.parametrize("datapath, workers, kind", [("c", 1, "afpacket"), ("python", 1, "afpacket"),
+                                                    ("c", 2, "afpacket"), ("c", 1, "afxdp")])
+def test_a_port_whose_interface_is_deleted_and_made_again_recovers(topology, tmp_path, datapath,
+                                                                             workers, kind):
     config = tmp_path / "demo-sw.toml"
     with open(DEMO_SW) as f:
-        config.write_text(f.read().replace("[switch]\n", f"[switch]\nworkers = {workers}\n", 1))
+        text = f.read().replace("[switch]\n", f"[switch]\nworkers = {workers}\n", 1)
+        config.write_text(text.replace('type = "afpacket"', f'type = "{kind}"'))
     topo = topology(DEMO, switches=[str(config)], datapath=datapath)
     sw = topo.switch("demo")
     assert sw.show("stats")["workers"] == workers
