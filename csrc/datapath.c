@@ -596,12 +596,10 @@ static int
 wait_readable(struct ps_dp *dp, int timeout_ms, bool with_ports)
 {
     struct pollfd pfds[PS_MAX_PORTS + PS_MAX_WAKE_FDS];
-    uint16_t port_of[PS_MAX_PORTS];        /* the port of each of the first 'first_wake' entries */
     nfds_t n = 0, first_wake;
 
     for (int i = 0; with_ports && i < PS_MAX_PORTS; i++) {
         if (dp->ports[i] && (dp->rx_ports & (UINT64_C(1) << i)) && dp->ports[i]->fd >= 0) {
-            port_of[n] = i;
             pfds[n++] = (struct pollfd) { .fd = dp->ports[i]->fd, .events = POLLIN };
         }
     }
@@ -614,11 +612,7 @@ wait_readable(struct ps_dp *dp, int timeout_ms, bool with_ports)
     }
     for (nfds_t i = 0; i < first_wake; i++) {
         if (pfds[i].revents & POLLERR && !ps_fd_clear_error(pfds[i].fd)) {
-            /* An error nothing here can clear (a TAP fd whose device is
-             * gone): stop receiving on the port rather than spin on it until
-             * the slow path, which notices the device is gone, deletes it. */
-            dp->rx_ports &= ~(UINT64_C(1) << port_of[i]);
-            dp->ports[port_of[i]]->stats.rx_errors++;
+            ps_dp_rx_fd_failed(dp, pfds[i].fd);
         }
     }
     for (nfds_t i = first_wake; i < n; i++) {
@@ -892,6 +886,19 @@ ps_dp_port_set_rx(struct ps_dp *dp, uint16_t port_no, bool rx)
         dp->rx_ports |= UINT64_C(1) << port_no;
     } else {
         dp->rx_ports &= ~(UINT64_C(1) << port_no);
+    }
+}
+
+void
+ps_dp_rx_fd_failed(struct ps_dp *dp, int fd)
+{
+    for (int i = 0; i < PS_MAX_PORTS; i++) {
+        if (dp->ports[i] && (dp->rx_ports & (UINT64_C(1) << i)) && dp->ports[i]->fd == fd) {
+            /* The slow path notices the device is gone and deletes the port;
+             * until then nothing is received on it. */
+            dp->rx_ports &= ~(UINT64_C(1) << i);
+            dp->ports[i]->stats.rx_errors++;
+        }
     }
 }
 
