@@ -31,26 +31,43 @@ def _version():
     return re.search(r'__version__ = "([^"]+)"', init).group(1)
 
 
-def _sources():
-    return sorted(os.path.join("csrc", name) for name in os.listdir(HERE) if name.endswith(".c"))
+def _sources(absolute=False):
+    # Relative to the tree's root for setup.py; absolute for a build elsewhere (cffi compiles in its tmpdir).
+    return sorted(os.path.join(HERE if absolute else "csrc", name) for name in os.listdir(HERE) if name.endswith(".c"))
+
+
+def _sanitize_flags():
+    # PSW_SANITIZE=address,undefined builds the fast path with those sanitizers, stopping at the first report
+    # (-fno-sanitize-recover), with frames and line numbers for their stack traces.  csrc/build_sanitized.py
+    # builds such an extension into a directory of its own; docs/reliability/fuzzing.md says how to run it.
+    sanitizers = os.environ.get("PSW_SANITIZE", "").strip()
+    if not sanitizers:
+        return []
+    return ["-fsanitize=" + sanitizers, "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1"]
 
 
 def _extra_cflags():
-    # PYSWITCH_CFLAGS lets a build add sanitizers (-fsanitize=address,undefined) or -O0 -g.
-    return os.environ.get("PYSWITCH_CFLAGS", "").split()
+    # PYSWITCH_CFLAGS lets a build add flags of its own (-O0 -g); they come after the sanitizers' -O1.
+    return _sanitize_flags() + os.environ.get("PYSWITCH_CFLAGS", "").split()
 
 
-ffibuilder = FFI()
-ffibuilder.cdef(_cdef())
-ffibuilder.set_source(
-    "pyswitch._fastpath",
-    '#include "pyswitch.h"\n',
-    sources=_sources(),
-    include_dirs=[HERE],
-    define_macros=[("PS_VERSION_STR", '"%s"' % _version()), ("_GNU_SOURCE", "1")],
-    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"] + _extra_cflags(),
-    extra_link_args=_extra_cflags(),
-)
+def make_ffibuilder(absolute_sources=False):
+    """The builder of pyswitch._fastpath, with the flags the environment asks for (read now)."""
+    builder = FFI()
+    builder.cdef(_cdef())
+    builder.set_source(
+        "pyswitch._fastpath",
+        '#include "pyswitch.h"\n',
+        sources=_sources(absolute_sources),
+        include_dirs=[HERE],
+        define_macros=[("PS_VERSION_STR", '"%s"' % _version()), ("_GNU_SOURCE", "1")],
+        extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"] + _extra_cflags(),
+        extra_link_args=_extra_cflags(),
+    )
+    return builder
+
+
+ffibuilder = make_ffibuilder()
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

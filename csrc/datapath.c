@@ -281,11 +281,13 @@ ps_dp_del_wake_fd(struct ps_dp *dp, int fd)
 /* Upcalls. */
 
 /* Makes room for 'size' more bytes in the upcall arena.  Returns false if
- * there is none to be had. */
+ * there is none to be had.  The arena exists after the first call, even for
+ * an empty frame: arena + offset must never be arithmetic on NULL, which C
+ * leaves undefined (UBSan found it with a first upcall of 0 bytes). */
 static bool
 arena_reserve(struct ps_dp *dp, size_t size)
 {
-    if (dp->arena_used + size > dp->arena_size) {
+    if (!dp->arena || dp->arena_used + size > dp->arena_size) {
         size_t new_size = dp->arena_size ? dp->arena_size : 65536;
         uint8_t *arena;
 

@@ -31,6 +31,14 @@ if [ "$with_tests" = 1 ]; then
     need traceroute traceroute
     need curl curl
     need trafgen netsniff-ng
+    need setpriv util-linux     # tests/test_privileges_netns.py, test_control_socket.py: clients and switches as nobody
+    need groupadd passwd        # test_control_socket.py: a [control] group made for the test
+    # The fuzz targets (csrc/fuzz/) and the sanitized build: clang with libFuzzer and the sanitizer
+    # runtimes (libclang-rt, only recommended by clang, so named), llvm for llvm-symbolizer and llvm-cov.
+    need clang clang
+    need llvm-symbolizer llvm
+    [ -n "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a 2>/dev/null | grep /)" ] \
+        || missing+=(libclang-rt-dev)
 fi
 if command -v python3 >/dev/null 2>&1; then
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

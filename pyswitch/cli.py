@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="the switch's TOML config")
     run.add_argument("--datapath", choices=["c", "python"], help="override [switch] datapath")
     run.add_argument("-v", "--verbose", action="store_true", help="log decisions too")
+    run.add_argument("--control-dir", help="override [switch] control_dir (where NAME.sock is made), e.g. for a "
+                                           "switch that runs as an unprivileged user")
     run.set_defaults(func=cmd_run)
 
     show = sub.add_parser("show", help="ask a running switch")
@@ -57,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                                        "conns", "ha"])
     show.add_argument("--name", help="the switch's name (default: the only one running)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _control_dir_option(show)
     show.set_defaults(func=cmd_show)
 
     route = sub.add_parser("route", help="add or remove a static route on a running switch")
@@ -64,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("prefix", help="e.g. 203.0.113.0/24")
     route.add_argument("via", nargs="*", help="via ADDRESS (add only)")
     route.add_argument("--name", help="the switch's name (default: the only one running)")
+    _control_dir_option(route)
     route.set_defaults(func=cmd_route)
 
     backend = sub.add_parser("backend", help="change a backend of a VIP on a running switch")
@@ -71,15 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     backend.add_argument("backend", help="ADDRESS:PORT")
     backend.add_argument("change", help="up | down | drain | weight=N")
     backend.add_argument("--name", help="the switch's name (default: the only one running)")
+    _control_dir_option(backend)
     backend.set_defaults(func=cmd_backend)
 
     ha = sub.add_parser("ha", help="an HA pair's mastership on a running switch")
     ha.add_argument("op", choices=["release"], help="release: hand mastership to the peer and stay standby")
     ha.add_argument("--name", help="the switch's name (default: the only one running)")
+    _control_dir_option(ha)
     ha.set_defaults(func=cmd_ha)
 
     reload = sub.add_parser("reload", help="apply the changed config file to a running switch (as SIGHUP)")
     reload.add_argument("--name", help="the switch's name (default: the only one running)")
+    _control_dir_option(reload)
     reload.set_defaults(func=cmd_reload)
 
     netns = sub.add_parser("netns", help="build and remove namespace topologies (netns/*.toml)")
@@ -98,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _control_dir_option(parser) -> None:
+    from .control import DEFAULT_DIR
+
+    parser.add_argument("--control-dir", default=DEFAULT_DIR,
+                        help=f"where the switch's control socket is (default {DEFAULT_DIR})")
+
+
 def _fail(message: str, code: int = EXIT_FAILURE) -> int:
     print(f"pyswitch: {message}", file=sys.stderr)
     return code
@@ -105,6 +119,7 @@ def _fail(message: str, code: int = EXIT_FAILURE) -> int:
 
 def cmd_run(args) -> int:
     from . import config as config_mod
+    from . import privileges
     from .ports import PortError
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
@@ -119,6 +134,16 @@ def cmd_run(args) -> int:
             config_mod.check_workers(config.switch)
         except config_mod.ConfigError as exc:
             return _fail(f"config error: {exc}", EXIT_CONFIG)
+    if args.control_dir:
+        config.switch.control_dir = args.control_dir
+        try:
+            config_mod.check_control_dir(config.switch)
+        except config_mod.ConfigError as exc:
+            return _fail(f"--control-dir: {exc}", EXIT_CONFIG)
+    try:
+        privileges.check(config)
+    except privileges.PrivilegeError as exc:
+        return _fail(str(exc))
     if config.vips and not config.vlans:
         return _fail("config error: vip[0]: a virtual IP is routed: give the switch [[vlan]] interfaces",
                      EXIT_CONFIG)
@@ -135,7 +160,7 @@ def cmd_run(args) -> int:
         return _fail(str(exc))
     except OSError as exc:
         if exc.errno in (errno.EPERM, errno.EACCES):
-            return _fail("permission denied: a switch needs CAP_NET_ADMIN and CAP_NET_RAW (run it as root)")
+            return _fail(privileges.explain_denied(exc))
         return _fail(f"cannot start: {exc.strerror or exc}")
     except RuntimeError as exc:
         return _fail(str(exc))
@@ -147,23 +172,28 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _ask(name: str | None, command: dict, raise_refusal: bool = False):
+def _ask(name: str | None, command: dict, directory: str | None = None, raise_refusal: bool = False):
     """The running switch's answer, or an exit code after printing why there is none (a refusal is raised
     instead when `raise_refusal`)."""
+    from .control import DEFAULT_DIR
     from .control.client import ControlError, request, running_switches
 
+    directory = directory or DEFAULT_DIR
     if name is None:
-        names = running_switches()
+        names = running_switches(directory)
         if len(names) != 1:
             return _fail("no switch is running" if not names else
                          f"several switches are running ({', '.join(names)}): pick one with --name")
         name = names[0]
     try:
-        return request(name, command)
+        return request(name, command, directory=directory)
     except ControlError as exc:
         if raise_refusal:
             raise
         return _fail(str(exc))
+    except PermissionError:
+        return _fail(f"permission denied on the control socket of switch {name!r}: only the switch's own user, "
+                     f"root and the members of its [control] group may drive it")
     except OSError:
         return _fail(f"no switch named {name!r} is running (no answer on its control socket)")
 
@@ -176,7 +206,7 @@ def cmd_route(args) -> int:
         command["via"] = args.via[1]
     elif args.via:
         return _fail("route del: takes only the prefix", EXIT_CONFIG)
-    result = _ask(args.name, command)
+    result = _ask(args.name, command, args.control_dir)
     if isinstance(result, int):
         return result
     print(format_table(result))
@@ -184,7 +214,8 @@ def cmd_route(args) -> int:
 
 
 def cmd_backend(args) -> int:
-    result = _ask(args.name, {"cmd": "backend", "vip": args.vip, "backend": args.backend, "change": args.change})
+    result = _ask(args.name, {"cmd": "backend", "vip": args.vip, "backend": args.backend, "change": args.change},
+                  args.control_dir)
     if isinstance(result, int):
         return result
     print(format_table(vip_rows([result])))
@@ -192,7 +223,7 @@ def cmd_backend(args) -> int:
 
 
 def cmd_ha(args) -> int:
-    result = _ask(args.name, {"cmd": "ha", "op": args.op})
+    result = _ask(args.name, {"cmd": "ha", "op": args.op}, args.control_dir)
     if isinstance(result, int):
         return result
     print(format_table(result))
@@ -204,7 +235,7 @@ def cmd_reload(args) -> int:
     from .control.client import ControlError
 
     try:
-        result = _ask(args.name, {"cmd": "reload"}, raise_refusal=True)
+        result = _ask(args.name, {"cmd": "reload"}, args.control_dir, raise_refusal=True)
     except ControlError as exc:
         return _fail(f"reload refused, the running config stays: {exc}", EXIT_CONFIG)
     if isinstance(result, int):
@@ -215,7 +246,7 @@ def cmd_reload(args) -> int:
 
 
 def cmd_show(args) -> int:
-    result = _ask(args.name, {"cmd": "show", "what": args.what})
+    result = _ask(args.name, {"cmd": "show", "what": args.what}, args.control_dir)
     if isinstance(result, int):
         return result
     if args.json:

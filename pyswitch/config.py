@@ -1,11 +1,17 @@
 """The switch's configuration: TOML in, typed and validated objects out.
 
 Every error names the key it is about (`port[1].vlan: ...`), because a config
-is written by hand and the user must be able to find the line.
+is written by hand and the user must be able to find the line.  A config is
+untrusted input (it is also what `pyswitch reload` swaps in): the only exception
+that leaves this module is ConfigError, the file is read bounded, and every
+string that reaches the system (paths, interface and namespace names, the
+health check's request line) is checked before it does.
 """
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -19,6 +25,16 @@ EXISTING_INTERFACE_TYPES = ("afpacket", "afxdp")  # pyswitch binds these, but do
 DEFAULT_VLAN = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 IFNAME_MAX = 15             # IFNAMSIZ - 1
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.+@-]{1,15}$")     # what dev_valid_name allows, less the odd characters
+NETNS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")        # a file name under /run/netns
+GROUP_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")  # a POSIX group name
+MAC_RE = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
+MAX_CONFIG_BYTES = 1 << 20  # a real config is a few KiB: a larger file is a mistake (or /dev/zero)
+MAX_SECONDS = 30 * 86400    # every duration: 30 days fit the datapath's uint32 milliseconds
+MAX_ROUTES = 65536          # static routes ([[route]])
+MAX_VIPS = consts.RING_MAX_VIPS - 1     # VIP ids 1..4095
+MAX_BACKENDS = consts.RING_MAX_BACKENDS  # backends of one VIP
+SUN_PATH_MAX = 107          # sockaddr_un.sun_path less its NUL: the control socket's whole path
 
 
 class ConfigError(ValueError):
@@ -143,6 +159,12 @@ class HaConfig:
 
 
 @dataclass
+class ControlConfig:
+    """[control]: who may drive the switch through its control socket, beyond its own user and root."""
+    group: str | None = None            # also this group: the socket is 0660 and owned by it (else 0600)
+
+
+@dataclass
 class Config:
     switch: SwitchSettings
     ports: list[PortConfig] = field(default_factory=list)
@@ -150,40 +172,89 @@ class Config:
     routes: list[Route] = field(default_factory=list)
     vips: list[VipConfig] = field(default_factory=list)
     ha: HaConfig | None = None
+    control: ControlConfig = field(default_factory=ControlConfig)
     source: str = "<dict>"
 
 
 def load(path: str | Path) -> Config:
+    """The config in file `path`; a file that is too large, not UTF-8 or not TOML is refused with its line and
+    column, and a mistake in its contents with the key it is about."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)      # bounded: the path may be /dev/zero or a huge file
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError:          # a NUL in the path (a path that came through the control socket, say)
+        raise ConfigError(f"{str(path)!r}: not a file name") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes, not a config")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, column = _position(raw, exc.start)
+        raise ConfigError(f"{path}: not UTF-8 text: line {line}, column {column}: byte 0x{raw[exc.start]:02x}") \
+            from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: not valid TOML: {_toml_reason(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     config = from_dict(data)
     config.source = str(path)
     return config
 
 
+def _position(raw: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in bytes) of `offset` in `raw`."""
+    line = raw.count(b"\n", 0, offset) + 1
+    return line, offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
+
+
+def _toml_reason(exc: tomllib.TOMLDecodeError) -> str:
+    """tomllib says "REASON (at line L, column C)": put the place first, where an editor looks."""
+    match = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", str(exc), re.S)
+    if match:
+        return f"line {match[2]}, column {match[3]}: {match[1]}"
+    match = re.fullmatch(r"(.*) \(at end of document\)", str(exc), re.S)
+    if match:
+        return f"at the end of the file: {match[1]}"
+    return str(exc)
+
+
 def from_dict(data: dict) -> Config:
-    _only_keys(data, "", {"switch", "port", "vlan", "route", "vip", "ha"})
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: must be a table of sections, got {type(data).__name__}")
+    _only_keys(data, "", {"switch", "control", "port", "vlan", "route", "vip", "ha"})
     switch = _switch(_table(data, "switch", "switch"))
+    control = _control(_table(data, "control", "control"))
     ports = [_port(p, f"port[{i}]") for i, p in enumerate(_array(data, "port"))]
     if len(ports) > consts.MAX_PORTS:
         raise ConfigError(f"port: at most {consts.MAX_PORTS} ports, got {len(ports)}")
     _unique(ports, "name")
     _unique(ports, "device")
+    _unique_tap_macs(ports)
     _check_workers_ports(switch, ports)
     vlans = [_vlan_interface(v, f"vlan[{i}]") for i, v in enumerate(_array(data, "vlan"))]
     _check_vlan_interfaces(vlans)
     routes = [_route(r, f"route[{i}]", vlans) for i, r in enumerate(_array(data, "route"))]
+    _check_routes(routes, vlans)
     vips = [_vip(v, f"vip[{i}]", vlans) for i, v in enumerate(_array(data, "vip"))]
-    _check_vips(vips)
+    _check_vips(vips, vlans, routes)
     ha = _ha(data["ha"], ports, vlans) if "ha" in data else None
-    return Config(switch=switch, ports=ports, vlans=vlans, routes=routes, vips=vips, ha=ha)
+    return Config(switch=switch, ports=ports, vlans=vlans, routes=routes, vips=vips, ha=ha, control=control)
+
+
+def _control(raw: dict) -> ControlConfig:
+    _only_keys(raw, "control", set(ControlConfig.__dataclass_fields__))
+    control = ControlConfig()
+    if "group" in raw:
+        control.group = _string(raw, "group", "control.group")
+        if not GROUP_RE.match(control.group):
+            raise ConfigError(f"control.group: not a group name (a letter or '_', then letters, digits, '_', "
+                              f"'.' or '-', at most 32): {control.group!r}")
+    return control
 
 
 def _ha(raw, ports: list[PortConfig], vlans: list[VlanInterface]) -> HaConfig:
@@ -192,8 +263,8 @@ def _ha(raw, ports: list[PortConfig], vlans: list[VlanInterface]) -> HaConfig:
     group = _integer(raw, "group", "ha.group", 1, 255)
     priority = _integer(raw, "priority", "ha.priority", 1, 255)
     if not isinstance(raw["vlans"], list) or not raw["vlans"]:
-        raise ConfigError("ha.vlans: must be a non-empty list of VLAN ids")
-    ha_vlans = tuple(_vlan_id(v, "ha.vlans") for v in raw["vlans"])
+        raise ConfigError(f"ha.vlans: must be a non-empty list of VLAN ids, got {raw['vlans']!r}")
+    ha_vlans = tuple(_vlan_id(v, f"ha.vlans[{k}]") for k, v in enumerate(raw["vlans"]))
     for vid in ha_vlans:
         if vid not in by_id:
             raise ConfigError(f"ha.vlans: VLAN {vid} has no [[vlan]] interface whose address could move")
@@ -210,30 +281,30 @@ def _ha(raw, ports: list[PortConfig], vlans: list[VlanInterface]) -> HaConfig:
                           f"instance's own and must not move")
     ha = HaConfig(group=group, priority=priority, vlans=ha_vlans, sync_vlan=sync_vlan)
     if "advert_interval_s" in raw:
-        ha.advert_interval_s = _number(raw, "advert_interval_s", "ha.advert_interval_s", minimum=0.01)
-        if ha.advert_interval_s > 40.95:
-            raise ConfigError(f"ha.advert_interval_s: at most 40.95 (VRRPv3 counts centiseconds in 12 bits), "
-                              f"got {ha.advert_interval_s!r}")
+        # VRRPv3 counts centiseconds in 12 bits: 0.01 to 40.95.
+        ha.advert_interval_s = _number(raw, "advert_interval_s", "ha.advert_interval_s", minimum=0.01,
+                                       maximum=40.95)
     if "preempt_delay_s" in raw:
-        ha.preempt_delay_s = _number(raw, "preempt_delay_s", "ha.preempt_delay_s", minimum=0.0)
+        ha.preempt_delay_s = _number(raw, "preempt_delay_s", "ha.preempt_delay_s", minimum=0.0, maximum=3600.0)
     if "preempt" in raw:
-        if not isinstance(raw["preempt"], bool):
-            raise ConfigError(f"ha.preempt: must be true or false, got {raw['preempt']!r}")
-        ha.preempt = raw["preempt"]
+        ha.preempt = _bool(raw, "preempt", "ha.preempt")
     if "peer" in raw:
         ha.peer = _ipv4(raw, "peer", "ha.peer")
         own = by_id[sync_vlan].address
-        if ha.peer not in own.network or ha.peer == own.ip:
+        if ha.peer not in own.network or ha.peer == own.ip or not _host_of(ha.peer, own.network):
             raise ConfigError(f"ha.peer: {ha.peer} must be the other instance's address in the sync VLAN's "
                               f"subnet {own.network}")
     if "track_ports" in raw:
         names = raw["track_ports"]
         known = {p.name for p in ports}
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ConfigError("ha.track_ports: must be a list of port names")
-        for name in names:
+            raise ConfigError(f"ha.track_ports: must be a list of port names, got {names!r}")
+        for k, name in enumerate(names):
             if name not in known:
-                raise ConfigError(f"ha.track_ports: no port named {name!r} (have {', '.join(sorted(known))})")
+                raise ConfigError(f"ha.track_ports[{k}]: no port named {name!r}{_did_you_mean(name, known)} "
+                                  f"(have {', '.join(sorted(known)) or 'none'})")
+            if name in names[:k]:
+                raise ConfigError(f"ha.track_ports[{k}]: port {name!r} is listed twice")
         ha.track_ports = tuple(names)
     return ha
 
@@ -245,23 +316,25 @@ def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:
                        "encap", "backend", "health"}, ("name", "address", "port"))
     name = _name(raw, "name", f"{where}.name")
     address = _ipv4(raw, "address", f"{where}.address")
-    if any(address == v.address.ip for v in vlans):
-        raise ConfigError(f"{where}.address: {address} is one of the switch's own VLAN addresses")
+    _not_a_switch_address(address, f"{where}.address", vlans)
     vip = VipConfig(name=name, address=address, port=_integer(raw, "port", f"{where}.port", 1, 65535))
     for key, choices in (("protocol", VIP_PROTOCOLS), ("mode", VIP_MODES), ("scheduler", tuple(SCHEDULERS)),
                          ("encap", TUNNEL_ENCAPS)):
         if key in raw:
             value = _string(raw, key, f"{where}.{key}")
             if value not in choices:
-                raise ConfigError(f"{where}.{key}: must be one of {', '.join(choices)}, got {value!r}")
+                raise ConfigError(f"{where}.{key}: must be one of {', '.join(choices)}, got {value!r}"
+                                  f"{_did_you_mean(value, choices)}")
             setattr(vip, key, value)
     if "persistence_s" in raw:
         vip.persistence_s = _number(raw, "persistence_s", f"{where}.persistence_s", minimum=0)
     backends = raw.get("backend", [])
     if not isinstance(backends, list):
         raise ConfigError(f"{where}.backend: must be an array of tables ([[vip.backend]])")
+    if len(backends) > MAX_BACKENDS:
+        raise ConfigError(f"{where}.backend: at most {MAX_BACKENDS} backends, got {len(backends)}")
     for j, b in enumerate(backends):
-        vip.backends.append(_backend(b, f"{where}.backend[{j}]", vip))
+        vip.backends.append(_backend(b, f"{where}.backend[{j}]", vip, vlans))
     seen = {}
     for j, b in enumerate(vip.backends):
         if (b.address, b.port) in seen:
@@ -272,9 +345,16 @@ def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:
     return vip
 
 
-def _backend(raw, where: str, vip: VipConfig) -> BackendConfig:
+def _backend(raw, where: str, vip: VipConfig, vlans: list[VlanInterface]) -> BackendConfig:
     _entry(raw, where, {"address", "port", "weight"}, ("address",))
     backend = BackendConfig(address=_ipv4(raw, "address", f"{where}.address"), port=vip.port)
+    if backend.address == vip.address:
+        raise ConfigError(f"{where}.address: {backend.address} is the VIP itself (a backend is a real server)")
+    _not_a_switch_address(backend.address, f"{where}.address", vlans)
+    if vip.mode == "dsr" and vlans and not any(backend.address in v.address.network for v in vlans):
+        # Only the destination MAC changes: a next hop would send the VIP's packet back to us.
+        raise ConfigError(f"{where}.address: a dsr backend must be on a [[vlan]] interface's subnet (only its MAC "
+                          f"is rewritten), {backend.address} is on none")
     if "port" in raw:
         backend.port = _integer(raw, "port", f"{where}.port", 1, 65535)
         if vip.mode in ("dsr", "tunnel") and backend.port != vip.port:
@@ -291,17 +371,20 @@ def _health(raw, where: str) -> HealthConfig:
     if "type" in raw:
         health.type = _string(raw, "type", f"{where}.type")
         if health.type not in HEALTH_TYPES:
-            raise ConfigError(f"{where}.type: must be one of {', '.join(HEALTH_TYPES)}, got {health.type!r}")
+            raise ConfigError(f"{where}.type: must be one of {', '.join(HEALTH_TYPES)}, got {health.type!r}"
+                              f"{_did_you_mean(health.type, HEALTH_TYPES)}")
     for key in ("interval_s", "timeout_s"):
         if key in raw:
-            setattr(health, key, _number(raw, key, f"{where}.{key}", minimum=0.01))
+            setattr(health, key, _number(raw, key, f"{where}.{key}", minimum=0.01, maximum=3600.0))
     for key in ("rise", "fall"):
         if key in raw:
             setattr(health, key, _integer(raw, key, f"{where}.{key}", 1, 100))
     if "http_path" in raw:
         health.http_path = _string(raw, "http_path", f"{where}.http_path")
-        if not health.http_path.startswith("/"):
-            raise ConfigError(f"{where}.http_path: must start with '/', got {health.http_path!r}")
+        # It goes into the request line as it is: a space or a control character would end it early.
+        if not re.fullmatch(r"/[!-~]{0,1023}", health.http_path):
+            raise ConfigError(f"{where}.http_path: must start with '/' and be printable ASCII without spaces "
+                              f"(at most 1024), got {health.http_path!r}")
     if "http_expect" in raw:
         health.http_expect = _integer(raw, "http_expect", f"{where}.http_expect", 100, 599)
     if "on_down" in raw:
@@ -313,8 +396,10 @@ def _health(raw, where: str) -> HealthConfig:
     return health
 
 
-def _check_vips(vips: list[VipConfig]) -> None:
-    names, services = {}, {}
+def _check_vips(vips: list[VipConfig], vlans: list[VlanInterface], routes: list[Route]) -> None:
+    if len(vips) > MAX_VIPS:
+        raise ConfigError(f"vip: at most {MAX_VIPS} VIPs, got {len(vips)}")
+    names, services, addresses = {}, {}, {}
     for i, vip in enumerate(vips):
         if vip.name in names:
             raise ConfigError(f"vip[{i}].name: {vip.name!r} is already vip[{names[vip.name]}]")
@@ -323,14 +408,63 @@ def _check_vips(vips: list[VipConfig]) -> None:
         if service in services:
             raise ConfigError(f"vip[{i}]: {vip.address}:{vip.port}/{vip.protocol} is already vip[{services[service]}]")
         services[service] = i
+        addresses.setdefault(vip.address, i)
+    for i, vip in enumerate(vips):
+        for j, backend in enumerate(vip.backends):
+            if backend.address in addresses:
+                raise ConfigError(f"vip[{i}].backend[{j}].address: {backend.address} is vip[{addresses[backend.address]}]'s "
+                                  f"address (the switch itself would answer)")
+            if vlans and not any(backend.address in v.address.network for v in vlans) \
+                    and not any(backend.address in r.prefix for r in routes):
+                raise ConfigError(f"vip[{i}].backend[{j}].address: {backend.address} is on no [[vlan]] interface's "
+                                  f"subnet and no [[route]] leads to it")
+    for j, route in enumerate(routes):
+        if route.via in addresses:
+            raise ConfigError(f"route[{j}].via: {route.via} is vip[{addresses[route.via]}]'s address")
+
+
+def _not_a_switch_address(address: ipaddress.IPv4Address, where: str, vlans: list[VlanInterface]) -> None:
+    """`address` names another machine: not one of the switch's own, nor a subnet's network or broadcast address."""
+    for k, vlan in enumerate(vlans):
+        if address == vlan.address.ip:
+            raise ConfigError(f"{where}: {address} is one of the switch's own VLAN addresses (vlan[{k}])")
+        if address in vlan.address.network and not _host_of(address, vlan.address.network):
+            raise ConfigError(f"{where}: {address} is the network or broadcast address of vlan[{k}]'s "
+                              f"{vlan.address.network}")
+
+
+def _host_of(address, network) -> bool:
+    """Whether `address` may be a host of `network`: not its network or broadcast address (below a /31)."""
+    if network.prefixlen >= network.max_prefixlen - 1:
+        return True
+    if network.version == 6:        # no broadcast; the all-zero host is the subnet-router anycast address
+        return address != network.network_address
+    return address not in (network.network_address, network.broadcast_address)
 
 
 def _ipv4(raw: dict, key: str, where: str) -> ipaddress.IPv4Address:
+    """A unicast IPv4 address: one machine's, so never multicast, broadcast, 0.0.0.0, loopback or 240/4."""
     text = _string(raw, key, where)
     try:
-        return ipaddress.IPv4Address(text)
+        address = ipaddress.IPv4Address(text)
     except ValueError:
-        raise ConfigError(f"{where}: not an IPv4 address: {text!r}") from None
+        raise ConfigError(f"{where}: not an IPv4 address: {text!r}{_looks_like_network(text)}") from None
+    _unicast(address, where)
+    return address
+
+
+def _unicast(address, where: str) -> None:
+    for wrong, what in ((address.is_multicast, "a multicast"), (address.is_unspecified, "the unspecified"),
+                        (address.is_loopback, "a loopback"),
+                        (address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255"),
+                         "the broadcast"),
+                        (address.version == 4 and address.is_reserved, "a reserved (240.0.0.0/4)")):
+        if wrong:
+            raise ConfigError(f"{where}: {address} is {what} address; a unicast address is needed here")
+
+
+def _looks_like_network(text: str) -> str:
+    return " (a single address is needed here, without a prefix length)" if "/" in text else ""
 
 
 def _array(data: dict, key: str) -> list:
@@ -353,15 +487,12 @@ def _vlan_interface(raw, where: str) -> VlanInterface:
                           f"\"198.51.100.1/24\", got {text!r}")
     if address.ip == address.network.network_address or address.ip == address.network.broadcast_address:
         raise ConfigError(f"{where}.address: {address.ip} is the subnet's network or broadcast address")
+    _unicast(address.ip, f"{where}.address")
     vlan = VlanInterface(id=vid, address=address)
     if "decap" in raw:
-        if not isinstance(raw["decap"], bool):
-            raise ConfigError(f"{where}.decap: must be true or false, got {raw['decap']!r}")
-        vlan.decap = raw["decap"]
+        vlan.decap = _bool(raw, "decap", f"{where}.decap")
     if "mac" in raw:
-        vlan.mac = _string(raw, "mac", f"{where}.mac")
-        if not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", vlan.mac) or int(vlan.mac[:2], 16) & 1:
-            raise ConfigError(f"{where}.mac: not a unicast MAC address: {vlan.mac!r}")
+        vlan.mac = _mac(raw, "mac", f"{where}.mac")
     return vlan
 
 
@@ -382,16 +513,32 @@ def _route(raw, where: str, vlans: list[VlanInterface]) -> Route:
         prefix = ipaddress.IPv4Network(text)
     except ValueError:
         raise ConfigError(f"{where}.prefix: not an IPv4 prefix (host bits must be zero): {text!r}") from None
-    via_text = _string(raw, "via", f"{where}.via")
-    try:
-        via = ipaddress.IPv4Address(via_text)
-    except ValueError:
-        raise ConfigError(f"{where}.via: not an IPv4 address: {via_text!r}") from None
+    if "/" not in text:
+        raise ConfigError(f"{where}.prefix: give the prefix length (\"{text}/32\" for one host), got {text!r}")
+    if prefix.prefixlen >= 4 and (prefix.is_multicast or prefix.is_loopback or prefix.network_address.is_reserved):
+        raise ConfigError(f"{where}.prefix: {prefix} is multicast, loopback or reserved space, which is not routed")
+    via = _ipv4(raw, "via", f"{where}.via")
     if not any(via in v.address.network for v in vlans):
         raise ConfigError(f"{where}.via: {via} is not in the subnet of any [[vlan]] interface")
-    if any(via == v.address.ip for v in vlans):
-        raise ConfigError(f"{where}.via: {via} is the switch's own address")
+    _not_a_switch_address(via, f"{where}.via", vlans)
     return Route(prefix=prefix, via=via)
+
+
+def _check_routes(routes: list[Route], vlans: list[VlanInterface]) -> None:
+    if len(routes) > MAX_ROUTES:
+        raise ConfigError(f"route: at most {MAX_ROUTES} routes, got {len(routes)}")
+    seen: dict = {}
+    for i, route in enumerate(routes):
+        if route.prefix in seen:
+            raise ConfigError(f"route[{i}].prefix: {route.prefix} is already route[{seen[route.prefix]}]")
+        seen[route.prefix] = i
+        for k, vlan in enumerate(vlans):
+            if route.prefix == vlan.address.network:
+                raise ConfigError(f"route[{i}].prefix: {route.prefix} is vlan[{k}]'s connected subnet")
+    hops = {route.via for route in routes}
+    if len(hops) + len(vlans) + 1 >= consts.MAX_NEXTHOPS:     # + 1: the switch's own, local one
+        raise ConfigError(f"route: {len(hops)} next hops and {len(vlans)} interfaces are more than the "
+                          f"datapath's {consts.MAX_NEXTHOPS - 1} next-hop ids")
 
 
 def _switch(raw: dict) -> SwitchSettings:
@@ -406,7 +553,7 @@ def _switch(raw: dict) -> SwitchSettings:
     for key in ("mac_aging_s", "flow_idle_s", "arp_reachable_s", "conn_syn_s", "conn_established_s",
                 "conn_fin_wait_s", "conn_close_s", "conn_udp_s"):
         if key in raw:
-            setattr(s, key, _number(raw, key, f"switch.{key}", minimum=0.1))
+            setattr(s, key, _number(raw, key, f"switch.{key}", minimum=0.1, maximum=MAX_SECONDS))
     for key, low, high in (("max_macs", 1, 1 << 24), ("max_flows", 16, 1 << 24), ("ring_frames", 8, 1 << 16),
                            ("arp_retries", 1, 10), ("arp_max_entries", 1, 65536), ("arp_queue", 1, 1024),
                            ("max_conns", 16, 1 << 24), ("busy_poll_us", 0, 1000000),
@@ -415,8 +562,20 @@ def _switch(raw: dict) -> SwitchSettings:
             setattr(s, key, _integer(raw, key, f"switch.{key}", low, high))
     if "control_dir" in raw:
         s.control_dir = _string(raw, "control_dir", "switch.control_dir")
+    check_control_dir(s)
     check_workers(s)
     return s
+
+
+def check_control_dir(s: SwitchSettings) -> None:
+    """The control socket's path must be absolute and fit sockaddr_un.  Also called after `pyswitch run
+    --control-dir` overrides the config."""
+    if not s.control_dir.startswith("/"):
+        raise ConfigError(f"switch.control_dir: must be an absolute path, got {s.control_dir!r}")
+    path = f"{s.control_dir.rstrip('/')}/{s.name}.sock"
+    if len(path.encode()) > SUN_PATH_MAX:
+        raise ConfigError(f"switch.control_dir: the control socket {path!r} is longer than a Unix socket's "
+                          f"{SUN_PATH_MAX} bytes")
 
 
 def _check_workers_ports(s: SwitchSettings, ports: list[PortConfig]) -> None:
@@ -441,10 +600,12 @@ def _port(raw, where: str) -> PortConfig:
     name = _name(raw, "name", f"{where}.name")
     kind = _string(raw, "type", f"{where}.type")
     if kind not in PORT_TYPES:
-        raise ConfigError(f"{where}.type: must be one of {', '.join(PORT_TYPES)}, got {kind!r}")
+        raise ConfigError(f"{where}.type: must be one of {', '.join(PORT_TYPES)}, got {kind!r}"
+                          f"{_did_you_mean(kind, PORT_TYPES)}")
     device = _string(raw, "device", f"{where}.device")
-    if not device or len(device) > IFNAME_MAX or "/" in device or " " in device:
-        raise ConfigError(f"{where}.device: not a valid interface name (1-{IFNAME_MAX} characters): {device!r}")
+    if not IFNAME_RE.match(device) or device in (".", ".."):
+        raise ConfigError(f"{where}.device: not a valid interface name (1-{IFNAME_MAX} letters, digits or "
+                          f"'_.+@-'): {device!r}")
     port = PortConfig(name=name, type=kind, device=device)
 
     if "vlan" in raw and "trunk" in raw:
@@ -452,12 +613,18 @@ def _port(raw, where: str) -> PortConfig:
     if "trunk" in raw:
         trunk = raw["trunk"]
         if not isinstance(trunk, list) or not trunk:
-            raise ConfigError(f"{where}.trunk: must be a non-empty list of VLAN ids")
-        port.trunk = tuple(_vlan_id(v, f"{where}.trunk") for v in trunk)
-        if len(set(port.trunk)) != len(port.trunk):
-            raise ConfigError(f"{where}.trunk: lists a VLAN twice")
+            raise ConfigError(f"{where}.trunk: must be a non-empty list of VLAN ids, got {trunk!r}")
+        port.trunk = tuple(_vlan_id(v, f"{where}.trunk[{k}]") for k, v in enumerate(trunk))
+        for k, vid in enumerate(port.trunk):
+            if vid in port.trunk[:k]:
+                raise ConfigError(f"{where}.trunk[{k}]: lists VLAN {vid} twice")
         if "native_vlan" in raw:
             port.native_vlan = _vlan_id(raw["native_vlan"], f"{where}.native_vlan")
+            if port.native_vlan in port.trunk:
+                # A VLAN travels either tagged or untagged on one trunk; both would accept it tagged and
+                # send it untagged.
+                raise ConfigError(f"{where}.native_vlan: VLAN {port.native_vlan} is also in trunk (tagged); the "
+                                  f"native VLAN travels untagged, list it only here")
     else:
         if "native_vlan" in raw:
             raise ConfigError(f"{where}.native_vlan: only a trunk port has a native VLAN")
@@ -471,20 +638,49 @@ def _port(raw, where: str) -> PortConfig:
     else:
         if "netns" in raw:
             port.netns = _string(raw, "netns", f"{where}.netns")
+            if not NETNS_RE.match(port.netns) or port.netns in (".", ".."):
+                raise ConfigError(f"{where}.netns: not a namespace name (a file name in /run/netns: letters, "
+                                  f"digits, '_.-', at most 64): {port.netns!r}")
         if "address" in raw:
-            value = raw["address"]
-            values = value if isinstance(value, list) else [value]
-            for v in values:
-                try:
-                    ipaddress.ip_interface(v)
-                except (ValueError, TypeError):
-                    raise ConfigError(f"{where}.address: not an address with a prefix length: {v!r}") from None
-            port.address = tuple(values)
+            port.address = _interface_addresses(raw["address"], f"{where}.address")
         if "mac" in raw:
-            port.mac = _string(raw, "mac", f"{where}.mac")
-            if not re.fullmatch(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", port.mac):
-                raise ConfigError(f"{where}.mac: not a MAC address: {port.mac!r}")
+            port.mac = _mac(raw, "mac", f"{where}.mac")
     return port
+
+
+def _interface_addresses(value, where: str) -> tuple[str, ...]:
+    """A tap port's address or list of addresses: each IPv4 or IPv6, unicast, with its prefix length."""
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ConfigError(f"{where}: an empty list (leave the key out for none)")
+    seen = {}
+    for k, text in enumerate(values):
+        at = f"{where}[{k}]" if isinstance(value, list) else where
+        if not isinstance(text, str):
+            raise ConfigError(f"{at}: must be a string such as \"198.51.100.2/24\", got {text!r}")
+        try:
+            iface = ipaddress.ip_interface(text)
+        except ValueError:
+            raise ConfigError(f"{at}: not an address with a prefix length: {text!r}") from None
+        if "/" not in text:
+            raise ConfigError(f"{at}: give the prefix length too (\"{text}/24\" or so), got {text!r}")
+        _unicast(iface.ip, at)
+        if not _host_of(iface.ip, iface.network):
+            raise ConfigError(f"{at}: {iface.ip} is the network or broadcast address of {iface.network}")
+        if iface.ip in seen:
+            raise ConfigError(f"{at}: {iface.ip} is already {where}[{seen[iface.ip]}]")
+        seen[iface.ip] = k
+    return tuple(values)
+
+
+def _unique_tap_macs(ports: list[PortConfig]) -> None:
+    seen: dict[str, int] = {}
+    for i, port in enumerate(ports):
+        if port.mac is not None:
+            mac = port.mac.lower()
+            if mac in seen:
+                raise ConfigError(f"port[{i}].mac: {port.mac} is already port[{seen[mac]}]'s")
+            seen[mac] = i
 
 
 def _entry(raw, where: str, allowed: set[str], required: tuple[str, ...]) -> dict:
@@ -516,34 +712,71 @@ def _only_keys(raw: dict, where: str, allowed: set[str]) -> None:
     for key in raw:
         if key not in allowed:
             prefix = f"{where}.{key}" if where else key
-            raise ConfigError(f"{prefix}: unknown key (expected one of {', '.join(sorted(allowed))})")
+            raise ConfigError(f"{prefix}: unknown key{_did_you_mean(key, allowed)} "
+                              f"(expected one of {', '.join(sorted(allowed))})")
+
+
+def _did_you_mean(word, choices) -> str:
+    close = difflib.get_close_matches(str(word), sorted(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _string(raw: dict, key: str, where: str) -> str:
     value = raw[key]
     if not isinstance(value, str):
-        raise ConfigError(f"{where}: must be a string, got {value!r}")
+        raise ConfigError(f"{where}: must be a string, got {_show(value)}")
+    # No key takes a control character (TOML's escapes allow \u0000): they would cut a path or a request line.
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ConfigError(f"{where}: contains a control character: {value!r}")
     return value
 
 
-def _number(raw: dict, key: str, where: str, minimum: float) -> float:
+def _bool(raw: dict, key: str, where: str) -> bool:
     value = raw[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ConfigError(f"{where}: must be a number >= {minimum}, got {value!r}")
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: must be true or false, got {_show(value)}")
+    return value
+
+
+def _mac(raw: dict, key: str, where: str) -> str:
+    """A unicast MAC address: a device's own, so neither multicast (first octet odd) nor all zero."""
+    mac = _string(raw, key, where)
+    if not MAC_RE.match(mac):
+        raise ConfigError(f"{where}: not a MAC address (six hex pairs with ':'): {mac!r}")
+    if int(mac[:2], 16) & 1 or mac.strip("0:") == "":
+        raise ConfigError(f"{where}: not a unicast MAC address (multicast or all zero): {mac!r}")
+    return mac
+
+
+def _number(raw: dict, key: str, where: str, minimum: float, maximum: float = MAX_SECONDS) -> float:
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not minimum <= value <= maximum:
+        raise ConfigError(f"{where}: must be a number from {minimum} to {maximum}, got {_show(value)}")
     return float(value)
 
 
 def _integer(raw: dict, key: str, where: str, low: int, high: int) -> int:
     value = raw[key]
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{where}: must be an integer from {low} to {high}, got {value!r}")
+        raise ConfigError(f"{where}: must be an integer from {low} to {high}, got {_show(value)}")
     return value
 
 
 def _vlan_id(value, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4094:
-        raise ConfigError(f"{where}: VLAN ids are integers from 1 to 4094, got {value!r}")
+        raise ConfigError(f"{where}: VLAN ids are integers from 1 to 4094, got {_show(value)}")
     return value
+
+
+def _show(value) -> str:
+    """A value as the message quotes it: short, and its type where the type is the mistake."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    if isinstance(value, (bool, str, list, dict)):
+        return f"{text} ({'table' if isinstance(value, dict) else type(value).__name__})"
+    return text
 
 
 def _unique(ports: list[PortConfig], attr: str) -> None:

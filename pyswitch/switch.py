@@ -92,7 +92,8 @@ class Switch:
             self.vips.start_health_checks(time.monotonic())
             if self.ha is not None:
                 self.ha.install(time.monotonic())
-            self.control = ControlServer(self.settings.name, self.settings.control_dir, self.handle_command)
+            self.control = ControlServer(self.settings.name, self.settings.control_dir, self.handle_command,
+                                         group=self.config.control.group)
             self.dp.add_wake_fd(self.control.fileno())
             self.control.clients.watch = (self.dp.add_wake_fd, self.dp.del_wake_fd)
         except BaseException:

@@ -251,3 +251,17 @@ def test_actions_apply():
         actions_apply(f, ZERO_VNET, 0, [A.Action(42)])
     # Frames without a whole Ethernet header are not rewritten.
     assert actions_apply(b"abc", ZERO_VNET, 0, [A.push_vlan(1), A.set_eth_dst(b"\x01" * 6), A.output(1)])[0].frame == b"abc"
+
+
+def test_first_upcall_of_an_empty_frame():
+    """An empty frame may be a datapath's first upcall: the upcall arena must exist for it (under UBSan, arena
+    arithmetic on NULL halted: tests/fuzz/crashes/fuzz_datapath/empty-first-upcall-null-arena.bin)."""
+    d = Datapath(max_flows=16, emc_entries=16, max_upcalls=4)
+    try:
+        d.add_port(0, "memory")
+        d.execute(0, b"", ZERO_VNET, [A.upcall(5), A.upcall(6)])
+        ups = d.upcalls()
+        assert [(u.reason, u.userdata, u.data) for u in ups] == [(consts.UPCALL_ACTION, 5, b""),
+                                                               (consts.UPCALL_ACTION, 6, b"")]
+    finally:
+        d.close()

@@ -14,30 +14,32 @@ import time
 
 from . import socket_path
 from .clients import ClientTable
+from .socket_file import ControlSocketError, bind, is_socket, prepare_directory
 
 log = logging.getLogger("pyswitch.control")
 
 
 class ControlServer:
-    def __init__(self, name: str, directory: str, handler):
-        """handler(command: dict) -> result (JSON-able); raises ValueError for a bad command."""
+    def __init__(self, name: str, directory: str, handler, group: str | None = None):
+        """handler(command: dict) -> result (JSON-able); raises ValueError for a bad command.
+
+        The socket is 0600 (only this user, root, may connect), or 0660 and owned by `group` ([control]
+        group); see socket_file.py.  Raises RuntimeError (ControlSocketError) when that cannot be done safely."""
         self.path = socket_path(name, directory)
         self.handler = handler
         self.clients = ClientTable(self._answer)
-        os.makedirs(directory, mode=0o755, exist_ok=True)
+        prepare_directory(directory)
         self._refuse_if_running()
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)  # the socket is born 0600: only root may drive the switch
-        try:
-            self.sock.bind(self.path)
-        finally:
-            os.umask(old_umask)
+        self.sock = bind(self.path, group)
         self.sock.listen(16)
         self.sock.setblocking(False)
 
     def _refuse_if_running(self) -> None:
-        if not os.path.exists(self.path):
+        if not os.path.lexists(self.path):
             return
+        if not is_socket(self.path):
+            raise ControlSocketError(f"{self.path} exists and is not a socket; remove it or pick another "
+                                     f"control directory")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(self.path)

@@ -7,9 +7,12 @@ super-frames whole with PACKET_VNET_HDR.
 """
 from __future__ import annotations
 
+import errno
+import os
 import socket
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from .base import Port, PortError, operstate
 
@@ -31,7 +34,13 @@ class AfPacketPort(Port):
             link = ipr.get_links(self.ifindex)[0]
             mtu = link.get_attr("IFLA_MTU") or 1500
             if not link["flags"] & 1:  # IFF_UP: a down interface would swallow what we send
-                ipr.link("set", index=self.ifindex, state="up")
+                try:
+                    ipr.link("set", index=self.ifindex, state="up")
+                except NetlinkError as exc:
+                    why = "needs CAP_NET_ADMIN" if exc.code in (errno.EPERM, errno.EACCES) else \
+                        f"failed: {os.strerror(exc.code)}"
+                    raise PortError(f"port {self.name}: interface {self.device!r} is down, and bringing it up "
+                                    f"{why}") from None
         self.max_frame = self.max_frame_for(mtu)
 
     def attach(self, datapath) -> None:

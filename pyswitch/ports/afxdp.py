@@ -66,4 +66,8 @@ def _why(exc: OSError) -> str:
         return "it has more receive queues than an afxdp port serves (16; fewer with ethtool -L)"
     if exc.errno in (errno.EPERM, errno.EACCES):
         return "permission denied (needs CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW: run it as root)"
+    if exc.errno == errno.ENOBUFS:
+        # The kernel charges a UMEM to the user's RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK.
+        return ("its UMEM is more memory than RLIMIT_MEMLOCK lets this user lock (give the switch CAP_IPC_LOCK, "
+                "or raise ulimit -l before dropping root)")
     return exc.strerror or str(exc)
