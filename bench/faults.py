@@ -172,7 +172,8 @@ def reload_case(datapath: str, tmp: Path) -> dict:
                                             capture_output=True, text=True, cwd=ROOT)
                     result["reload_ms"] = (time.monotonic() - t0) * 1000
                     result["reload_changes"] = answer.stdout.strip()
-                    result["reload_in_switch_ms"] = float(re.search(r"\(([\d.]+) ms\)$", answer.stdout.strip()).group(1))
+                    took = re.search(r"\(([\d.]+) ms\)$", answer.stdout.strip())
+                    result["reload_in_switch_ms"] = float(took.group(1))
                 out = json.loads(holder.communicate(timeout=30)[0])
                 result[f"max_echo_ms_{label}"] = out["max_rtt_ms"]
                 result[f"echoed_{label}"] = f"{out['echoed']}/150" + (f" {out['error']}" if out["error"] else "")

@@ -66,6 +66,7 @@ def test_a_removed_route_and_vip():
     (lambda d: d["port"].pop(), "port[1]"),
     (lambda d: d["vlan"][0].update(address="198.51.100.2/24"), "vlan[0].address"),
     (lambda d: d["vip"][0].update(mode="fullnat"), "vip[0].mode"),
+    (lambda d: d.update(control={"group": "root"}), "control.group"),
     (lambda d: d["vip"][0].update(scheduler="maglev"), "vip[0].scheduler"),
     (lambda d: d["vip"][0]["health"].update(interval_s=5), "vip[0].health.interval_s"),
 ], ids=lambda v: v if isinstance(v, str) else "")

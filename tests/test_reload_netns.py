@@ -77,7 +77,8 @@ def test_a_reload_applies_and_a_long_connection_carries_on(lb, datapath):
     for change in ("route 198.18.0.0/24 via 192.0.2.13", "vip web2 added",
                    f"vip web: backend {BACKENDS[gone]}:8080 removed"):
         assert change in result.stdout, result.stdout
-    assert (out["backend"], out["sent"], out["echoed"], out["mismatch"], out["error"]) == (holder, 150, 150, None, None), out
+    got = (out["backend"], out["sent"], out["echoed"], out["mismatch"], out["error"])
+    assert got == (holder, 150, 150, None, None), out
 
     assert ping(lb.net, "c1", ROUTED), "the changed route leads to b3 now"
     web2 = lb.net.exec("c1", ["curl", "-s", "--max-time", "5", f"http://{VIP2}/"], capture_output=True, text=True)
