@@ -41,6 +41,7 @@
 #include "pyswitch.h"
 #include "route.h"
 #include "tunnel.h"
+#include "vipguard.h"
 
 #define CT_NIL 0                        /* "no entry" */
 #define CHUNK_SHIFT 12
@@ -49,7 +50,8 @@
 #define EVENTS_MIN 64                   /* the event ring's first size; it doubles up to PS_CT_MAX_EVENTS */
 #define CT_HASH_SEED 0x27d4eb2f165667c5ULL
 
-#define CONN_F_RTT_REPORTED 1           /* struct conn.flags: the RTT event was queued */
+#define CONN_F_RTT_REPORTED 1           /* struct conn.flags: the RTT was measured (and, unless held, queued) */
+#define CONN_F_UNREPORTED 2             /* a ring's TCP connection not yet past SYN: the slow path knows nothing */
 
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -70,6 +72,7 @@ struct conn {
     uint32_t client_next;               /* next entry in its client bucket, or in the free list */
     uint32_t reply_next;                /* next entry in its reply bucket */
     uint32_t lru_prev, lru_next;        /* neighbours in its state's list; prev is less recent */
+    uint32_t held_rtt_us;               /* CONN_F_UNREPORTED: the RTT measured, queued after its CE_NEW */
     uint64_t packets;                   /* both directions */
     uint64_t bytes;
     int64_t created_ms;
@@ -102,6 +105,7 @@ struct ps_conntrack {
     bool shared;                        /* workers run LB in parallel: take 'lock' */
     pthread_mutex_t lock;               /* held by LB and LB_REPLY while 'shared' */
     struct ps_ct_stats stats;           /* counters; conns and by_state kept current */
+    struct ps_vip_guards *guards;       /* each VIP's embryonic count and limits */
 };
 
 /* What LB needs of a packet's headers. */
@@ -214,6 +218,11 @@ ps_conntrack_new(void)
     if (!ct) {
         return NULL;
     }
+    ct->guards = ps_vip_guards_new();
+    if (!ct->guards) {
+        free(ct);
+        return NULL;
+    }
     ct->max_conns = PS_CT_MAX_CONNS_DEFAULT;
     ct->n_buckets = round_up_pow2(ct->max_conns);
     memcpy(ct->timeouts_ms, default_timeouts_ms, sizeof ct->timeouts_ms);
@@ -254,6 +263,7 @@ ps_conntrack_free(struct ps_conntrack *ct)
     }
     ct_release(ct);
     free(ct->events);
+    ps_vip_guards_free(ct->guards);
     pthread_mutex_destroy(&ct->lock);
     free(ct);
 }
@@ -351,6 +361,9 @@ list_unlink(struct ps_conntrack *ct, uint32_t i)
         list->tail = c->lru_prev;
     }
     ct->stats.by_state[c->state]--;
+    if (c->state == PS_CS_SYN) {
+        ps_vip_guard_embryonic_count(ct->guards, c->vip_id, -1);
+    }
 }
 
 /* Appends entry 'i' to the tail of the list of its state. */
@@ -369,6 +382,9 @@ list_push_tail(struct ps_conntrack *ct, uint32_t i)
     }
     list->tail = i;
     ct->stats.by_state[c->state]++;
+    if (c->state == PS_CS_SYN) {
+        ps_vip_guard_embryonic_count(ct->guards, c->vip_id, 1);
+    }
 }
 
 /* Moves entry 'i' to the tail of the list of 'state' (its own or a new one). */
@@ -470,11 +486,15 @@ conn_remove(struct ps_conntrack *ct, uint32_t i)
     ct->stats.conns--;
 }
 
-/* Reports entry 'i' gone and removes it (expiry, eviction). */
+/* Reports entry 'i' gone and removes it (expiry, eviction).  A connection
+ * the slow path never heard of (CONN_F_UNREPORTED) leaves in silence: a SYN
+ * flood's half-open connections cost the slow path no event at all. */
 static void
 conn_gone(struct ps_conntrack *ct, uint32_t i)
 {
-    event_push(ct, PS_CE_GONE, conn_at(ct, i), 0);
+    if (!(conn_at(ct, i)->flags & CONN_F_UNREPORTED)) {
+        event_push(ct, PS_CE_GONE, conn_at(ct, i), 0);
+    }
     conn_remove(ct, i);
 }
 
@@ -549,6 +569,28 @@ eviction_victim(const struct ps_conntrack *ct, uint8_t state)
     return conn_at(ct, udp)->used_ms < conn_at(ct, est)->used_ms ? udp : est;
 }
 
+/* The embryonic connection of VIP 'vip_id' a new SYN-state connection of
+ * that VIP evicts when the VIP is at its limit (vipguard.h): the least
+ * recent of the VIP's among the first PS_VIP_GUARD_SCAN of the SYN list, or
+ * CT_NIL.  The scan is bounded so that an add stays cheap; under a flood at
+ * one VIP its own entries make up the list's head.  Entries of other VIPs
+ * are never taken: a flood at one VIP cannot push out another's. */
+static uint32_t
+embryonic_victim(const struct ps_conntrack *ct, uint32_t vip_id)
+{
+    uint32_t i = ct->lists[PS_CS_SYN].head;
+
+    for (int n = 0; i != CT_NIL && n < PS_VIP_GUARD_SCAN; n++) {
+        const struct conn *c = conn_at(ct, i);
+
+        if (c->vip_id == vip_id) {
+            return i;
+        }
+        i = c->lru_next;
+    }
+    return CT_NIL;
+}
+
 /* The public table functions. */
 
 int
@@ -595,6 +637,16 @@ ct_add(struct ps_conntrack *ct, const struct ps_conn *conn, int64_t now_ms, uint
     }
     if (*index_link(ct, false, &client) != CT_NIL || (has_reply && *index_link(ct, true, &reply) != CT_NIL)) {
         return -EEXIST;
+    }
+    if (conn->state == PS_CS_SYN && ps_vip_guard_embryonic_full(ct->guards, conn->vip_id)) {
+        uint32_t victim = embryonic_victim(ct, conn->vip_id);
+
+        if (victim == CT_NIL) {
+            ps_vip_guard_count_refused(ct->guards, conn->vip_id);
+            return -ENOSPC;
+        }
+        conn_gone(ct, victim);
+        ps_vip_guard_count_evicted(ct->guards, conn->vip_id);
     }
     if (ct->stats.conns >= ct->max_conns) {
         uint32_t victim = eviction_victim(ct, conn->state);
@@ -808,9 +860,15 @@ lb_packet_parse(const struct ps_frame *frame, struct lb_packet *p)
     return true;
 }
 
+/* A packet of VIP 'vip_id' for the slow path: a CONN_MISS upcall, unless
+ * the VIP's upcall rate is used up (vipguard.h), when it is dropped: a flood
+ * of new connections must not crowd the slow path out for everyone. */
 static enum ps_route_verdict
-lb_miss(struct ps_route_result *result, uint32_t vip_id)
+lb_miss(struct ps_conntrack *ct, struct ps_route_result *result, uint32_t vip_id, int64_t now_ms)
 {
+    if (!ps_vip_guard_admit_upcall(ct->guards, vip_id, now_ms)) {
+        return PS_ROUTE_DROP;
+    }
     result->reason = PS_UPCALL_CONN_MISS;
     result->userdata = vip_id;
     return PS_ROUTE_UPCALL;
@@ -824,7 +882,7 @@ lb_miss(struct ps_route_result *result, uint32_t vip_id)
  * packet to the slow path: the VIP has no ring, the slot is empty (it refuses
  * the client), a TCP RST (nothing to go on with), or the add failed; then
  * '*refused' says whether that was for a full table, whose refusal is already
- * counted and needs no upcall. */
+ * counted and needs no upcall; so is a VIP's refusal at its embryonic limit. */
 static uint32_t
 lb_schedule(struct ps_conntrack *ct, struct ps_rings *rings, uint32_t vip_id, const struct lb_packet *p,
             int64_t now_ms, bool *refused)
@@ -858,10 +916,16 @@ lb_schedule(struct ps_conntrack *ct, struct ps_rings *rings, uint32_t vip_id, co
     }
     error = ct_add(ct, &conn, now_ms, &i);
     if (error) {
-        *refused = error == -ENOSPC;
+        *refused = error == -ENOSPC;   /* a full table or the VIP's embryonic limit */
         return CT_NIL;
     }
-    event_push(ct, PS_CE_NEW, conn_at(ct, i), 0);
+    if (conn.state == PS_CS_SYN) {
+        /* Reported once past the handshake (conn_account), as IPVS counts a
+         * half-open connection as inactive: a flood's SYNs stay in C. */
+        conn_at(ct, i)->flags |= CONN_F_UNREPORTED;
+    } else {
+        event_push(ct, PS_CE_NEW, conn_at(ct, i), 0);
+    }
     ps_rings_count_scheduled(rings);
     return i;
 }
@@ -987,7 +1051,13 @@ conn_account(struct ps_conntrack *ct, uint32_t i, const struct lb_packet *p, uin
         state = tcp_next_state(c->state, p->tcp_flags, reply);
         if (reply && c->state == PS_CS_SYN && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)
             && !(c->flags & CONN_F_RTT_REPORTED)) {
-            event_push(ct, PS_CE_RTT, c, rtt_us_between(c->created_ms, now_ms));
+            uint32_t rtt_us = rtt_us_between(c->created_ms, now_ms);
+
+            if (c->flags & CONN_F_UNREPORTED) {
+                c->held_rtt_us = rtt_us;
+            } else {
+                event_push(ct, PS_CE_RTT, c, rtt_us);
+            }
             c->flags |= CONN_F_RTT_REPORTED;
         }
         if (state == PS_CS_SYN && c->state != PS_CS_SYN) {
@@ -998,6 +1068,13 @@ conn_account(struct ps_conntrack *ct, uint32_t i, const struct lb_packet *p, uin
     }
     if (state != c->state || granule_of(now_ms) != granule_of(c->used_ms)) {
         list_move(ct, i, state);
+    }
+    if ((c->flags & CONN_F_UNREPORTED) && c->state != PS_CS_SYN) {
+        c->flags &= ~CONN_F_UNREPORTED;
+        event_push(ct, PS_CE_NEW, c, 0);
+        if (c->flags & CONN_F_RTT_REPORTED) {
+            event_push(ct, PS_CE_RTT, c, c->held_rtt_us);
+        }
     }
     if (state_is_closing(c->state) != was_closing) {
         event_push(ct, PS_CE_STATE, c, 0);
@@ -1018,7 +1095,8 @@ lb_frame(struct ps_conntrack *ct, struct ps_rings *rings, const struct ps_routes
 
     if (!lb_packet_parse(frame, &p)) {
         /* Not a connection's packet: a reply is ordinary routed traffic. */
-        return reply ? ps_route_frame(routes, frame, NULL, stats, result) : lb_miss(result, action->arg32);
+        return reply ? ps_route_frame(routes, frame, NULL, stats, result)
+                     : lb_miss(ct, result, action->arg32, now_ms);
     }
     i = index_find(ct, reply, &p.tuple);
     if (i == CT_NIL) {
@@ -1034,7 +1112,7 @@ lb_frame(struct ps_conntrack *ct, struct ps_rings *rings, const struct ps_routes
         }
         if (i == CT_NIL) {
             ct->stats.misses++;
-            return lb_miss(result, action->arg32);
+            return lb_miss(ct, result, action->arg32, now_ms);
         }
     } else {
         ct->stats.hits++;
@@ -1073,4 +1151,18 @@ ps_lb_frame(struct ps_conntrack *ct, struct ps_rings *rings, const struct ps_rou
     verdict = lb_frame(ct, rings, routes, frame, action, now_ms, stats, result);
     pthread_mutex_unlock(&ct->lock);
     return verdict;
+}
+
+/* VIP guards. */
+
+int
+ps_dp_vip_guard_set(struct ps_dp *dp, uint32_t vip_id, const struct ps_vip_guard *guard)
+{
+    return ps_vip_guards_set(ps_dp_conntrack(dp)->guards, vip_id, guard);
+}
+
+int
+ps_dp_vip_guard_get_stats(const struct ps_dp *dp, uint32_t vip_id, struct ps_vip_guard_stats *out)
+{
+    return ps_vip_guards_get_stats(ps_dp_conntrack(dp)->guards, vip_id, out);
 }

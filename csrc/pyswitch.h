@@ -101,6 +101,11 @@
 #define PS_CT_CLOSE_TIMEOUT_MS 10000
 #define PS_CT_UDP_TIMEOUT_MS 300000
 
+/* VIP guards against new-connection floods (ps_dp_vip_guard_*; docs/DATAPATH.md "VIP guards"). */
+#define PS_VIP_GUARD_MAX_VIPS 4096 /* VIP ids 1..PS_VIP_GUARD_MAX_VIPS-1 may have a guard */
+#define PS_VIP_GUARD_SCAN 64     /* SYN-list entries searched for the VIP's oldest embryonic connection */
+#define PS_VIP_GUARD_MAX_RATE 10000000 /* the largest upcall_rate and upcall_burst accepted */
+
 /* Maglev rings (ps_dp_ring_*). */
 #define PS_RING_EMPTY 0xffff     /* a slot no backend holds: its clients go up as CONN_MISS */
 #define PS_RING_MAX_VIPS 4096    /* VIP ids 1..PS_RING_MAX_VIPS-1 may have a ring */
@@ -337,6 +342,22 @@ struct ps_ct_stats {
     uint64_t bytes_per_conn;     /* one entry plus its share of the two hash indexes */
 };
 
+/* The limits of one VIP's guard (ps_dp_vip_guard_set); 0 means no limit. */
+struct ps_vip_guard {
+    uint32_t max_embryonic;      /* SYN-state connections the VIP holds at most */
+    uint32_t upcall_rate;        /* CONN_MISS upcalls a second the VIP sends up at most */
+    uint32_t upcall_burst;       /* upcalls the bucket holds: at least 1 with a rate */
+    uint32_t upcall_threshold;   /* the rate applies only while the VIP holds this many embryonic connections */
+};
+
+/* The counters of one VIP's guard. */
+struct ps_vip_guard_stats {
+    uint64_t embryonic;          /* the VIP's connections in PS_CS_SYN now */
+    uint64_t embryonic_evicted;  /* its least recent SYN-state connection removed to admit a new one */
+    uint64_t embryonic_refused;  /* SYN-state adds refused at the limit (-ENOSPC): none of its own to evict */
+    uint64_t upcalls_limited;    /* CONN_MISS upcalls dropped by the rate limit */
+};
+
 /* A backend a Maglev ring slot can name: what LB needs to add its connection. */
 struct ps_ring_backend {
     uint8_t address[4];          /* the backend's address: nat's new destination, dsr's next hop, the tunnel's end */
@@ -509,6 +530,14 @@ uint32_t ps_dp_conn_dump(struct ps_dp *dp, uint32_t start, struct ps_conn *out, 
 uint32_t ps_dp_conn_expire(struct ps_dp *dp, int64_t now_ms);
 uint32_t ps_dp_conn_events(struct ps_dp *dp, struct ps_conn_event *out, uint32_t max_out);
 void ps_dp_conn_get_stats(const struct ps_dp *dp, struct ps_ct_stats *out);
+
+/* VIP guards (conntrack.c, vipguard.c; docs/DATAPATH.md "VIP guards").
+ * ps_dp_vip_guard_set() gives VIP 'vip_id' (1..PS_VIP_GUARD_MAX_VIPS-1;
+ * -EINVAL otherwise, a rate or burst above PS_VIP_GUARD_MAX_RATE, or a rate
+ * with a burst of 0) the limits '*guard', its bucket full, its counters kept.
+ * ps_dp_vip_guard_get_stats() fills '*out' (-EINVAL for a bad id). */
+int ps_dp_vip_guard_set(struct ps_dp *dp, uint32_t vip_id, const struct ps_vip_guard *guard);
+int ps_dp_vip_guard_get_stats(const struct ps_dp *dp, uint32_t vip_id, struct ps_vip_guard_stats *out);
 
 /* Maglev rings: new connections to a VIP scheduled in the datapath (ring.c;
  * docs/DATAPATH.md "Maglev rings").  ps_dp_ring_config() gives VIP 'vip_id'

@@ -277,8 +277,18 @@ def vip_rows(vips: list[dict]) -> list[dict]:
             rows.append({"vip": vip["name"], "service": f"{vip['address']}:{vip['port']}/{vip['protocol']}",
                          "mode": vip["mode"], "scheduler": vip["scheduler"],
                          "backend": f"{b['address']}:{b['port']}", "weight": b["weight"], "state": b["state"],
-                         "active": b["active_conns"], "total": b["total_conns"], "rtt_ms": b["rtt_ms"]})
+                         "active": b["active_conns"], "total": b["total_conns"], "rtt_ms": b["rtt_ms"],
+                         **_guard_cells(vip.get("guard") or {})})
     return rows
+
+
+def _guard_cells(guard: dict) -> dict:
+    """A VIP's flood guard in `show vips`: half-open connections now, SYNs that took an older one's place, and
+    what was refused (at max_embryonic with none of its own to evict, or over upcall_rate)."""
+    if not guard:
+        return {}
+    return {"embryonic": guard["embryonic"], "syn_evicted": guard["embryonic_evicted"],
+            "refused": guard["embryonic_refused"] + guard["upcalls_limited"]}
 
 
 def cmd_netns(args) -> int:

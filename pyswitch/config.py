@@ -109,6 +109,8 @@ VIP_MODES = ("nat", "fullnat", "dsr", "tunnel")
 VIP_PROTOCOLS = ("tcp", "udp")
 HEALTH_TYPES = ("tcp", "http", "icmp", "none")
 TUNNEL_ENCAPS = ("ipip", "gre")
+MAX_EMBRYONIC = 1 << 24         # [[vip]] max_embryonic: no more than the connection table's largest bound
+MAX_UPCALL_RATE = 10000000      # [[vip]] upcall_rate: the datapath's VIP_GUARD_MAX_RATE
 
 
 @dataclass
@@ -140,6 +142,9 @@ class VipConfig:
     scheduler: str = "rr"
     persistence_s: float = 0.0          # > 0: a client IP keeps its backend this long (IPVS -p)
     encap: str = "ipip"                 # tunnel mode: "ipip" (RFC 2003) or "gre"
+    max_embryonic: int = 16384          # SYN-state connections held at most (0: no limit); docs/reliability/synflood.md
+    flood_threshold: int = 1024         # SYN-state connections from which the VIP counts as flooded
+    upcall_rate: int = 1000             # while flooded: new-connection upcalls a second at most (0: no limit)
     backends: list[BackendConfig] = field(default_factory=list)
     health: HealthConfig = field(default_factory=HealthConfig)
 
@@ -313,7 +318,8 @@ def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:
     from .lb.schedulers import SCHEDULERS
 
     _entry(raw, where, {"name", "address", "port", "protocol", "mode", "scheduler", "persistence_s",
-                       "encap", "backend", "health"}, ("name", "address", "port"))
+                       "encap", "backend", "health", "max_embryonic", "flood_threshold", "upcall_rate"},
+           ("name", "address", "port"))
     name = _name(raw, "name", f"{where}.name")
     address = _ipv4(raw, "address", f"{where}.address")
     _not_a_switch_address(address, f"{where}.address", vlans)
@@ -328,6 +334,13 @@ def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:
             setattr(vip, key, value)
     if "persistence_s" in raw:
         vip.persistence_s = _number(raw, "persistence_s", f"{where}.persistence_s", minimum=0)
+    for key, high in (("max_embryonic", MAX_EMBRYONIC), ("flood_threshold", MAX_EMBRYONIC),
+                      ("upcall_rate", MAX_UPCALL_RATE)):
+        if key in raw:
+            setattr(vip, key, _integer(raw, key, f"{where}.{key}", 0, high))
+    if vip.upcall_rate and vip.max_embryonic and vip.flood_threshold > vip.max_embryonic:
+        raise ConfigError(f"{where}.flood_threshold: {vip.flood_threshold} is above max_embryonic "
+                          f"{vip.max_embryonic}: the VIP would never count as flooded")
     backends = raw.get("backend", [])
     if not isinstance(backends, list):
         raise ConfigError(f"{where}.backend: must be an array of tables ([[vip.backend]])")

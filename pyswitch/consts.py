@@ -100,6 +100,11 @@ RING_MAX_SIZE = 16777216    # slots in one ring
 RING_MAX_BACKENDS = 65535   # backend indexes 0..RING_MAX_BACKENDS-1
 RING_MODES = (CONN_NAT, CONN_DSR, CONN_IPIP, CONN_GRE)   # fullnat needs the slow path's port allocator
 
+# VIP guards (vip_guard_*): per-VIP limits against new-connection floods.
+VIP_GUARD_MAX_VIPS = 4096   # VIP ids 1..VIP_GUARD_MAX_VIPS-1 may have a guard (flood limits)
+VIP_GUARD_SCAN = 64         # SYN-list entries searched for a VIP's oldest embryonic connection
+VIP_GUARD_MAX_RATE = 10000000   # the largest upcall_rate and upcall_burst accepted
+
 # Next-hop kinds.
 NH_CONNECTED = 1            # the destination is on the next hop's VLAN
 NH_GATEWAY = 2              # forward to the gateway on the next hop's VLAN

@@ -37,6 +37,7 @@ _DP_STAT_NAMES = ("rx_packets", "tx_packets", "upcalls", "upcall_dropped", "bad_
 _CT_STAT_NAMES = ("conns", "max_conns", "inserts", "deletes", "expired", "evictions", "refused", "hits", "misses",
                   "reply_misses", "events_dropped", "bytes_used", "bytes_per_conn")
 _RING_STAT_NAMES = ("rings", "slots_written", "scheduled", "bytes_used")
+_VIP_GUARD_STAT_NAMES = ("embryonic", "embryonic_evicted", "embryonic_refused", "upcalls_limited")
 _PORT_STAT_NAMES = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "rx_errors", "tx_dropped")
 _DUMP_CHUNK = 256            # flows (connections, events) copied out per ps_ft_dump() (ps_dp_conn_*) call
 _DATA_SIZES = {consts.ACT_SET_ETH_SRC: 6, consts.ACT_SET_ETH_DST: 6,     # action type: bytes of data it carries
@@ -452,6 +453,8 @@ class Datapath(_FlowTableOps):
         self._ct_stats = ffi.new("struct ps_ct_stats *")
         self._ring_backend = ffi.new("struct ps_ring_backend *")
         self._ring_stats = ffi.new("struct ps_ring_stats *")
+        self._vip_guard = ffi.new("struct ps_vip_guard *")
+        self._vip_guard_stats = ffi.new("struct ps_vip_guard_stats *")
         self._timeouts_set = dict(consts.CT_TIMEOUTS_MS)     # what C holds: ps_dp_conn_config() takes all of them
         self.workers = lib.ps_dp_n_workers(dp)
 
@@ -739,6 +742,25 @@ class Datapath(_FlowTableOps):
     def ring_stats(self) -> dict:
         lib.ps_dp_ring_get_stats(self._dp, self._ring_stats)
         return {name: getattr(self._ring_stats, name) for name in _RING_STAT_NAMES}
+
+    # VIP guards (docs/DATAPATH.md "VIP guards").
+
+    def vip_guard(self, vip_id, max_embryonic=0, upcall_rate=0, upcall_burst=0, upcall_threshold=0):
+        """VIP `vip_id`'s flood limits (0: none): SYN-state connections it holds at most, CONN_MISS upcalls a
+        second and the bucket's size, the rate applying only while it holds `upcall_threshold` SYN-state
+        connections or more. ValueError for a bad id, rate or burst (a rate needs a burst)."""
+        g = self._vip_guard
+        g.max_embryonic = _uint(max_embryonic, 32, "max_embryonic")
+        g.upcall_rate = _uint(upcall_rate, 32, "upcall_rate")
+        g.upcall_burst = _uint(upcall_burst, 32, "upcall_burst")
+        g.upcall_threshold = _uint(upcall_threshold, 32, "upcall_threshold")
+        r = lib.ps_dp_vip_guard_set(self._dp, _uint(vip_id, 32, "VIP id"), g)
+        _ring_errno(r, f"guard of VIP {vip_id}: upcall_rate {upcall_rate}, upcall_burst {upcall_burst}")
+
+    def vip_guard_stats(self, vip_id) -> dict:
+        r = lib.ps_dp_vip_guard_get_stats(self._dp, _uint(vip_id, 32, "VIP id"), self._vip_guard_stats)
+        _ring_errno(r, f"guard of VIP {vip_id}")
+        return {name: getattr(self._vip_guard_stats, name) for name in _VIP_GUARD_STAT_NAMES}
 
     # Memory ports.
 

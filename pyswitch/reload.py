@@ -27,7 +27,8 @@ log = logging.getLogger("pyswitch")
 
 LIVE_SWITCH_KEYS = ("mac_aging_s", "flow_idle_s", "busy_poll_us", "conn_syn_s", "conn_established_s",
                     "conn_fin_wait_s", "conn_close_s", "conn_udp_s")
-FIXED_VIP_KEYS = ("address", "port", "protocol", "mode", "scheduler", "persistence_s", "encap")
+LIVE_VIP_KEYS = ("name", "backends", "health")    # compared on their own (health: field by field)
+FIXED_VIP_KEYS = tuple(f.name for f in dataclasses.fields(config_mod.VipConfig) if f.name not in LIVE_VIP_KEYS)
 RESTART = "cannot change while the switch runs (restart it to apply this)"
 
 

@@ -179,6 +179,13 @@ def test_vip_as_the_issue_writes_it():
     assert vip.health.type == "http" and vip.health.on_down == "keep"
 
 
+def test_vip_flood_limits_have_defaults_and_can_be_set():
+    vip = from_dict({"vip": [VIP]}).vips[0]
+    assert (vip.max_embryonic, vip.flood_threshold, vip.upcall_rate) == (16384, 1024, 1000)
+    vip = from_dict({"vip": [dict(VIP, max_embryonic=0, flood_threshold=0, upcall_rate=50)]}).vips[0]
+    assert (vip.max_embryonic, vip.flood_threshold, vip.upcall_rate) == (0, 0, 50)
+
+
 @pytest.mark.parametrize("change, key", [
     ({"mode": "magic"}, "vip[0].mode"),
     ({"scheduler": "random"}, "vip[0].scheduler"),
@@ -196,6 +203,12 @@ def test_vip_as_the_issue_writes_it():
     ({"health": {"http_path": "health"}}, "vip[0].health.http_path"),
     ({"health": {"on_down": "panic"}}, "vip[0].health.on_down"),
     ({"wieght": 1}, "vip[0].wieght"),
+    ({"max_embryonic": -1}, "vip[0].max_embryonic"),
+    ({"max_embryonic": 1.5}, "vip[0].max_embryonic"),
+    ({"upcall_rate": 10000001}, "vip[0].upcall_rate"),
+    ({"upcall_rate": "fast"}, "vip[0].upcall_rate"),
+    ({"flood_threshold": -3}, "vip[0].flood_threshold"),
+    ({"max_embryonic": 100, "flood_threshold": 101}, "vip[0].flood_threshold"),
 ])
 def test_vip_errors_name_the_key(change, key):
     vip = dict(VIP)

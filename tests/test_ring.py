@@ -104,7 +104,7 @@ def test_a_syn_is_scheduled_rewritten_and_reported(dp):
     assert (conn.mode, conn.state, conn.vip_id, conn.backend_id, conn.packets) == \
         (consts.CONN_NAT, consts.CS_SYN, VIP_ID, 5, 1)
     assert conn.reply == ConnTuple(6, ip(BACKEND), ip(CLIENT), BACKEND_PORT, 40000)
-    assert dp.conn_events() == [ConnEvent(consts.CE_NEW, VIP_ID, 5, consts.CS_SYN, 0, client_tuple())]
+    assert dp.conn_events() == [], "a half-open connection is not reported: a SYN flood costs the slow path nothing"
     assert dp.upcalls() == []
     assert dp.ring_stats()["scheduled"] == 1
     s = dp.conn_stats()

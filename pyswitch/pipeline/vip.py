@@ -20,7 +20,9 @@ A maglev VIP without persistence, in any mode but fullnat (whose source ports on
 allocates), is scheduled in the datapath instead: the stage writes the service's Maglev table into a ring
 there (docs/DATAPATH.md "Maglev rings") and, whenever a backend's state or weight changes, only the slots
 that changed.  Its first packets no longer come up; the datapath adds the connection and reports it with a
-CE_NEW event.  What the ring cannot decide (an empty ring, a TCP packet that opens nothing) still comes up.
+CE_NEW event (TCP: once past its handshake, so a SYN flood stays in C).  What the ring cannot decide (an
+empty ring, a TCP packet that opens nothing) still comes up.  Each VIP's flood limits (max_embryonic,
+flood_threshold, upcall_rate) are written to the datapath's VIP guards at start (_install_guard).
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ STATE_NAMES = {consts.CS_SYN: "syn", consts.CS_ESTABLISHED: "established", const
 CLOSING = (consts.CS_FIN_WAIT, consts.CS_CLOSE)     # connections that no longer count as active (IPVS)
 ICMP_ERRORS = (3, 4, 11, 12)    # unreachable, source quench, time exceeded, parameter problem
 MAX_SHOWN_CONNS = 10000         # `show conns` lists at most this many
+UPCALL_BURST_S = 0.1            # a VIP's upcall bucket holds this many seconds of its upcall_rate (at least 10)
 
 MATCH_VIP = FlowKey.mask_of("in_port", "vlan_tci", "eth_dst", "eth_type", "nw_proto", "nw_dst", "tp_dst",
                             vlan_vid_only=True)
@@ -123,6 +126,7 @@ class VipStage:
         self.l3.local_handlers.append(self.local)
 
     def _install_service(self, service: VirtualService) -> None:
+        self._install_guard(service)
         if service.address not in self.l3.local_addresses:
             self.l3.add_local_address(service.address)
         for port_no, port, svi in self._routed_ports():
@@ -131,6 +135,26 @@ class VipStage:
             self.dp.ring_config(service.id, service.scheduler.table_size)
             self._rings[service.id] = [maglev.EMPTY] * service.scheduler.table_size
             self._write_ring(service)
+
+    def _install_guard(self, service: VirtualService) -> None:
+        """The VIP's flood limits (docs/reliability/synflood.md): at most max_embryonic half-open connections,
+        a new one taking the place of the VIP's oldest, and, while it holds flood_threshold of them or more (a
+        flood: real clients finish their handshakes in a round trip), at most upcall_rate new-connection upcalls
+        a second, so that a SYN flood at one VIP neither fills the table nor starves the slow path for the
+        others, and busy VIPs without a flood are never throttled."""
+        if service.id >= consts.VIP_GUARD_MAX_VIPS:
+            log.warning("vip %s: id %d has no flood guard (ids below %d do)", service.name, service.id,
+                        consts.VIP_GUARD_MAX_VIPS)
+            return
+        rate = service.config.upcall_rate
+        burst = max(10, int(rate * UPCALL_BURST_S)) if rate else 0
+        self.dp.vip_guard(service.id, service.config.max_embryonic, rate, burst, service.config.flood_threshold)
+
+    def guard_stats(self, service: VirtualService) -> dict:
+        """The VIP's embryonic connections now and what its guard evicted, refused and limited."""
+        if service.id >= consts.VIP_GUARD_MAX_VIPS:
+            return {}
+        return self.dp.vip_guard_stats(service.id)
 
     def _write_ring(self, service: VirtualService) -> None:
         """Brings the datapath's ring of `service` up to its Maglev table: every backend's entry first (a
@@ -648,7 +672,8 @@ class VipStage:
     # -- show -------------------------------------------------------------------------------------
 
     def show_vips(self) -> list[dict]:
-        return [s.show() for s in self.services]
+        return [dict(s.show(), max_embryonic=s.config.max_embryonic, flood_threshold=s.config.flood_threshold,
+                     upcall_rate=s.config.upcall_rate, guard=self.guard_stats(s)) for s in self.services]
 
     def show_conns(self, now: float) -> list[dict]:
         now_ms = _now_ms(now)
@@ -673,6 +698,12 @@ class VipStage:
             out[f"conn_{key}"] = value
         for key, value in self.dp.ring_stats().items():
             out[f"ring_{key}"] = value
+        totals: dict[str, int] = {}
+        for s in self.services:
+            for key, value in self.guard_stats(s).items():
+                totals[key] = totals.get(key, 0) + value
+        for key, value in totals.items():      # every VIP's together; `show vips` has each one's
+            out[f"guard_{key}"] = value
         return out
 
 

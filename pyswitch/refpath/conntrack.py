@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import errno
 from collections import OrderedDict
+from itertools import islice
 
 from .. import consts
 from ..datapath_types import CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, conn_wire
 from . import nat, tunnel
 from .nat import IP_FRAG_OFF_MASK, IP_FRAG_OFS, IP_PROTO_OFS, IPPROTO_TCP, IPPROTO_UDP, ipv4_offset
 from .route import DROP, FORWARD, UPCALL
+from .vipguard import VipGuards
 
 _STAT_KEYS = ("conns", "max_conns", "inserts", "deletes", "expired", "evictions", "refused", "hits", "misses",
               "reply_misses", "events_dropped")
@@ -26,7 +28,8 @@ _NAT_MODES = (consts.CONN_NAT, consts.CONN_FULLNAT)
 _EVICT_FIRST = (consts.CS_CLOSE, consts.CS_SYN, consts.CS_FIN_WAIT)   # half-open and closing: evicted first
 _ENCAP_PROTO = {consts.CONN_IPIP: tunnel.IPPROTO_IPIP, consts.CONN_GRE: tunnel.IPPROTO_GRE}
 _CLOSING = (consts.CS_FIN_WAIT, consts.CS_CLOSE)     # counted as inactive by the slow path (CE_STATE)
-_RTT_REPORTED = 1           # Entry.flags: the RTT event was queued
+_RTT_REPORTED = 1           # Entry.flags: the RTT was measured (and, unless held, queued)
+_UNREPORTED = 2             # Entry.flags: a ring's TCP connection not yet past SYN: the slow path knows nothing
 _UINT32_MAX = 0xFFFFFFFF
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 TCP_FLAGS_MASK = 0x0FFF
@@ -36,7 +39,7 @@ class Entry:
     """One connection. `client` and `reply` are the packed tuples (the index keys)."""
 
     __slots__ = ("client", "reply", "backend", "tunnel_src", "mode", "state", "flags", "vip_id", "backend_id",
-                 "packets", "bytes", "created_ms", "used_ms")
+                 "packets", "bytes", "created_ms", "used_ms", "held_rtt_us")
 
     def conn(self) -> Conn:
         reply = None if self.reply == _ZERO_TUPLE else ConnTuple.unpack(self.reply)
@@ -98,6 +101,7 @@ class ConnTable:
         self._events: list[ConnEvent] = []
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
         self._stats["max_conns"] = self.max_conns
+        self.guards = VipGuards()
 
     # -- the slow path's side ------------------------------------------------------------------------------------
 
@@ -120,6 +124,13 @@ class ConnTable:
             raise OSError(errno.EINVAL, f"connection refused: mode {mode}, state {state}, protocol {client[0]}")
         if client in self._by_client or (reply != _ZERO_TUPLE and reply in self._by_reply):
             raise OSError(errno.EEXIST, "a connection with this client or reply tuple exists")
+        if state == consts.CS_SYN and self.guards.embryonic_full(vip_id):
+            victim = self._embryonic_victim(vip_id)
+            if victim is None:
+                self.guards.count(vip_id, "embryonic_refused")
+                raise OSError(errno.ENOSPC, f"VIP {vip_id} holds its most embryonic connections")
+            self._gone(victim)
+            self.guards.count(vip_id, "embryonic_evicted")
         if len(self._by_client) >= self.max_conns:
             victim = self._eviction_victim(state)
             if victim is None:
@@ -130,12 +141,12 @@ class ConnTable:
         e = Entry()
         e.client, e.reply, e.backend, e.tunnel_src = client, reply, backend, tunnel_src
         e.mode, e.state, e.flags, e.vip_id, e.backend_id = mode, state, 0, vip_id, backend_id
-        e.packets = e.bytes = 0
+        e.packets = e.bytes = e.held_rtt_us = 0
         e.created_ms = e.used_ms = now_ms
         self._by_client[client] = e
         if reply != _ZERO_TUPLE:
             self._by_reply[reply] = e
-        self._lists[state][client] = e
+        self._list_add(e)
         self._stats["inserts"] += 1
 
     def delete(self, client) -> bool:
@@ -195,10 +206,21 @@ class ConnTable:
         del self._by_client[e.client]
         if e.reply != _ZERO_TUPLE:
             del self._by_reply[e.reply]
+        self._list_del(e)
+
+    def _list_add(self, e: Entry) -> None:
+        self._lists[e.state][e.client] = e
+        if e.state == consts.CS_SYN:
+            self.guards.embryonic_count(e.vip_id, 1)
+
+    def _list_del(self, e: Entry) -> None:
         del self._lists[e.state][e.client]
+        if e.state == consts.CS_SYN:
+            self.guards.embryonic_count(e.vip_id, -1)
 
     def _gone(self, e: Entry) -> None:
-        self._event(e.event(consts.CE_GONE))
+        if not e.flags & _UNREPORTED:       # one the slow path never heard of leaves in silence
+            self._event(e.event(consts.CE_GONE))
         self._remove(e)
 
     def _event(self, event: ConnEvent) -> None:
@@ -224,10 +246,18 @@ class ConnTable:
             return est if est is not None else udp
         return udp if udp.used_ms < est.used_ms else est
 
+    def _embryonic_victim(self, vip_id: int) -> Entry | None:
+        """The least recent SYN-state connection of `vip_id` among the first VIP_GUARD_SCAN of the SYN list
+        (`embryonic_victim`): never another VIP's."""
+        for e in islice(self._lists[consts.CS_SYN].values(), consts.VIP_GUARD_SCAN):
+            if e.vip_id == vip_id:
+                return e
+        return None
+
     def _move(self, e: Entry, state: int) -> None:
-        del self._lists[e.state][e.client]
+        self._list_del(e)
         e.state = state
-        self._lists[state][e.client] = e
+        self._list_add(e)
 
     def _account(self, e: Entry, proto: int, tcp_flags: int, size: int, reply: bool, now_ms: int) -> None:
         """A forwarded packet: counters, TCP state, the RTT event, recency (`conn_account`)."""
@@ -239,13 +269,21 @@ class ConnTable:
             state = _tcp_next_state(e.state, tcp_flags, reply)
             if (reply and e.state == consts.CS_SYN and tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
                     and not e.flags & _RTT_REPORTED):
-                self._event(e.event(consts.CE_RTT, _rtt_us(e.created_ms, now_ms)))
+                if e.flags & _UNREPORTED:
+                    e.held_rtt_us = _rtt_us(e.created_ms, now_ms)
+                else:
+                    self._event(e.event(consts.CE_RTT, _rtt_us(e.created_ms, now_ms)))
                 e.flags |= _RTT_REPORTED
             if state == consts.CS_SYN and e.state != consts.CS_SYN:
                 e.created_ms = now_ms       # a new connection on the old tuple: age and RTT start over
                 e.flags &= ~_RTT_REPORTED
         if state != e.state or _granule(now_ms) != _granule(e.used_ms):
             self._move(e, state)
+        if e.flags & _UNREPORTED and e.state != consts.CS_SYN:
+            e.flags &= ~_UNREPORTED
+            self._event(e.event(consts.CE_NEW))
+            if e.flags & _RTT_REPORTED:
+                self._event(e.event(consts.CE_RTT, e.held_rtt_us))
         if (e.state in _CLOSING) != was_closing:
             self._event(e.event(consts.CE_STATE))
         e.used_ms = now_ms
@@ -264,7 +302,7 @@ class ConnTable:
         if packet is None:
             if reply:
                 return routes.route(frame, vnet, stats)
-            return UPCALL, consts.UPCALL_CONN_MISS, action.arg32 & _UINT32_MAX
+            return self._miss(action.arg32 & _UINT32_MAX, now_ms)
         l3, key, tcp_flags = packet
         e = (self._by_reply if reply else self._by_client).get(key)
         if e is None:
@@ -277,7 +315,7 @@ class ConnTable:
                 return DROP, 0, 0
             if e is None:
                 self._stats["misses"] += 1
-                return UPCALL, consts.UPCALL_CONN_MISS, vip_id
+                return self._miss(vip_id, now_ms)
         else:
             self._stats["hits"] += 1
 
@@ -293,12 +331,18 @@ class ConnTable:
         return FORWARD, what, 0
 
 
+    def _miss(self, vip_id: int, now_ms: int):
+        """A CONN_MISS upcall, or a drop when the VIP's upcall rate is used up (`lb_miss`)."""
+        if not self.guards.admit_upcall(vip_id, now_ms):
+            return DROP, 0, 0
+        return UPCALL, consts.UPCALL_CONN_MISS, vip_id
+
     def _schedule(self, rings, vip_id: int, key: bytes, tcp_flags: int, now_ms: int):
         """`lb_schedule`: (entry, refused). Adds the connection of a packet no connection holds (client tuple
         `key`; not only a SYN: a connection the table lost lands on the same backend) to the backend `vip_id`'s
-        ring holds for its client, with a CE_NEW event. (None, False) leaves the packet to the slow path: no ring
+        ring holds for its client, with a CE_NEW event (TCP: once past SYN). (None, False) leaves the packet to the slow path: no ring
         or an empty slot (it refuses), a TCP RST, a failed add; (None, True) when the add failed for a full table
-        (counted in refused: no upcall)."""
+        (counted in refused, or the VIP's embryonic limit: no upcall)."""
         proto = key[0]
         if proto == IPPROTO_TCP and tcp_flags & TCP_RST:
             return None, False
@@ -315,7 +359,10 @@ class ConnTable:
         except OSError as exc:
             return None, exc.errno == errno.ENOSPC
         e = self._by_client[key]
-        self._event(e.event(consts.CE_NEW))
+        if state == consts.CS_SYN:
+            e.flags |= _UNREPORTED          # reported once past the handshake (_account): a flood's SYNs stay here
+        else:
+            self._event(e.event(consts.CE_NEW))
         rings.count_scheduled()
         return e, False
 

@@ -454,6 +454,15 @@ class Datapath:
     def ring_stats(self) -> dict:
         return self.rings.stats()
 
+    # -- VIP guards (docs/DATAPATH.md "VIP guards") -------------------------------------------------------------
+
+    def vip_guard(self, vip_id: int, max_embryonic: int = 0, upcall_rate: int = 0, upcall_burst: int = 0,
+                  upcall_threshold: int = 0) -> None:
+        self.conns.guards.set(vip_id, max_embryonic, upcall_rate, upcall_burst, upcall_threshold)
+
+    def vip_guard_stats(self, vip_id: int) -> dict:
+        return self.conns.guards.stats(vip_id)
+
     def stats(self) -> dict:
         stats = dict(self._stats)
         stats["parse_errors"] = dict(zip(_PE_NAMES[1:], self._parse_errors[1:]))
