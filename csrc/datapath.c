@@ -597,7 +597,7 @@ ps_dp_poll(struct ps_dp *dp, int timeout_ms, int64_t now_ms)
     for (int i = 0; i < PS_MAX_PORTS; i++) {
         struct ps_port *port = dp->ports[i];
 
-        if (!port) {
+        if (!port || !(dp->rx_ports & (UINT64_C(1) << i))) {
             continue;
         }
         if (ps_port_rx_ready(port)) {
@@ -639,7 +639,7 @@ wait_readable(struct ps_dp *dp, int timeout_ms, bool with_ports)
     nfds_t n = 0, first_wake;
 
     for (int i = 0; with_ports && i < PS_MAX_PORTS; i++) {
-        if (dp->ports[i] && dp->ports[i]->fd >= 0) {
+        if (dp->ports[i] && (dp->rx_ports & (UINT64_C(1) << i)) && dp->ports[i]->fd >= 0) {
             pfds[n++] = (struct pollfd) { .fd = dp->ports[i]->fd, .events = POLLIN };
         }
     }
@@ -651,8 +651,8 @@ wait_readable(struct ps_dp *dp, int timeout_ms, bool with_ports)
         return errno == EINTR ? 0 : -errno;
     }
     for (nfds_t i = 0; i < first_wake; i++) {
-        if (pfds[i].revents & POLLERR) {
-            ps_fd_clear_error(pfds[i].fd);
+        if (pfds[i].revents & POLLERR && !ps_fd_clear_error(pfds[i].fd)) {
+            ps_dp_rx_fd_failed(dp, pfds[i].fd);
         }
     }
     for (nfds_t i = first_wake; i < n; i++) {
@@ -933,6 +933,19 @@ ps_dp_port_set_rx(struct ps_dp *dp, uint16_t port_no, bool rx)
         dp->rx_ports |= UINT64_C(1) << port_no;
     } else {
         dp->rx_ports &= ~(UINT64_C(1) << port_no);
+    }
+}
+
+void
+ps_dp_rx_fd_failed(struct ps_dp *dp, int fd)
+{
+    for (int i = 0; i < PS_MAX_PORTS; i++) {
+        if (dp->ports[i] && (dp->rx_ports & (UINT64_C(1) << i)) && dp->ports[i]->fd == fd) {
+            /* The slow path notices the device is gone and deletes the port;
+             * until then nothing is received on it. */
+            dp->rx_ports &= ~(UINT64_C(1) << i);
+            dp->ports[i]->stats.rx_errors++;
+        }
     }
 }
 

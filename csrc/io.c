@@ -761,13 +761,13 @@ ps_port_tx_queue(struct ps_port *port, const struct ps_frame *frame, bool stable
     return sent;
 }
 
-void
+bool
 ps_fd_clear_error(int fd)
 {
     int error;
     socklen_t len = sizeof error;
 
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len);
+    return getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0;
 }
 
 void

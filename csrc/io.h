@@ -115,8 +115,10 @@ uint32_t ps_port_tx_flush(struct ps_port *port);
 /* Reads and so clears the pending error of socket 'fd' (poll(2) said POLLERR).
  * An interface that goes down leaves ENETDOWN on its sockets, which poll(2)
  * reports at once until it is read: a loop that did not read it would spin
- * until the link came back. */
-void ps_fd_clear_error(int fd);
+ * until the link came back.  Returns false if 'fd' is no socket, whose error
+ * cannot be read away: a TAP fd whose device was deleted reports POLLERR for
+ * ever. */
+bool ps_fd_clear_error(int fd);
 
 /* Refreshes counters kept by the kernel (rx_dropped). */
 void ps_port_update_stats(struct ps_port *port);

@@ -76,6 +76,9 @@ struct ps_worker {
     int kick_fd;                   /* eventfd that ends the worker's sleep in poll(2) */
     bool signalled;                /* it wrote 'notify_fd' since the slow path last gathered */
     uint64_t frames;               /* frames it took, ever */
+    uint32_t fds_gen;              /* 'port_gen' when it last collected the fds it sleeps on */
+    int failed_fds[PS_MAX_PORTS];  /* of those, fds whose POLLERR nothing cleared (a deleted TAP device) */
+    uint32_t n_failed;             /* entries used in 'failed_fds'; the worker's own, never the slow path's */
 } __attribute__((aligned(PS_CACHE_LINE)));
 
 struct ps_workers {
@@ -86,6 +89,7 @@ struct ps_workers {
     uint32_t spin_us;              /* serve()'s spin_us: how long an idle worker looks before it sleeps */
     uint64_t events_mark;          /* connection events ever pushed, when the world was last released */
     int fanout_flags[PS_MAX_PORTS];/* per AF_PACKET port: the flags its fanout group was made with */
+    uint32_t port_gen;             /* bumped whenever a port comes or goes: a worker's failed fds are stale then */
 };
 
 static void
@@ -203,6 +207,15 @@ worker_forward(struct ps_worker *w, int *fds)
 {
     int64_t last_frame = ps_monotonic_us();
 
+    /* In the world now: the ports its last sleep found failed stop being
+     * received on, unless ports changed since (an fd number may be another
+     * port's by now). */
+    if (w->n_failed && __atomic_load_n(&w->set->port_gen, __ATOMIC_ACQUIRE) == w->fds_gen) {
+        for (uint32_t i = 0; i < w->n_failed; i++) {
+            ps_dp_rx_fd_failed(w->dp, w->failed_fds[i]);
+        }
+    }
+    w->n_failed = 0;
     for (;;) {
         int n = ps_dp_run_more(w->dp, -1);
         int64_t now;
@@ -220,6 +233,7 @@ worker_forward(struct ps_worker *w, int *fds)
         } else if (now - last_frame >= (int64_t) w->set->spin_us) {
             /* Collected while running: the slow path changes ports only
              * while it holds the world. */
+            w->fds_gen = __atomic_load_n(&w->set->port_gen, __ATOMIC_ACQUIRE);
             return (int) ps_dp_rx_fds(w->dp, fds);
         }
     }
@@ -241,8 +255,8 @@ worker_sleep(struct ps_worker *w, const int *fds, int n_fds)
         return;
     }
     for (int i = 0; i < n_fds; i++) {
-        if (pfds[i].revents & POLLERR) {
-            ps_fd_clear_error(pfds[i].fd);
+        if (pfds[i].revents & POLLERR && !ps_fd_clear_error(pfds[i].fd) && w->n_failed < PS_MAX_PORTS) {
+            w->failed_fds[w->n_failed++] = pfds[i].fd;     /* acted on in the world: worker_forward() */
         }
     }
     if (pfds[n_fds].revents) {
@@ -482,6 +496,7 @@ ps_workers_port_add(struct ps_workers *ws, uint16_t port_no, int kind, int ifind
         ps_workers_port_del(ws, port_no);
         return error;
     }
+    __atomic_add_fetch(&ws->port_gen, 1, __ATOMIC_RELEASE);
     kick_all(ws);
     return 0;
 }
@@ -492,6 +507,7 @@ ps_workers_port_del(struct ps_workers *ws, uint16_t port_no)
     for (uint32_t i = 0; i < ws->n; i++) {
         ps_dp_port_del(ws->workers[i].dp, port_no);
     }
+    __atomic_add_fetch(&ws->port_gen, 1, __ATOMIC_RELEASE);
     kick_all(ws);
 }
 

@@ -80,6 +80,12 @@ void ps_dp_port_borrow(struct ps_dp *dp, uint16_t port_no, struct ps_port *port)
 /* Whether a run receives on port 'port_no' (it always may send on it). */
 void ps_dp_port_set_rx(struct ps_dp *dp, uint16_t port_no, bool rx);
 
+/* Stops receiving on the port whose fd is 'fd', counted once in its
+ * rx_errors: poll(2) said POLLERR and ps_fd_clear_error() could not clear it
+ * (a TAP fd whose device was deleted), so polling it again would spin until
+ * the slow path deletes the port. */
+void ps_dp_rx_fd_failed(struct ps_dp *dp, int fd);
+
 /* Whether a port it receives on has frames waiting (ring or memory queue). */
 bool ps_dp_rx_ready(const struct ps_dp *dp);
 

@@ -5,6 +5,7 @@
     pyswitch route add PREFIX via ADDRESS    add a static route to a running switch (del PREFIX removes it)
     pyswitch backend VIP ADDRESS:PORT up|down|drain|weight=N   change a backend of a running switch
     pyswitch ha release                      hand HA mastership to the peer (maintenance)
+    pyswitch reload                          apply the changed config file to a running switch (as SIGHUP)
     pyswitch netns up|down FILE              build or remove a topology of namespaces
     pyswitch netns exec FILE HOST -- CMD...  run a command in one of its hosts
 
@@ -25,7 +26,8 @@ EXIT_FAILURE = 1            # anything else that stops us
 TABLE_COLUMNS = {
     "ports": ["name", "type", "device", "vlan", "trunk", "rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "drops"],
 }
-OPTIONAL_COLUMNS = {"ports": {"xdp_mode": "device"}}     # shown after the named column when some row has them
+OPTIONAL_COLUMNS = {"ports": {"xdp_mode": "device", "state": "device"}}   # shown after the named column when
+                                                                        # some row has them
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     ha.add_argument("--name", help="the switch's name (default: the only one running)")
     _control_dir_option(ha)
     ha.set_defaults(func=cmd_ha)
+
+    reload = sub.add_parser("reload", help="apply the changed config file to a running switch (as SIGHUP)")
+    reload.add_argument("--name", help="the switch's name (default: the only one running)")
+    _control_dir_option(reload)
+    reload.set_defaults(func=cmd_reload)
 
     netns = sub.add_parser("netns", help="build and remove namespace topologies (netns/*.toml)")
     nsub = netns.add_subparsers(metavar="ACTION")
@@ -143,6 +150,8 @@ def cmd_run(args) -> int:
     try:
         from .switch import Switch
         switch = Switch(config)
+        if args.datapath:
+            switch.overrides["datapath"] = args.datapath
     except ImportError as exc:
         return _fail(str(exc))
     try:
@@ -163,8 +172,9 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _ask(name: str | None, command: dict, directory: str | None = None):
-    """The running switch's answer, or an exit code after printing why there is none."""
+def _ask(name: str | None, command: dict, directory: str | None = None, raise_refusal: bool = False):
+    """The running switch's answer, or an exit code after printing why there is none (a refusal is raised
+    instead when `raise_refusal`)."""
     from .control import DEFAULT_DIR
     from .control.client import ControlError, request, running_switches
 
@@ -178,6 +188,8 @@ def _ask(name: str | None, command: dict, directory: str | None = None):
     try:
         return request(name, command, directory=directory)
     except ControlError as exc:
+        if raise_refusal:
+            raise
         return _fail(str(exc))
     except PermissionError:
         return _fail(f"permission denied on the control socket of switch {name!r}: only the switch's own user, "
@@ -215,6 +227,21 @@ def cmd_ha(args) -> int:
     if isinstance(result, int):
         return result
     print(format_table(result))
+    return 0
+
+
+def cmd_reload(args) -> int:
+    """Exit 0 with what changed, 2 if the switch refused the file (nothing applied), 1 if no switch answered."""
+    from .control.client import ControlError
+
+    try:
+        result = _ask(args.name, {"cmd": "reload"}, args.control_dir, raise_refusal=True)
+    except ControlError as exc:
+        return _fail(f"reload refused, the running config stays: {exc}", EXIT_CONFIG)
+    if isinstance(result, int):
+        return result
+    print(f"{result['file']}: " + ("; ".join(result["changes"]) if result["changes"] else "nothing changed")
+          + f" ({result['took_ms']} ms)")
     return 0
 
 

@@ -26,12 +26,19 @@ from .pipeline.l3 import L3Stage
 from .pipeline.mac_table import MacTable
 from .pipeline.vip import VipStage
 from .ports import make_port
+from .ports.watch import PortWatch
+from .reload import ReloadRefused
+from .reload import reload as reload_config
 
 log = logging.getLogger("pyswitch")
 
 POLL_MS = 100               # the longest the loop sleeps: bounds timer lateness
+CONTROL_POLL_MS = 5         # ...while a control client's request is arriving
 HOUSEKEEPING_S = 0.5        # flow expiry and MAC aging run this often at most
 RECENT_UPCALLS = 128        # `show upcalls` keeps this many of the latest
+UPCALL_REASONS = {consts.UPCALL_MISS: "miss", consts.UPCALL_ACTION: "action", consts.UPCALL_NO_ROUTE: "no_route",
+                  consts.UPCALL_NO_NEIGH: "no_neigh", consts.UPCALL_TTL: "ttl", consts.UPCALL_LOCAL: "local",
+                  consts.UPCALL_CONN_MISS: "conn_miss"}
 # A slow-path turn longer than this means the slow path is overloaded (a flood of misses): the datapath then
 # forwards on as long as the turn took before it hands the next upcalls over (ps_dp_set_hold), up to HOLD_MAX_US.
 OVERLOADED_TURN_S = 0.001
@@ -57,9 +64,6 @@ def interleave_by_port(upcalls: list) -> list:
     for i in range(max(map(len, queues))):
         out.extend(q[i] for q in queues if i < len(q))
     return out
-UPCALL_REASONS = {consts.UPCALL_MISS: "miss", consts.UPCALL_ACTION: "action", consts.UPCALL_NO_ROUTE: "no_route",
-                  consts.UPCALL_NO_NEIGH: "no_neigh", consts.UPCALL_TTL: "ttl", consts.UPCALL_LOCAL: "local",
-                  consts.UPCALL_CONN_MISS: "conn_miss"}
 
 
 def make_datapath(kind: str, max_flows: int, workers: int = 1):
@@ -84,6 +88,9 @@ class Switch:
         self.l3 = L3Stage(config, self.port_configs, self.dp, self.l2)
         self.vips = VipStage(config, self.port_configs, self.dp, self.l3)
         self.ha = HaStage(config, self.port_configs, self.dp, self.l3, self.vips) if config.ha else None
+        self.port_watch = PortWatch(self)   # interfaces deleted and made again while running
+        self.overrides = {}                 # [switch] keys the command line set (run --datapath): kept on reload
+        self._reload_requested = False      # SIGHUP: reload the config file between two steps
         self.control = None
         self.started = time.monotonic()
         self.recent_upcalls = deque(maxlen=RECENT_UPCALLS)   # (seq, time, in_port, reason, key)
@@ -118,6 +125,7 @@ class Switch:
             self.control = ControlServer(self.settings.name, self.settings.control_dir, self.handle_command,
                                          group=self.config.control.group)
             self.dp.add_wake_fd(self.control.fileno())
+            self.control.clients.watch = (self.dp.add_wake_fd, self.dp.del_wake_fd)
         except BaseException:
             self.close()
             raise
@@ -129,7 +137,7 @@ class Switch:
             self.control.close()
             self.control = None
         for port_no, port in list(self.ports.items()):
-            if port_no in self.port_configs:
+            if port_no in self.port_configs and port_no not in self.port_watch.missing:
                 try:
                     self.dp.del_port(port_no)
                 except OSError:
@@ -151,6 +159,31 @@ class Switch:
             except OSError:
                 pass
 
+    def request_reload(self) -> None:
+        """SIGHUP: the reload runs in the loop, between two steps, never inside a signal handler."""
+        self._reload_requested = True
+        if self._wake_w is not None:
+            try:
+                self._wake_w.send(b"r")
+            except OSError:
+                pass
+
+    def reload(self) -> dict:
+        """Applies the config file as it is now (pyswitch/reload.py); raises ValueError, nothing applied, when
+        it cannot."""
+        result = reload_config(self)
+        self._refresh_every = max(0.5, min(self.settings.mac_aging_s / 4, 10.0))
+        return result
+
+    def _reload_from_signal(self) -> None:
+        self._reload_requested = False
+        try:
+            self.reload()
+        except ReloadRefused as exc:
+            log.error("reload refused, the running config stays: %s", exc)
+        except Exception:   # a table that refused a write: the switch goes on with what was applied
+            log.exception("reload failed part way")
+
     def run(self) -> None:
         """Forward until SIGINT/SIGTERM (or stop()); the caller closes."""
         self._wake_r, self._wake_w = socket.socketpair()
@@ -159,6 +192,7 @@ class Switch:
         self.dp.add_wake_fd(self._wake_r.fileno())
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
         log.info("switch %s running with the %s datapath, %d ports, %d worker%s", self.settings.name,
                  self.dp.kind, len(self.ports), self.workers, "" if self.workers == 1 else "s")
         try:
@@ -172,11 +206,13 @@ class Switch:
 
     def _poll_ms(self) -> int:
         """How long the loop may sleep: POLL_MS, or less when an HA timer is due sooner (adverts every
-        100 ms leave no room for a late wakeup)."""
+        100 ms leave no room for a late wakeup) or a control client's request is on its way (its socket
+        is not a wake fd: look again soon rather than make it wait a whole POLL_MS)."""
+        longest = CONTROL_POLL_MS if self.control is not None and self.control.clients.pending else POLL_MS
         deadline = self.ha.next_deadline() if self.ha is not None else None
         if deadline is None:
-            return POLL_MS
-        return max(0, min(POLL_MS, int((deadline - time.monotonic()) * 1000) + 1))
+            return longest
+        return max(0, min(longest, int((deadline - time.monotonic()) * 1000) + 1))
 
     def step(self, timeout_ms: int) -> None:
         # The datapath keeps forwarding on its own until it has upcalls or events for us, a wake fd (the
@@ -219,6 +255,8 @@ class Switch:
         self._drain_upcalls(handled, now)
         if self.control is not None:
             self.control.serve_pending()
+        if self._reload_requested:
+            self._reload_from_signal()
         if self._wake_r is not None:
             try:
                 self._wake_r.recv(64)
@@ -254,6 +292,7 @@ class Switch:
         self._next_housekeeping = now + HOUSEKEEPING_S
         while len(self.dp.expire()) >= 1024:
             pass
+        self.port_watch.check()
         self.l3.timers(now)
         self.vips.timers(now)
         if now >= self._next_refresh:
@@ -283,6 +322,8 @@ class Switch:
             return self.ha.release(time.monotonic())
         if cmd == "route":
             return self._route_command(command)
+        if cmd == "reload":
+            return self.reload()
         if cmd == "backend":
             return self.vips.backend_command(str(command.get("vip")), str(command.get("backend")),
                                              str(command.get("change")))
@@ -310,7 +351,7 @@ class Switch:
             pc = self.port_configs.get(port_no)
             if pc is None:
                 continue
-            s = self.dp.port_stats(port_no)
+            s = self.port_watch.stats(port_no)
             rows.append({
                 "name": pc.name, "type": pc.type, "device": pc.device, "port_no": port_no,
                 "vlan": pc.vlan, "trunk": list(pc.trunk), "native_vlan": pc.native_vlan,
@@ -319,6 +360,7 @@ class Switch:
                 "drops": s["rx_dropped"] + s["rx_errors"] + s["tx_dropped"],
                 "rx_dropped": s["rx_dropped"], "rx_errors": s["rx_errors"], "tx_dropped": s["tx_dropped"],
                 **self.macs.port_stats(port_no),
+                **self.port_watch.show(port_no, port),
                 **port.details(),
             })
         return rows
@@ -381,6 +423,8 @@ class Switch:
             out.update(self.vips.stats())
         if self.ha is not None:
             out.update(self.ha.stats())
+        if self.control is not None:
+            out.update(self.control.stats())
         return out
 
     def _show_ha(self) -> dict:

@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import socket
+import time
 
 from . import DEFAULT_DIR, socket_path
 
@@ -21,7 +22,7 @@ def request(name: str, command: dict, timeout: float = 5.0, directory: str = DEF
     path = socket_path(name, directory)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(path)
+        _connect(sock, path, timeout)
         sock.sendall(json.dumps(command).encode() + b"\n")
         sock.shutdown(socket.SHUT_WR)
         chunks = []
@@ -36,6 +37,20 @@ def request(name: str, command: dict, timeout: float = 5.0, directory: str = DEF
     if not answer.get("ok"):
         raise ControlError(answer.get("error", "unknown error"))
     return answer["result"]
+
+
+def _connect(sock: socket.socket, path: str, timeout: float) -> None:
+    """A UNIX socket's connect fails at once with EAGAIN while the server's listen backlog is full (many
+    clients at once): try again until `timeout`, as a blocking connect would wait."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{path}: the switch accepts no connection (too many clients waiting)") from None
+            time.sleep(0.01)
 
 
 def running_switches(directory: str = DEFAULT_DIR) -> list[str]:

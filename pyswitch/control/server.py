@@ -1,8 +1,8 @@
 """The switch's side of the control socket.
 
 The server never blocks the forwarding loop: the listening socket is one of the
-datapath's wake fds, and a connection is served in the loop with a short
-deadline.  Requests are small JSON objects; answers are {"ok", "result"|"error"}.
+datapath's wake fds, and clients are read without waiting for them, each with
+a deadline (clients.py).  Requests are small JSON objects; answers are {"ok", "result"|"error"}.
 """
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import json
 import logging
 import os
 import socket
+import time
 
-from . import MAX_REQUEST, socket_path
+from . import socket_path
+from .clients import ClientTable
 from .socket_file import ControlSocketError, bind, is_socket, prepare_directory
 
 log = logging.getLogger("pyswitch.control")
-CLIENT_DEADLINE_S = 0.5     # a client that sends nothing for this long is dropped
 
 
 class ControlServer:
@@ -26,6 +27,7 @@ class ControlServer:
         group); see socket_file.py.  Raises RuntimeError (ControlSocketError) when that cannot be done safely."""
         self.path = socket_path(name, directory)
         self.handler = handler
+        self.clients = ClientTable(self._answer)
         prepare_directory(directory)
         self._refuse_if_running()
         self.sock = bind(self.path, group)
@@ -52,42 +54,31 @@ class ControlServer:
         return self.sock.fileno()
 
     def serve_pending(self) -> None:
+        """Accepts who is waiting and answers every client whose request is complete (control/clients.py:
+        nobody is waited for)."""
+        now = time.monotonic()
         while True:
             try:
                 conn, _ = self.sock.accept()
             except BlockingIOError:
-                return
-            with conn:
-                self._serve(conn)
+                break
+            except OSError:             # EMFILE and the like: the others are still served
+                break
+            self.clients.accept(conn, now)
+        self.clients.serve(now)
 
-    def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(CLIENT_DEADLINE_S)
-        data = b""
-        try:
-            while len(data) <= MAX_REQUEST and not data.endswith(b"\n"):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        except OSError:
-            return
-        if len(data) > MAX_REQUEST:
-            answer = {"ok": False, "error": f"request larger than {MAX_REQUEST} bytes"}
-        else:
-            answer = self._answer(data)
-        try:
-            conn.settimeout(2.0)
-            conn.sendall(json.dumps(answer).encode() + b"\n")
-        except OSError:
-            pass
+    def stats(self) -> dict:
+        return {f"control_{key}": value for key, value in self.clients.counters.items()}
 
     def _answer(self, data: bytes) -> dict:
         try:
             command = json.loads(data)
             if not isinstance(command, dict):
                 raise ValueError("a request is a JSON object")
-        except ValueError as exc:
+        except ValueError as exc:       # UnicodeDecodeError is one
             return {"ok": False, "error": f"bad request: {exc}"}
+        except RecursionError:          # "[[[[..." nested deeper than the parser goes
+            return {"ok": False, "error": "bad request: nested too deeply"}
         try:
             return {"ok": True, "result": self.handler(command)}
         except ValueError as exc:
@@ -97,6 +88,7 @@ class ControlServer:
             return {"ok": False, "error": f"internal error: {exc}"}
 
     def close(self) -> None:
+        self.clients.close()
         self.sock.close()
         try:
             os.unlink(self.path)

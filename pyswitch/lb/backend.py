@@ -4,6 +4,7 @@ States:
     up      takes new connections (if its weight is above 0)
     drain   keeps its existing connections, takes no new ones (set by an operator)
     down    failed its health checks: takes no new connections
+    removed left the config (a reload): like drain, and no longer probed nor shown once its connections end
 
 Weight 0 drains as well: the connections it has continue, no scheduler gives it a new one.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-STATES = ("up", "down", "drain")
+STATES = ("up", "down", "drain", "removed")
 RTT_ALPHA = 0.3             # weight of a new RTT sample in the EWMA: recent enough to follow a backend
                             # that slows down, smooth enough that one late SYN/ACK does not flip the choice
 
@@ -22,7 +23,7 @@ class Backend:
     address: str                        # IP address as text ("10.0.0.2", "2001:db8::2")
     port: int                           # L4 port the backend listens on
     weight: int = 1                     # relative share of new connections; 0 drains
-    state: str = "up"                   # up | down | drain
+    state: str = "up"                   # up | down | drain | removed
     active_conns: int = 0               # connections open now, not closing (the caller counts, as IPVS's
                                         # activeconns: a connection that saw a FIN or RST no longer counts)
     total_conns: int = 0                # connections ever given to this backend

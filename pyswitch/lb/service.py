@@ -27,7 +27,7 @@ class VirtualService:
         self.proto = 6 if config.protocol == "tcp" else 17
         self.lb_actions = (lb_action(vip_id),)  # what a new connection's first packet is executed with, made once
         self.backends = [Backend(str(b.address), b.port, b.weight) for b in config.backends]
-        self._ids = {id(b): i + 1 for i, b in enumerate(self.backends)}   # the list never changes
+        self._ids = {id(b): i + 1 for i, b in enumerate(self.backends)}   # the list only grows
         self.scheduler = make_scheduler(config.scheduler)
         self.scheduler.on_backends_changed(self.backends)
         self._affinity: dict[bytes, tuple[Backend, float]] = {}    # client IP -> (backend, expires)
@@ -39,6 +39,13 @@ class VirtualService:
             if b.address == address and b.port == port:
                 return b
         return None
+
+    def add_backend(self, config) -> Backend:
+        """Appends a backend (a reload): those before it keep their places, which connections are tagged with."""
+        backend = Backend(str(config.address), config.port, config.weight)
+        self.backends.append(backend)
+        self._ids[id(backend)] = len(self.backends)
+        return backend
 
     def backend_id(self, backend: Backend) -> int:
         """The backend's tag in the datapath's connections and events: its place in the list, from 1."""
@@ -99,5 +106,5 @@ class VirtualService:
                 "backends": [{"address": b.address, "port": b.port, "weight": b.weight, "state": b.state,
                               "active_conns": b.active_conns, "total_conns": b.total_conns,
                               "rtt_ms": None if b.rtt_ewma_ms is None else round(b.rtt_ewma_ms, 3)}
-                             for b in self.backends],
+                             for b in self.backends if b.state != "removed" or b.active_conns],
                 "counters": dict(self.counters)}

@@ -113,6 +113,14 @@ class L2Stage:
     def _forget_flows_to(self, mac: bytes) -> None:
         self.dp.flow_del_loose(FlowKey(eth_dst=mac).pack(), MATCH_DST)
 
+    def forget_port(self, port_no: int) -> None:
+        """The port's interface is gone: whoever was behind it may come back elsewhere, or another host may
+        come back behind it, so its MACs are forgotten with the flows that sent to them (flooded, then
+        learned again)."""
+        for vlan, mac in self.macs.forget_port(port_no):
+            log.info("MAC %s in VLAN %d forgotten with port %s", mac_str(mac), vlan, self._port_name(port_no))
+            self._forget_flows_to(mac)
+
     def refresh_from_flows(self, flows) -> None:
         """A MAC whose traffic stays in the fast path never comes up again, so its
         entry is kept alive by its flows' last-used times instead."""

@@ -299,6 +299,14 @@ class L3Stage:
                 entry.port_no = port_no
                 self._write_neighbor(vlan, ip, mac, port_no)
 
+    def forget_port(self, port_no: int) -> None:
+        """The port's interface is gone: its neighbors are forgotten here and in the datapath, so that the next
+        packet toward one of them asks by ARP again (whoever answers, behind whichever port, with whatever MAC)."""
+        for (vlan, ip), entry in self.arp.entries():
+            if entry.port_no == port_no and entry.mac is not None:
+                self.arp.forget(vlan, ip)
+                self.dp.neigh_del(vlan, _addr16(ip))
+
     def _no_neighbor(self, upcall, now: float) -> None:
         key = FlowKey.unpack(upcall.key)
         destination = key.nw_dst[:4]

@@ -79,6 +79,7 @@ class VipStage:
         self.dp = datapath
         self.l3 = l3_stage
         self.services = [VirtualService(i + 1, v) for i, v in enumerate(config.vips)]
+        self._next_id = len(self.services) + 1     # a VIP added live gets a new id, never a removed one's
         self.by_id = {s.id: s for s in self.services}
         self.by_name = {s.name: s for s in self.services}
         self.by_address: dict[bytes, list[VirtualService]] = {}
@@ -97,6 +98,8 @@ class VipStage:
         self.health = HealthChecker(self.l3.send_packet, self._health_changed, self._health_rtt)
         self._health_up: dict[tuple[int, int], bool] = {}     # (vip id, backend index) -> last verdict
         self._drained: set[tuple[int, int]] = set()            # set to drain by the operator
+        self._removed: set[tuple[int, int]] = set()            # left the config (reload): drained, not probed
+        self._installed = False                                # the stage's one-time part is in the datapath
         self._rings: dict[int, list[int]] = {}                 # vip id -> its ring as last written to the datapath
         self.serving = True         # False on an HA standby: it holds the VIPs' state but probes nothing
         self.conn_listeners: list = []  # (conn: Conn | None, gone: ConnTuple | None): an HA master's sync
@@ -111,22 +114,27 @@ class VipStage:
     def install(self) -> None:
         if not self.services:
             return
-        self.dp.conn_config(self._max_conns, {k: int(v * 1000) for k, v in self._timeouts.items()})
+        self._install_once()
         for s in self.services:
-            self._install_guard(s)
-        for address in self.by_address:
-            self.l3.add_local_address(address)
-        for port_no, port in self.ports.items():
-            for svi in self.l3.svis.values():
-                if port.carries(svi.vlan):
-                    self._install_port_flows(port_no, port, svi)
+            self._install_service(s)
+
+    def _install_once(self) -> None:
+        """What every VIP needs, written with the first one (at start, or when a reload adds the first)."""
+        self._installed = True
+        self.dp.conn_config(self._max_conns, {k: int(v * 1000) for k, v in self._timeouts.items()})
         self.l3.local_handlers.append(self.health.handle)
         self.l3.local_handlers.append(self.local)
-        for s in self.services:
-            if schedules_in_datapath(s):
-                self.dp.ring_config(s.id, s.scheduler.table_size)
-                self._rings[s.id] = [maglev.EMPTY] * s.scheduler.table_size
-                self._write_ring(s)
+
+    def _install_service(self, service: VirtualService) -> None:
+        self._install_guard(service)
+        if service.address not in self.l3.local_addresses:
+            self.l3.add_local_address(service.address)
+        for port_no, port, svi in self._routed_ports():
+            self._install_port_flows(port_no, port, svi, [service])
+        if schedules_in_datapath(service):
+            self.dp.ring_config(service.id, service.scheduler.table_size)
+            self._rings[service.id] = [maglev.EMPTY] * service.scheduler.table_size
+            self._write_ring(service)
 
     def _install_guard(self, service: VirtualService) -> None:
         """The VIP's flood limits (docs/reliability/synflood.md): at most max_embryonic half-open connections,
@@ -176,31 +184,45 @@ class VipStage:
 
     def start_health_checks(self, now: float) -> None:
         for s in self.services:
-            for index, b in enumerate(s.backends):
-                self._health_up[(s.id, index)] = True
-                if s.config.health.type == "none":
-                    continue
-                address = b.packed
-                self.health.add(HealthTarget(key=(s.id, index), address=address, port=b.port,
-                                             source=self.l3.source_address_toward(address),
-                                             spec=s.config.health), now)
+            for index in range(len(s.backends)):
+                self._watch_backend(s, index, now)
 
-    def _install_port_flows(self, port_no: int, port, svi) -> None:
+    def _watch_backend(self, service: VirtualService, index: int, now: float) -> None:
+        self._health_up[(service.id, index)] = True
+        if service.config.health.type == "none":
+            return
+        b = service.backends[index]
+        address = b.packed
+        self.health.add(HealthTarget(key=(service.id, index), address=address, port=b.port,
+                                     source=self.l3.source_address_toward(address),
+                                     spec=service.config.health), now)
+
+    def _install_port_flows(self, port_no: int, port, svi, services) -> None:
         tci = ingress_tci(port, svi.vlan)
         base = dict(in_port=port_no, vlan_tci=tci, eth_dst=svi.mac, eth_type=consts.ETH_TYPE_IPV4)
-        for s in self.services:
+        for s in services:
             key = FlowKey(nw_proto=s.proto, nw_dst=s.address + bytes(12), tp_dst=s.port, **base)
             self.dp.flow_put(key.pack(), MATCH_VIP, VIP_PRIORITY, [act.lb(s.id)], cookie=COOKIE_VIP | s.id)
-            if s.config.mode not in ("nat", "fullnat"):
-                continue
             for b in s.backends:
-                addr = b.packed + bytes(12)
-                reply = FlowKey(nw_proto=s.proto, nw_src=addr, tp_src=b.port, **base)
-                self.dp.flow_put(reply.pack(), MATCH_REPLY, VIP_PRIORITY, [act.lb_reply()],
-                                 cookie=COOKIE_VIP | s.id)
-                icmp = FlowKey(nw_proto=pk.IP_PROTO_ICMP, nw_src=addr, **base)
-                self.dp.flow_put(icmp.pack(), MATCH_BACKEND_ICMP, VIP_PRIORITY,
-                                 [act.upcall(USERDATA_BACKEND_ICMP)], cookie=COOKIE_VIP | s.id)
+                self._install_backend_flows(s, b, base)
+
+    def _install_backend_flows(self, s: VirtualService, b, base: dict) -> None:
+        """nat and fullnat: a backend's replies are rewritten back, its ICMP errors come up to be translated."""
+        if s.config.mode not in ("nat", "fullnat"):
+            return
+        addr = b.packed + bytes(12)
+        reply = FlowKey(nw_proto=s.proto, nw_src=addr, tp_src=b.port, **base)
+        self.dp.flow_put(reply.pack(), MATCH_REPLY, VIP_PRIORITY, [act.lb_reply()], cookie=COOKIE_VIP | s.id)
+        icmp = FlowKey(nw_proto=pk.IP_PROTO_ICMP, nw_src=addr, **base)
+        self.dp.flow_put(icmp.pack(), MATCH_BACKEND_ICMP, VIP_PRIORITY, [act.upcall(USERDATA_BACKEND_ICMP)],
+                         cookie=COOKIE_VIP | s.id)
+
+    def _routed_ports(self):
+        """(port_no, port, svi) of every port that carries a routed VLAN, with the flow fields they share."""
+        for port_no, port in self.ports.items():
+            for svi in self.l3.svis.values():
+                if port.carries(svi.vlan):
+                    yield port_no, port, svi
 
     # -- upcalls ----------------------------------------------------------------------------------
 
@@ -449,7 +471,9 @@ class VipStage:
     def _apply_state(self, service: VirtualService, index: int) -> None:
         key = (service.id, index)
         backend = service.backends[index]
-        if key in self._drained:
+        if key in self._removed:
+            state = "removed"
+        elif key in self._drained:
             state = "drain"
         else:
             state = "up" if self._health_up.get(key, True) else "down"
@@ -510,6 +534,93 @@ class VipStage:
                 self._release_snat(conn.client)
                 self._tell(None, conn.client)
         return removed
+
+    # -- live changes: a reloaded config (pyswitch/reload.py) -------------------------------------
+
+    def add_service(self, config, now: float) -> VirtualService:
+        """A VIP the reloaded config adds: its flows on every routed port, its address, ring and health
+        checks, exactly as at start; nothing else changes."""
+        service = VirtualService(self._next_id, config)
+        self._next_id += 1
+        self.services.append(service)
+        self.by_id[service.id] = service
+        self.by_name[service.name] = service
+        self.by_address.setdefault(service.address, []).append(service)
+        if not self._installed:
+            self._install_once()
+        self._install_service(service)
+        for index in range(len(service.backends)):
+            self._watch_backend(service, index, now)
+        return service
+
+    def remove_service(self, name: str) -> int:
+        """A VIP the reloaded config no longer has: its flows, health checks and connections go (a client's
+        next packet finds no VIP), its address stops being the switch's unless another VIP holds it.
+        Returns how many connections were closed."""
+        service = self.by_name.pop(name)
+        self.services.remove(service)
+        del self.by_id[service.id]
+        sharing = self.by_address[service.address]
+        sharing.remove(service)
+        if not sharing:
+            del self.by_address[service.address]
+            if not any(service.address == svi.ip for svi in self.l3.svis.values()):
+                self.l3.local_addresses.discard(service.address)
+                self.dp.route_del(service.address, 32)
+        for flow in self.dp.flows():
+            if flow.cookie == COOKIE_VIP | service.id:
+                self.dp.flow_del(flow.key, flow.mask, flow.priority)
+        for index in range(len(service.backends)):
+            self.health.remove((service.id, index))
+            self._health_up.pop((service.id, index), None)
+            self._drained.discard((service.id, index))
+            self._removed.discard((service.id, index))
+        self._rings.pop(service.id, None)
+        closed = 0
+        for backend in service.backends:
+            closed += self.reset_backend_connections(service, backend)
+        return closed
+
+    def add_backend(self, service: VirtualService, config, now: float) -> None:
+        """A backend the reloaded config adds to a VIP, or gives back after removing it."""
+        backend = service.backend(str(config.address), config.port)
+        if backend is None:
+            backend = service.add_backend(config)
+            base_of = {}
+            for port_no, port, svi in self._routed_ports():
+                base_of[(port_no, svi.vlan)] = dict(in_port=port_no, vlan_tci=ingress_tci(port, svi.vlan),
+                                                    eth_dst=svi.mac, eth_type=consts.ETH_TYPE_IPV4)
+            for base in base_of.values():
+                self._install_backend_flows(service, backend, base)
+        else:
+            backend.weight = config.weight
+        index = service.backends.index(backend)
+        self._removed.discard((service.id, index))
+        self._drained.discard((service.id, index))
+        self._watch_backend(service, index, now)
+        self._apply_state(service, index)
+        self._backends_changed(service)
+
+    def remove_backend(self, service: VirtualService, backend) -> None:
+        """A backend the reloaded config no longer has: no new connection goes to it and it is no longer
+        probed; the connections it has run on to their end (as IPVS keeps a deleted real server's), so its
+        reply flows stay.  It keeps its place in the list: connections and events name backends by it."""
+        index = service.backends.index(backend)
+        self._removed.add((service.id, index))
+        self.health.remove((service.id, index))
+        self._apply_state(service, index)
+
+    def set_weight(self, service: VirtualService, backend, weight: int) -> None:
+        backend.weight = weight
+        self._backends_changed(service)
+
+    def set_timeouts(self, settings) -> None:
+        """New connection timeouts from a reloaded [switch]: they apply to every connection's next packet."""
+        self._timeouts = {consts.CS_SYN: settings.conn_syn_s, consts.CS_ESTABLISHED: settings.conn_established_s,
+                          consts.CS_FIN_WAIT: settings.conn_fin_wait_s, consts.CS_CLOSE: settings.conn_close_s,
+                          consts.CS_UDP: settings.conn_udp_s}
+        if self._installed:
+            self.dp.conn_config(None, {k: int(v * 1000) for k, v in self._timeouts.items()})
 
     # -- connections synced from an HA peer ------------------------------------------------------
 

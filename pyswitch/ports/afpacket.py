@@ -14,7 +14,7 @@ import socket
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from .base import Port, PortError
+from .base import Port, PortError, operstate
 
 
 class AfPacketPort(Port):
@@ -48,3 +48,22 @@ class AfPacketPort(Port):
 
     def close(self) -> None:
         """Nothing to give back: the datapath closes its socket in del_port."""
+
+    def present(self) -> bool:
+        """The interface may have been deleted, or deleted and made again under the same name: either way the
+        socket bound to the old ifindex hears nothing any more."""
+        try:
+            return socket.if_nametoindex(self.device) == self.ifindex
+        except OSError:
+            return False
+
+    def reopenable(self) -> bool:
+        try:
+            socket.if_nametoindex(self.device)
+            return True
+        except OSError:
+            return False
+
+    def running(self) -> bool:
+        # "unknown" is what interfaces without carrier reporting (tun, dummy) say while up.
+        return operstate(self.device) in ("up", "unknown")

@@ -1,6 +1,8 @@
 """What every port kind shares: its configuration, its number, and how it fails."""
 from __future__ import annotations
 
+import os
+
 ETH_HLEN = 14               # Ethernet header
 VLAN_HLEN = 4               # one 802.1Q tag; frames may carry two (QinQ)
 
@@ -38,6 +40,27 @@ class Port:
     def close(self) -> None:
         """Gives back what open() created."""
 
+    def present(self) -> bool:
+        """Whether the device this port opened is still there (pyswitch/ports/watch.py asks every tick)."""
+        return True
+
+    def reopenable(self) -> bool:
+        """Whether open() may succeed again after the device went away."""
+        return False
+
+    def running(self) -> bool:
+        """Whether the device can carry frames now (an interface that is down cannot)."""
+        return True
+
     def details(self) -> dict:
         """What `show ports` adds for this kind, beyond the counters every port has."""
         return {}
+
+
+def operstate(device: str) -> str | None:
+    """The kernel's RFC 2863 operational state of a root-namespace interface ("up", "down", ...), or None."""
+    try:
+        with open(os.path.join("/sys/class/net", device, "operstate")) as f:
+            return f.read().strip()
+    except OSError:
+        return None

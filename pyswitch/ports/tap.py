@@ -17,6 +17,7 @@ from pyroute2 import IPRoute, NetNS
 from .base import Port, PortError
 
 TUNSETIFF = 0x400454CA
+TUNGETIFF = 0x800454D2
 TUNSETOFFLOAD = 0x400454D0
 TUNSETVNETHDRSZ = 0x400454D8
 IFF_TAP = 0x0002            # Ethernet frames, not IP packets
@@ -35,6 +36,7 @@ class TapPort(Port):
     def __init__(self, config, port_no: int):
         super().__init__(config, port_no)
         self.fd = -1
+        self.mac = config.mac       # the first device's MAC, given to a device made again (hosts' ARP caches hold it)
 
     def open(self) -> None:
         if self.config.netns and not os.path.exists(f"/run/netns/{self.config.netns}"):
@@ -60,8 +62,10 @@ class TapPort(Port):
             index = ipr.link_lookup(ifname=self.device)[0]
             mtu = ipr.get_links(index)[0].get_attr("IFLA_MTU") or 1500
             self.max_frame = self.max_frame_for(mtu)
-            if self.config.mac:
-                ipr.link("set", index=index, address=self.config.mac)
+            if self.mac:
+                ipr.link("set", index=index, address=self.mac)
+            else:
+                self.mac = ipr.get_links(index)[0].get_attr("IFLA_ADDRESS")
             if self.config.netns:
                 ipr.link("set", index=index, net_ns_fd=self.config.netns)
             else:
@@ -79,6 +83,20 @@ class TapPort(Port):
 
     def attach(self, datapath) -> None:
         datapath.add_port(self.port_no, "tap", self.fd, 0, self.max_frame)
+
+    def present(self) -> bool:
+        """A TAP device deleted under us (`ip link del`) leaves our fd detached: TUNGETIFF fails with EBADFD."""
+        if self.fd < 0:
+            return False
+        try:
+            fcntl.ioctl(self.fd, TUNGETIFF, bytes(40))
+            return True
+        except OSError:
+            return False
+
+    def reopenable(self) -> bool:
+        """pyswitch owns the device, so it makes it again, as soon as the namespace it lives in exists."""
+        return not self.config.netns or os.path.exists(f"/run/netns/{self.config.netns}")
 
     def close(self) -> None:
         """Closing the only fd of a non-persistent TAP device removes the device, wherever it lives."""

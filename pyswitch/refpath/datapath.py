@@ -30,7 +30,7 @@ SERVE_WAKE_CHECK_S = 0.001                      # PS_SERVE_WAKE_CHECK_US: wake f
 
 class Port:
     __slots__ = ("port_no", "io", "max_frame", "tx_queue", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes",
-                 "rx_errors")
+                 "rx_errors", "receiving")
 
     def __init__(self, port_no: int, io: PortIO, max_frame: int):
         self.port_no = port_no
@@ -42,6 +42,7 @@ class Port:
         self.tx_packets = 0
         self.tx_bytes = 0
         self.rx_errors = 0                              # parse errors; the io counts its own
+        self.receiving = True                           # False once its fd reports an error nothing clears
 
 
 class PortSink(Sink):
@@ -103,6 +104,7 @@ class Datapath:
         self.max_upcalls = max_upcalls
         self._ports: dict[int, Port] = {}
         self._port_order: list[Port] = []
+        self._rx_order: list[Port] = []            # the ports received on (C's rx_ports): all but failed fds
         self._wake_fds: set[int] = set()
         self._pollers: dict[bool, object] = {}     # _wait_readable's, by with_ports; cleared when fds change
         self._upcalls: list[Upcall] = []
@@ -135,6 +137,7 @@ class Datapath:
             raise OSError(errno.EINVAL, f"unknown port kind {kind!r}")
         self._ports[port_no] = Port(port_no, io, max_frame)
         self._port_order = [self._ports[p] for p in sorted(self._ports)]
+        self._rx_order = [p for p in self._port_order if p.receiving]
         self._pollers.clear()
 
     def del_port(self, port_no: int) -> None:
@@ -142,6 +145,7 @@ class Datapath:
         port.io.close()
         del self._ports[port_no]
         self._port_order = [self._ports[p] for p in sorted(self._ports)]
+        self._rx_order = [p for p in self._port_order if p.receiving]
         self._pollers.clear()
 
     def port_stats(self, port_no: int) -> dict:
@@ -192,7 +196,7 @@ class Datapath:
         When a ring or a memory port (which has no fd) holds frames the wait is skipped. Wake fds are only
         watched, never read: their owner drains them.
         """
-        fds = [p.io.fileno() for p in self._port_order if p.io.fileno() >= 0]
+        fds = [p.io.fileno() for p in self._rx_order if p.io.fileno() >= 0]
         fds.extend(self._wake_fds)
         if fds and not self._rx_ready():
             poller = select.poll()
@@ -248,7 +252,7 @@ class Datapath:
     def _rx_ready(self) -> bool:
         """Whether a ring or a memory port holds frames: the kinds whose readiness is known without a system
         call."""
-        return any(p.io.rx_ready() for p in self._port_order)
+        return any(p.io.rx_ready() for p in self._rx_order)
 
     def _wait_readable(self, timeout_ms: int, with_ports: bool) -> bool:
         """Wait up to `timeout_ms` for a port (if `with_ports`) or a wake fd; return whether a wake fd is
@@ -267,7 +271,14 @@ class Datapath:
         wake = self._wake_fds
         for fd, events in ready:
             if events & select.POLLERR and fd not in wake:
-                self._port_of_fd(fd).io.clear_error()
+                port = self._port_of_fd(fd)
+                if not port.io.clear_error():
+                    # As wait_readable: an error nothing clears (a TAP fd whose device is gone) stops the port's
+                    # receiving until the slow path deletes it, instead of waking the loop for ever.
+                    port.receiving = False
+                    port.rx_errors += 1
+                    self._rx_order = [p for p in self._port_order if p.receiving]
+                    self._pollers.clear()
         return any(fd in wake for fd, _ in ready)
 
     def _port_of_fd(self, fd: int) -> Port:
@@ -276,7 +287,7 @@ class Datapath:
     def _new_poller(self, with_ports: bool):
         """A poll object for the ports' fds (if `with_ports`) and the wake fds, or False if there are none. serve()
         waits once per round, so the object is kept until a port or wake fd comes or goes."""
-        fds = [p.io.fileno() for p in self._port_order if p.io.fileno() >= 0] if with_ports else []
+        fds = [p.io.fileno() for p in self._rx_order if p.io.fileno() >= 0] if with_ports else []
         fds.extend(self._wake_fds)
         if not fds:
             return False
@@ -299,7 +310,7 @@ class Datapath:
         sink.now_ms = now_ms
         emit = sink.emit
         n = 0
-        for port in self._port_order:
+        for port in self._rx_order:
             frames = port.io.recv(consts.BATCH)
             if not frames:
                 continue
@@ -481,6 +492,7 @@ class Datapath:
             port.io.close()
         self._ports.clear()
         self._port_order = []
+        self._rx_order = []
         self._pollers.clear()
 
     def __enter__(self):

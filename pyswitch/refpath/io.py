@@ -12,7 +12,6 @@ socket module has no sendmmsg().
 """
 from __future__ import annotations
 
-import errno
 import mmap
 import os
 import socket
@@ -76,8 +75,10 @@ class PortIO:
     def fileno(self) -> int:
         return -1
 
-    def clear_error(self) -> None:
-        """Read and so clear the fd's pending error after poll reported POLLERR (ps_fd_clear_error)."""
+    def clear_error(self) -> bool:
+        """Read and so clear the fd's pending error after poll reported POLLERR (ps_fd_clear_error); False if
+        it is no socket, whose error cannot be read away (a TAP fd whose device was deleted)."""
+        return True
 
     def rx_ready(self) -> bool:
         """Whether frames are known to be waiting without asking the kernel (a ring or a memory queue)."""
@@ -185,9 +186,10 @@ class AfPacketIO(PortIO):
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def clear_error(self) -> None:
+    def clear_error(self) -> bool:
         # An interface that goes down leaves ENETDOWN on the socket, which poll reports at once until it is read.
         self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        return True
 
     def rx_ready(self) -> bool:
         # A filled slot after an empty head may be a hole to pass by (_passed_over), as in C.
@@ -306,17 +308,19 @@ class TapIO(PortIO):
     def fileno(self) -> int:
         return self.fd
 
+    def clear_error(self) -> bool:
+        # A TAP fd is no socket: the POLLERR it reports (its device was deleted) stays, as getsockopt() fails in C.
+        return False
+
     def recv(self, max_frames: int) -> list[tuple[bytes, bytes]]:
         frames = []
         while len(frames) < max_frames:
             try:
                 data = os.read(self.fd, RX_BUF_SIZE)
-            except (BlockingIOError, InterruptedError):
+            except OSError:
+                # As tap_rx: nothing more now.  EAGAIN (empty), EIO (the interface is down), EBADFD (the device
+                # was deleted: the slow path's port watch notices and detaches the port).
                 break
-            except OSError as e:
-                if e.errno == errno.EIO:                # the interface is down
-                    break
-                raise
             if len(data) < VNET_LEN:
                 self.rx_errors += 1
                 continue
