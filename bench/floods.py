@@ -1,5 +1,5 @@
 """Good traffic alone and during each flood: how much of it a MAC flood, an ARP storm and a stream of malformed
-frames leave through pyswitch (docs/reliability/floods.md).
+frames leave through pyswitch (docs/RELIABILITY.md "Floods and table bounds").
 
     sudo .venv/bin/python bench/floods.py [--seconds 3] [--floods mac,arp,malformed] [--rate PPS]
                                           [--json bench/results/floods.json] [--quick]

@@ -39,7 +39,7 @@ def _sources(absolute=False):
 def _sanitize_flags():
     # PSW_SANITIZE=address,undefined builds the fast path with those sanitizers, stopping at the first report
     # (-fno-sanitize-recover), with frames and line numbers for their stack traces.  csrc/build_sanitized.py
-    # builds such an extension into a directory of its own; docs/reliability/fuzzing.md says how to run it.
+    # builds such an extension into a directory of its own; docs/RELIABILITY.md says how to run it.
     sanitizers = os.environ.get("PSW_SANITIZE", "").strip()
     if not sanitizers:
         return []

@@ -152,7 +152,7 @@ class VipConfig:
     scheduler: str = "rr"
     persistence_s: float = 0.0          # > 0: a client IP keeps its backend this long (IPVS -p)
     encap: str = "ipip"                 # tunnel mode: "ipip" (RFC 2003) or "gre"
-    max_embryonic: int = 16384          # SYN-state connections held at most (0: no limit); docs/reliability/synflood.md
+    max_embryonic: int = 16384          # SYN-state connections held at most (0: no limit); RELIABILITY.md
     flood_threshold: int = 1024         # SYN-state connections from which the VIP counts as flooded
     upcall_rate: int = 1000             # while flooded: new-connection upcalls a second at most (0: no limit)
     backends: list[BackendConfig] = field(default_factory=list)

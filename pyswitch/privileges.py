@@ -1,7 +1,7 @@
 """Which capabilities a switch needs, checked before it opens anything, so a missing one is named in one sentence.
 
 A switch needs no more than CAP_NET_RAW and CAP_NET_ADMIN for afpacket ports and TAP ports that stay in its own
-namespace; the other port features need more (docs/reliability/config-privileges.md has the table):
+namespace; the other port features need more (docs/RELIABILITY.md "Config and privileges" has the table):
 
     AF_PACKET socket (afpacket ports)              CAP_NET_RAW
     bringing a down interface up (afpacket)        CAP_NET_ADMIN (not needed when it is up already)

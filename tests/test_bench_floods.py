@@ -1,5 +1,5 @@
 """bench/floods.py runs end to end in its quick mode and measures every flood (it asserts no speed: the figures
-are in docs/reliability/floods.md)."""
+are in docs/RELIABILITY.md "Floods and table bounds")."""
 import json
 import subprocess
 import sys

@@ -674,7 +674,7 @@ def mutated_configs(draw):
     return data
 
 
-# PSW_CONFIG_EXAMPLES=20000 for a long run (docs/reliability/config-privileges.md); the suite's default is short.
+# PSW_CONFIG_EXAMPLES=20000 for a long run (docs/RELIABILITY.md "Config and privileges"); the suite's default is short.
 @settings(max_examples=int(os.environ.get("PSW_CONFIG_EXAMPLES", 600)), deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_configs())

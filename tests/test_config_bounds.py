@@ -1,4 +1,4 @@
-"""The config keys that bound the L2/L3 tables (docs/reliability/floods.md): defaults, ranges, and errors that
+"""The config keys that bound the L2/L3 tables (docs/RELIABILITY.md "Floods"): defaults, ranges, and errors that
 name the key."""
 import pytest
 

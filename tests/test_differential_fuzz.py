@@ -1,5 +1,5 @@
 """Differential fuzzing: the C datapath and its Python twin, fed the same random and damaged frames, must agree on
-every output byte and every counter (docs/reliability/differential.md).
+every output byte and every counter (docs/RELIABILITY.md "Differential fuzzing").
 
 tests/test_differential.py compares the twins function by function on frames scapy builds. Here frames are built
 header by header (tests/fuzz_frames.py: tags, ARP, IPv4 options and fragments, IPv6 extension headers, TCP options,

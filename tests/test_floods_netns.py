@@ -1,4 +1,4 @@
-"""Floods at L2/L3 through a running switch, with good traffic beside them (docs/reliability/floods.md): host x of
+"""Floods at L2/L3 through a running switch, with good traffic beside them (docs/RELIABILITY.md): host x of
 netns/floods.toml floods with trafgen (bounded in count and time) while a1 pings a2 (switched) and b (routed).
 Each test asserts that the good traffic kept flowing, that every table stayed within its bound, and that the
 counter of what the bound refused moved."""

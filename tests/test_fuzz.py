@@ -1,4 +1,4 @@
-"""Coverage-guided fuzzing of the C fast path on every build (csrc/fuzz/, docs/reliability/fuzzing.md).
+"""Coverage-guided fuzzing of the C fast path on every build (csrc/fuzz/, docs/RELIABILITY.md "Fuzzing and sanitizers").
 
 The libFuzzer targets are built with ASan and UBSan, every input of the seed corpus (tests/fuzz/corpus/TARGET/,
 real captures) and of the regression inputs (tests/fuzz/crashes/TARGET/, every crash found so far) is replayed,

@@ -2,7 +2,7 @@
 it needs it exits at once with one sentence naming it.
 
 The switch is started here under setpriv (the topology fixture's own switches run as root); its control socket
-lives in a directory nobody owns, as docs/reliability/config-privileges.md tells an operator to do."""
+lives in a directory nobody owns, as docs/RELIABILITY.md "Config and privileges" tells an operator to do."""
 import os
 import shutil
 import signal

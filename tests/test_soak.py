@@ -1,5 +1,5 @@
 """bench/soak.py runs end to end in a few seconds: connections churn through both VIPs, the switch's memory and
-table are sampled, the table printed (the full ten-minute run and its figures: docs/reliability/synflood.md)."""
+table are sampled, the table printed (the full ten-minute run and its figures: docs/RELIABILITY.md)."""
 import json
 import os
 import subprocess

@@ -2,7 +2,7 @@
 198.18.0.0/15 (tests/syn_flooder.py, a raw socket, bounded in count and time) at the VIP while c1 holds an
 established connection that carries data and new clients (curl) keep asking. The established connection must
 survive untouched, new clients must still be answered, the table must stay within its bounds and the guard's
-counters must show what it evicted and refused (docs/reliability/synflood.md)."""
+counters must show what it evicted and refused (docs/RELIABILITY.md "SYN floods and the soak")."""
 import json
 import os
 import re
@@ -148,7 +148,7 @@ def test_maglev_vip_under_a_syn_flood_keeps_its_connection_and_answers(flood_net
     assert sent["sent"] >= 5000, sent
     guard = assert_bounded(switch, after)
     assert guard["embryonic"] == MAX_EMBRYONIC and guard["embryonic_evicted"] > 0, guard
-    # Documented (docs/reliability/synflood.md): at 5000 SYNs a second nearly every new client is answered.
+    # Documented (docs/RELIABILITY.md): at 5000 SYNs a second nearly every new client is answered.
     assert answered >= 10, f"{answered} of 20 new clients answered during the flood"
     assert after["upcalls"] - before["upcalls"] < 200, "the flood's SYNs never came up to the slow path"
     assert after["conn_events_dropped"] == 0

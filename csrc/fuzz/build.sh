@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets of the C fast path (csrc/fuzz/fuzz_*.c) with AddressSanitizer and
 # UndefinedBehaviorSanitizer, into OUTDIR (default build/fuzz at the top of the tree):
 #   csrc/fuzz/build.sh [OUTDIR]
-#   OUTDIR/fuzz_parse OUTDIR/corpus... -max_total_time=600    a longer run (docs/reliability/fuzzing.md)
+#   OUTDIR/fuzz_parse OUTDIR/corpus... -max_total_time=600    a longer run (docs/RELIABILITY.md "Fuzzing and sanitizers")
 # The fast path's sources are compiled once (instrumented for coverage, not linked with libFuzzer's main) into a
 # static archive that every target links.  UBSan stops at the first report (-fno-sanitize-recover), so a fuzz
 # run fails on undefined behaviour as it does on a memory error.  CC (default clang) can be another clang.

@@ -137,7 +137,7 @@ class VipStage:
             self._write_ring(service)
 
     def _install_guard(self, service: VirtualService) -> None:
-        """The VIP's flood limits (docs/reliability/synflood.md): at most max_embryonic half-open connections,
+        """The VIP's flood limits (docs/RELIABILITY.md, "SYN floods"): at most max_embryonic half-open connections,
         a new one taking the place of the VIP's oldest, and, while it holds flood_threshold of them or more (a
         flood: real clients finish their handshakes in a round trip), at most upcall_rate new-connection upcalls
         a second, so that a SYN flood at one VIP neither fills the table nor starves the slow path for the
