@@ -123,6 +123,9 @@ def stage_switch(datapath: str, scheduler: str, control_dir: str) -> Switch:
         "vlan": [{"id": 10, "address": "198.18.0.254/15"}, {"id": 20, "address": "192.0.2.1/24"}],
         "vip": [{"name": "web", "address": "203.0.113.10", "port": 80, "protocol": "tcp", "mode": "nat",
                  "scheduler": scheduler, "health": {"type": "none"},
+                 # Every SYN here stays half-open, as in a SYN flood: the VIP's flood guards would rightly
+                 # throttle them (docs/RELIABILITY.md), and this measures the slow path's own rate.
+                 "max_embryonic": 0, "upcall_rate": 0,
                  "backend": [{"address": b.address, "port": b.port} for b in BACKENDS]}],
     })
     for port in config.ports:
