@@ -251,7 +251,7 @@ def backends(vip: VipConfig) -> list[tuple[str, ipaddress.IPv4Address]]:
 
 def refuse_unserved(vips: list[VipConfig]) -> None:
     """The switch has no L7 engine yet: starting (or reloading into) an l7 VIP is refused, so nothing pretends to
-    serve it.  The config itself is valid (`pyswitch check` accepts it)."""
+    serve it.  The config itself is valid: config.load() accepts it, so the L7 parts can be tested today."""
     for i, vip in enumerate(vips):
         if vip.mode in L7_MODES:
             raise ConfigError(f"vip[{i}].mode: {vip.mode} is not served yet (the L7 engine is in progress, "

@@ -14,8 +14,8 @@ from . import __version__, consts
 from .actions import Action
 from .datapath_args import addr16, mac6
 from .datapath_types import (CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, FlowInfo, FlowTableError, GsoPlan,
-                             Output, ParseResult, RingBackend, Splice, SpliceResult, SpliceStats, Upcall, conn_max, conn_timeouts, conn_wire,
-                             ring_backend_wire, ring_changes)
+                             Output, ParseResult, RingBackend, Splice, SpliceResult, SpliceStats, Upcall, conn_max,
+                             conn_timeouts, conn_wire, ring_backend_wire, ring_changes)
 
 try:
     from ._fastpath import ffi, lib
@@ -222,6 +222,10 @@ def _splice_flags(splice: Splice) -> int:
 def tcp_splice_rewrite(frame, vnet, splice: Splice) -> SpliceResult:
     """`ps_tcp_splice_rewrite`: `frame` rewritten for one direction of a spliced connection, the result code
     (consts.SPLICE_*) and what this call counted. `vnet`: 10 bytes or None."""
+    for name in ("src", "dst"):
+        value = getattr(splice, name)
+        if value is not None and len(value) != 4:
+            raise ValueError(f"Splice.{name}: an IPv4 address is 4 bytes, not {len(value)}")
     out = bytearray(frame)
     sp = ffi.new("struct ps_splice *")
     sp.src = bytes(splice.src or bytes(4))

@@ -243,3 +243,14 @@ def test_incremental_checksum_equals_recomputation(case):
     else:
         assert field == pseudo_sum(r.frame[14:34], len(r.frame) - L4)
     assert struct.unpack_from("!H", r.frame, 24)[0] == ip_checksum(r.frame)
+
+
+@pytest.mark.parametrize("splice", [Splice(src=b"\x01\x02\x03"), Splice(dst=bytes(5))])
+def test_an_address_not_of_4_bytes_is_refused_alike(rewrite, splice):
+    with pytest.raises(ValueError, match="an IPv4 address is 4 bytes"):
+        rewrite(frame(), None, splice)
+
+
+def test_a_vnet_header_not_of_10_bytes_is_refused_alike(rewrite):
+    with pytest.raises(ValueError, match="a vnet header is 10 bytes"):
+        rewrite(frame(), bytes(9), Splice(seq_delta=1))

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from .. import consts
 from ..datapath_types import Splice, SpliceResult, SpliceStats
+from .actions import Vnet, _vnet_bytes
 from .csum import csum_update16
 from .nat import IPPROTO_TCP, IPV4_DST_OFS, IPV4_SRC_OFS, TP_DST_OFS, TP_SRC_OFS, ipv4_offset, ipv4_set_addr, \
     l4_set_port
-from .actions import Vnet
 from .offload import VNET
 
 IP_FRAG_OFS = 6
@@ -83,11 +83,20 @@ def _options(frame, tcp: int, hdr_len: int):
     return found
 
 
+def _check_addresses(splice: Splice) -> None:
+    """An address is 4 bytes (fastpath.py raises the same ValueError)."""
+    for name in ("src", "dst"):
+        value = getattr(splice, name)
+        if value is not None and len(value) != 4:
+            raise ValueError(f"Splice.{name}: an IPv4 address is 4 bytes, not {len(value)}")
+
+
 def tcp_splice_rewrite(frame, vnet, splice: Splice) -> SpliceResult:
     """`ps_tcp_splice_rewrite`: `frame` (an Ethernet frame) rewritten for one direction of a spliced connection,
     with the result code (consts.SPLICE_*) and what was counted. `vnet`: 10 bytes or None."""
+    _check_addresses(splice)
     out = bytearray(frame)
-    vnet = bytes(vnet) if vnet is not None else bytes(consts.VNET_HDR_SIZE)
+    vnet = _vnet_bytes(vnet) if vnet is not None else bytes(consts.VNET_HDR_SIZE)
     flags, _gso, _hdr_len, _gso_size, csum_start, _csum_offset = VNET.unpack(vnet)
     l3 = ipv4_offset(out)
     if (not l3 or out[l3 + IP_PROTO_OFS] != IPPROTO_TCP
