@@ -31,37 +31,61 @@ def pseudo_sum(ip: bytes, size: int) -> int:
     return ones_sum(ip[12:20] + struct.pack("!BBH", 0, 6, size))
 
 
+def offsets(frame: bytes) -> tuple[int, int]:
+    """(IPv4 header, TCP header) of a frame built here: behind any VLAN tags, past any IP options."""
+    l3 = 14
+    while frame[l3 - 2:l3] in (b"\x81\x00", b"\x88\xa8"):
+        l3 += 4
+    return l3, l3 + (frame[l3] & 0xF) * 4
+
+
 def tcp_checksum(frame: bytes) -> int:
     """The TCP checksum `frame` should carry, computed over the whole segment with its field taken as 0."""
-    seg = bytearray(frame[L4:])
+    l3, l4 = offsets(frame)
+    seg = bytearray(frame[l4:])
     seg[16:18] = b"\0\0"
-    return ~ones_sum(bytes(seg), pseudo_sum(frame[14:34], len(seg))) & 0xFFFF
+    return ~ones_sum(bytes(seg), pseudo_sum(frame[l3:l4], len(seg))) & 0xFFFF
 
 
 def ip_checksum(frame: bytes) -> int:
-    ip = bytearray(frame[14:34])
+    l3, l4 = offsets(frame)
+    ip = bytearray(frame[l3:l4])
     ip[10:12] = b"\0\0"
     return ~ones_sum(bytes(ip)) & 0xFFFF
 
 
+def tcp_field(frame: bytes) -> int:
+    return struct.unpack_from("!H", frame, offsets(frame)[1] + 16)[0]
+
+
+def ip_field(frame: bytes) -> int:
+    return struct.unpack_from("!H", frame, offsets(frame)[0] + 10)[0]
+
+
 def frame(seq=1000, ack=2000, flags=ACK | PSH, options=b"", payload=b"GET / HTTP/1.1\r\n\r\n", doff=None,
-          src=CLIENT, dst=VIP, partial=False, proto=6):
-    """An Ethernet/IPv4/TCP frame with correct checksums; `options` padded with EOL to a multiple of 4.
-    `partial`: the TCP field holds the pseudo-header's sum instead, as a NEEDS_CSUM frame does."""
+          src=CLIENT, dst=VIP, partial=False, proto=6, tags=0, ip_options=b""):
+    """An Ethernet/IPv4/TCP frame with correct checksums; `options` padded with EOL to a multiple of 4, `tags`
+    802.1Q tags, `ip_options` (a multiple of 4) in the IPv4 header.  `partial`: the TCP field holds the
+    pseudo-header's sum instead, as a NEEDS_CSUM frame does."""
     options += b"\0" * (-len(options) % 4)
     tcp_len = 20 + len(options)
     doff = tcp_len // 4 if doff is None else doff
     tcp = struct.pack("!HHIIBBHHH", 40000, 80, seq, ack, doff << 4, flags, 65535, 0, 0) + options + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, proto, 0, src, dst)
+    ihl = 5 + len(ip_options) // 4
+    ip = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(tcp), 1, 0x4000, 64, proto, 0, src, dst)
+    ip += ip_options
     ip = ip[:10] + struct.pack("!H", ~ones_sum(ip) & 0xFFFF) + ip[12:]
-    out = bytearray(ETH + ip + tcp)
+    eth = ETH[:12] + b"".join(struct.pack("!HH", 0x8100, 10 + k) for k in range(tags)) + ETH[12:]
+    out = bytearray(eth + ip + tcp)
+    l4 = len(eth) + len(ip)
     check = pseudo_sum(ip, len(tcp)) if partial else tcp_checksum(bytes(out))
-    out[L4 + 16:L4 + 18] = struct.pack("!H", check)
+    out[l4 + 16:l4 + 18] = struct.pack("!H", check)
     return bytes(out)
 
 
-def partial_vnet(csum_start=L4):
-    return struct.pack("<BBHHHH", consts.VNET_F_NEEDS_CSUM, 0, 0, 0, csum_start, 16)
+def partial_vnet(csum_start=L4, gso=False):
+    gso_type, hdr_len, gso_size = (consts.VNET_GSO_TCPV4, csum_start + 20, 1000) if gso else (0, 0, 0)
+    return struct.pack("<BBHHHH", consts.VNET_F_NEEDS_CSUM, gso_type, hdr_len, gso_size, csum_start, 16)
 
 
 def u32(data: bytes, at: int) -> int:
@@ -82,8 +106,8 @@ def rewrite(request):
 
 
 def assert_checksums_good(out: bytes):
-    assert struct.unpack_from("!H", out, L4 + 16)[0] == tcp_checksum(out)
-    assert struct.unpack_from("!H", out, 24)[0] == ip_checksum(out)
+    assert tcp_field(out) == tcp_checksum(out)
+    assert ip_field(out) == ip_checksum(out)
 
 
 def test_seq_and_ack_wrap_at_2_32(rewrite):
@@ -215,14 +239,16 @@ DELTAS = st.integers(0, 2**32 - 1) | st.sampled_from([0, 1, 2**31, 2**32 - 1])
 @st.composite
 def segments(draw):
     options = b"".join(draw(st.lists(OPTION_PIECES, max_size=8)))[:40]
-    partial = draw(st.booleans())
+    mode = draw(st.sampled_from(["full", "partial", "gso"]))
     original = frame(seq=draw(DELTAS), ack=draw(DELTAS), flags=draw(st.sampled_from([ACK, ACK | PSH, SYN, 0x11])),
-                     options=options, payload=draw(st.binary(max_size=40)), partial=partial)
+                     options=options, payload=draw(st.binary(max_size=40)), partial=mode != "full",
+                     tags=draw(st.integers(0, 2)), ip_options=b"\x01" * 4 * draw(st.integers(0, 2)))
+    vnet = None if mode == "full" else partial_vnet(offsets(original)[1], gso=mode == "gso")
     addr = st.none() | st.binary(min_size=4, max_size=4)
     port = st.none() | st.integers(0, 65535)
     sp = Splice(draw(addr), draw(addr), draw(port), draw(port), draw(DELTAS), draw(DELTAS), draw(DELTAS),
                 draw(DELTAS), draw(st.booleans()))
-    return original, partial_vnet() if partial else None, sp
+    return original, vnet, sp
 
 
 @settings(max_examples=400, deadline=None)
@@ -237,12 +263,23 @@ def test_c_and_twin_agree_on_every_byte(case):
 def test_incremental_checksum_equals_recomputation(case):
     original, vnet, sp = case
     r = fastpath.tcp_splice_rewrite(original, vnet, sp)
-    field = struct.unpack_from("!H", r.frame, L4 + 16)[0]
+    l3, l4 = offsets(r.frame)
     if vnet is None:
-        assert field == tcp_checksum(r.frame)
+        assert tcp_field(r.frame) == tcp_checksum(r.frame)
     else:
-        assert field == pseudo_sum(r.frame[14:34], len(r.frame) - L4)
-    assert struct.unpack_from("!H", r.frame, 24)[0] == ip_checksum(r.frame)
+        assert tcp_field(r.frame) == pseudo_sum(r.frame[l3:l4], len(r.frame) - l4)
+    assert ip_field(r.frame) == ip_checksum(r.frame)
+
+
+@pytest.mark.parametrize("tags, ip_options", [(1, b""), (2, b""), (0, b"\x01" * 8), (2, b"\x01" * 4)])
+def test_tags_and_ip_options_move_the_tcp_header(rewrite, tags, ip_options):
+    original = frame(seq=0xFFFFFFFF, ack=1, options=b"\x01" + ts(10, 20) + sack((1, 2)), tags=tags,
+                     ip_options=ip_options)
+    r = rewrite(original, None, Splice(dst=BACKEND, seq_delta=2, ack_delta=3, tsval_delta=4, timestamps=True))
+    l3, l4 = offsets(r.frame)
+    assert r.result == consts.SPLICE_OK and r.frame[l3 + 16:l3 + 20] == BACKEND
+    assert (u32(r.frame, l4 + 4), u32(r.frame, l4 + 8), u32(r.frame, l4 + 23), u32(r.frame, l4 + 33)) == (1, 4, 14, 4)
+    assert_checksums_good(r.frame)
 
 
 @pytest.mark.parametrize("splice", [Splice(src=b"\x01\x02\x03"), Splice(dst=bytes(5))])
