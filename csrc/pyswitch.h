@@ -387,6 +387,52 @@ uint16_t ps_csum(const uint8_t *data, uint32_t size, uint32_t initial);
 uint16_t ps_csum_update16(uint16_t check, uint16_t old_value, uint16_t new_value);
 uint16_t ps_csum_update32(uint16_t check, uint32_t old_value, uint32_t new_value);
 
+/* The rewrite of one segment of a spliced TCP connection (splice.c;
+ * docs/l7-splice.md).  One struct per direction; the deltas are added modulo
+ * 2^32 (a negative shift is its two's complement). */
+#define PS_SPLICE_SET_SRC 0x01       /* write 'src' into the IPv4 source */
+#define PS_SPLICE_SET_DST 0x02       /* write 'dst' into the IPv4 destination */
+#define PS_SPLICE_SET_SPORT 0x04     /* write 'sport' into the TCP source port */
+#define PS_SPLICE_SET_DPORT 0x08     /* write 'dport' into the TCP destination port */
+#define PS_SPLICE_TIMESTAMPS 0x10    /* both sides use timestamps: shift TSval and TSecr */
+
+struct ps_splice {
+    uint8_t src[4];              /* SET_SRC: the new IPv4 source */
+    uint8_t dst[4];              /* SET_DST: the new IPv4 destination */
+    uint16_t sport;              /* SET_SPORT: the new source port, host order */
+    uint16_t dport;              /* SET_DPORT: the new destination port, host order */
+    uint32_t seq_delta;          /* added to the sequence number: the sender's space to the receiver's view */
+    uint32_t ack_delta;          /* added to the acknowledgement number (with ACK set) and to every SACK edge */
+    uint32_t tsval_delta;        /* TIMESTAMPS: added to TSval */
+    uint32_t tsecr_delta;        /* TIMESTAMPS: added to TSecr (with ACK set) */
+    uint32_t flags;              /* PS_SPLICE_* */
+};
+
+/* What ps_tcp_splice_rewrite() did, accumulated by the caller's struct. */
+struct ps_splice_stats {
+    uint64_t rewritten;          /* PS_SPLICE_OK */
+    uint64_t not_tcp;            /* PS_SPLICE_NOT_TCP */
+    uint64_t bad_header;         /* PS_SPLICE_BAD_HEADER */
+    uint64_t bad_options;        /* PS_SPLICE_BAD_OPTIONS */
+    uint64_t sack_blocks;        /* SACK blocks shifted */
+    uint64_t timestamps;         /* timestamp options shifted */
+};
+
+/* ps_tcp_splice_rewrite() results. */
+#define PS_SPLICE_OK 0               /* every field rewritten */
+#define PS_SPLICE_NOT_TCP 1          /* not IPv4 TCP with a whole 20-byte header (or a later fragment): unchanged */
+#define PS_SPLICE_BAD_HEADER 2       /* data offset < 5 or past the frame: unchanged */
+#define PS_SPLICE_BAD_OPTIONS 3      /* addresses, ports, seq, ack rewritten; malformed options left as they are */
+
+/* Rewrites the TCP segment in the 'size' bytes at 'data' (an Ethernet frame,
+ * at most two VLAN tags) for the spliced connection 'sp': addresses and
+ * ports as nat/fullnat do, seq += seq_delta, ack += ack_delta, SACK edges +=
+ * ack_delta, TSval += tsval_delta, TSecr += tsecr_delta, every checksum
+ * updated incrementally; 'vnet' (NULL: none) says whether the kernel
+ * completes the TCP checksum.  Counts into '*stats'; returns PS_SPLICE_*. */
+int ps_tcp_splice_rewrite(uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet, const struct ps_splice *sp,
+                          struct ps_splice_stats *stats);
+
 /* Software offloads for ports whose frames carry no vnet header (offload.c;
  * docs/DATAPATH.md "Offloads").  ps_offload_rx_csum() sets NEEDS_CSUM,
  * csum_start and csum_offset in '*vnet' (leaving the rest) if the 'size'

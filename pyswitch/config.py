@@ -16,8 +16,12 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import consts
+
+if TYPE_CHECKING:
+    from .config_l7 import L7Config
 
 DATAPATHS = ("c", "python")
 PORT_TYPES = ("afpacket", "afxdp", "tap")
@@ -115,7 +119,7 @@ class Route:
     via: ipaddress.IPv4Address          # a next hop inside a VLAN interface's subnet
 
 
-VIP_MODES = ("nat", "fullnat", "dsr", "tunnel")
+VIP_MODES = ("nat", "fullnat", "dsr", "tunnel", "l7", "l7-tls")   # l7*: config_l7.py, not served yet
 VIP_PROTOCOLS = ("tcp", "udp")
 HEALTH_TYPES = ("tcp", "http", "icmp", "none")
 TUNNEL_ENCAPS = ("ipip", "gre")
@@ -157,6 +161,7 @@ class VipConfig:
     upcall_rate: int = 1000             # while flooded: new-connection upcalls a second at most (0: no limit)
     backends: list[BackendConfig] = field(default_factory=list)
     health: HealthConfig = field(default_factory=HealthConfig)
+    l7: L7Config | None = None        # mode l7 / l7-tls: rules, pools, limits (config_l7.py)
 
 
 @dataclass
@@ -326,11 +331,12 @@ def _ha(raw, ports: list[PortConfig], vlans: list[VlanInterface]) -> HaConfig:
 
 
 def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:
+    from . import config_l7
     from .lb.schedulers import SCHEDULERS
 
     _entry(raw, where, {"name", "address", "port", "protocol", "mode", "scheduler", "persistence_s",
-                       "encap", "backend", "health", "max_embryonic", "flood_threshold", "upcall_rate"},
-           ("name", "address", "port"))
+                       "encap", "backend", "health", "max_embryonic", "flood_threshold", "upcall_rate"}
+           | config_l7.L7_KEYS, ("name", "address", "port"))
     name = _name(raw, "name", f"{where}.name")
     address = _ipv4(raw, "address", f"{where}.address")
     _not_a_switch_address(address, f"{where}.address", vlans)
@@ -366,6 +372,10 @@ def _vip(raw, where: str, vlans: list[VlanInterface]) -> VipConfig:
         seen[(b.address, b.port)] = j
     if "health" in raw:
         vip.health = _health(raw["health"], f"{where}.health")
+    if vip.mode in config_l7.L7_MODES:
+        vip.l7 = config_l7.parse(raw, where, vip, vlans)
+    else:
+        config_l7.refuse_l7_keys(raw, where, vip.mode)
     return vip
 
 
@@ -421,6 +431,8 @@ def _health(raw, where: str) -> HealthConfig:
 
 
 def _check_vips(vips: list[VipConfig], vlans: list[VlanInterface], routes: list[Route]) -> None:
+    from . import config_l7
+
     if len(vips) > MAX_VIPS:
         raise ConfigError(f"vip: at most {MAX_VIPS} VIPs, got {len(vips)}")
     names, services, addresses = {}, {}, {}
@@ -442,6 +454,15 @@ def _check_vips(vips: list[VipConfig], vlans: list[VlanInterface], routes: list[
                     and not any(backend.address in r.prefix for r in routes):
                 raise ConfigError(f"vip[{i}].backend[{j}].address: {backend.address} is on no [[vlan]] interface's "
                                   f"subnet and no [[route]] leads to it")
+    for i, vip in enumerate(vips):
+        for key, address in config_l7.backends(vip):
+            if address in addresses:
+                raise ConfigError(f"vip[{i}].{key}: {address} is vip[{addresses[address]}]'s address "
+                                  f"(the switch itself would answer)")
+            if vlans and not any(address in v.address.network for v in vlans) \
+                    and not any(address in r.prefix for r in routes):
+                raise ConfigError(f"vip[{i}].{key}: {address} is on no [[vlan]] interface's subnet and no "
+                                  f"[[route]] leads to it")
     for j, route in enumerate(routes):
         if route.via in addresses:
             raise ConfigError(f"route[{j}].via: {route.via} is vip[{addresses[route.via]}]'s address")

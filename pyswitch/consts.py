@@ -150,3 +150,14 @@ ETH_TYPE_IPV6 = 0x86DD
 ETH_TYPE_NONE = 0x05FF      # 802.3 frames carry a length, not a type
 
 VLAN_PRESENT = 0x1000       # set in a key's vlan_tci when the frame had a tag
+
+# The splice rewrite of one TCP segment (csrc/splice.c, pyswitch/refpath/splice.py; docs/l7-splice.md).
+SPLICE_SET_SRC = 0x01       # flags of struct ps_splice
+SPLICE_SET_DST = 0x02
+SPLICE_SET_SPORT = 0x04
+SPLICE_SET_DPORT = 0x08
+SPLICE_TIMESTAMPS = 0x10
+SPLICE_OK = 0               # every field rewritten
+SPLICE_NOT_TCP = 1          # not IPv4 TCP with a whole 20-byte header, or a later fragment: unchanged
+SPLICE_BAD_HEADER = 2       # data offset < 5 or past the frame: unchanged
+SPLICE_BAD_OPTIONS = 3      # addresses, ports, seq, ack rewritten; malformed options left as they are

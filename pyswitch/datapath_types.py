@@ -191,3 +191,36 @@ def _addr4(addr, what: str) -> bytes:
 
 class FlowTableError(OSError):
     """A put the flow table refused; errno says why (EINVAL bad actions, ENOSPC too many subtables)."""
+
+
+class Splice(NamedTuple):
+    """One direction of a spliced TCP connection (`struct ps_splice`; docs/l7-splice.md).
+
+    None leaves an address or port as it is; deltas are added modulo 2**32 (a negative one wraps), and
+    `timestamps` says whether both sides use timestamps, so TSval and TSecr are shifted.
+    """
+    src: bytes | None = None     # 4 bytes: the new IPv4 source
+    dst: bytes | None = None     # 4 bytes: the new IPv4 destination
+    sport: int | None = None
+    dport: int | None = None
+    seq_delta: int = 0           # added to the sequence number
+    ack_delta: int = 0           # added to the acknowledgement number (with ACK set) and every SACK edge
+    tsval_delta: int = 0
+    tsecr_delta: int = 0         # added to TSecr (with ACK set)
+    timestamps: bool = False
+
+
+class SpliceStats(NamedTuple):
+    """`struct ps_splice_stats`: what one or more rewrites did."""
+    rewritten: int = 0
+    not_tcp: int = 0
+    bad_header: int = 0
+    bad_options: int = 0
+    sack_blocks: int = 0
+    timestamps: int = 0
+
+
+class SpliceResult(NamedTuple):
+    result: int                  # consts.SPLICE_*
+    frame: bytes
+    stats: SpliceStats

@@ -14,8 +14,8 @@ from . import __version__, consts
 from .actions import Action
 from .datapath_args import addr16, mac6
 from .datapath_types import (CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, FlowInfo, FlowTableError, GsoPlan,
-                             Output, ParseResult, RingBackend, Upcall, conn_max, conn_timeouts, conn_wire,
-                             ring_backend_wire, ring_changes)
+                             Output, ParseResult, RingBackend, Splice, SpliceResult, SpliceStats, Upcall, conn_max,
+                             conn_timeouts, conn_wire, ring_backend_wire, ring_changes)
 
 try:
     from ._fastpath import ffi, lib
@@ -209,6 +209,38 @@ def offload_csum(frame, vnet) -> bytes:
     vnet_c = ffi.from_buffer("struct ps_vnet_hdr *", bytearray(_vnet_bytes(vnet)))
     _offload_errno(lib.ps_offload_csum(ffi.from_buffer("uint8_t[]", out), len(out), vnet_c), "offload_csum")
     return bytes(out)
+
+
+def _splice_flags(splice: Splice) -> int:
+    return ((consts.SPLICE_SET_SRC if splice.src is not None else 0)
+            | (consts.SPLICE_SET_DST if splice.dst is not None else 0)
+            | (consts.SPLICE_SET_SPORT if splice.sport is not None else 0)
+            | (consts.SPLICE_SET_DPORT if splice.dport is not None else 0)
+            | (consts.SPLICE_TIMESTAMPS if splice.timestamps else 0))
+
+
+def tcp_splice_rewrite(frame, vnet, splice: Splice) -> SpliceResult:
+    """`ps_tcp_splice_rewrite`: `frame` rewritten for one direction of a spliced connection, the result code
+    (consts.SPLICE_*) and what this call counted. `vnet`: 10 bytes or None."""
+    for name in ("src", "dst"):
+        value = getattr(splice, name)
+        if value is not None and len(value) != 4:
+            raise ValueError(f"Splice.{name}: an IPv4 address is 4 bytes, not {len(value)}")
+    out = bytearray(frame)
+    sp = ffi.new("struct ps_splice *")
+    sp.src = bytes(splice.src or bytes(4))
+    sp.dst = bytes(splice.dst or bytes(4))
+    sp.sport = splice.sport or 0
+    sp.dport = splice.dport or 0
+    sp.seq_delta = splice.seq_delta & 0xFFFFFFFF
+    sp.ack_delta = splice.ack_delta & 0xFFFFFFFF
+    sp.tsval_delta = splice.tsval_delta & 0xFFFFFFFF
+    sp.tsecr_delta = splice.tsecr_delta & 0xFFFFFFFF
+    sp.flags = _splice_flags(splice)
+    stats = ffi.new("struct ps_splice_stats *")
+    vnet_c = ffi.from_buffer("struct ps_vnet_hdr *", bytearray(_vnet_bytes(vnet)))
+    result = lib.ps_tcp_splice_rewrite(ffi.from_buffer("uint8_t[]", out), len(out), vnet_c, sp, stats)
+    return SpliceResult(result, bytes(out), SpliceStats(*(getattr(stats, f) for f in SpliceStats._fields)))
 
 
 def _gso_plan(frame, vnet):

@@ -6,6 +6,7 @@ from .flowtable import FlowTable
 from .lpm import Lpm
 from .offload import gso_plan, gso_segments, offload_csum, offload_rx_csum
 from .parse import parse
+from .splice import tcp_splice_rewrite
 
 __all__ = ["parse", "csum", "csum_update16", "csum_update32", "actions_apply", "offload_rx_csum", "offload_csum",
-           "gso_plan", "gso_segments", "FlowTable", "Lpm", "Datapath"]
+           "gso_plan", "gso_segments", "tcp_splice_rewrite", "FlowTable", "Lpm", "Datapath"]

@@ -1,0 +1,14 @@
+/* splice.h: the rewrite of a spliced TCP connection's segments on a working
+ * frame (splice.c), for an executor that holds a struct ps_frame; the cffi
+ * entry point ps_tcp_splice_rewrite() is declared in pyswitch.h. */
+#ifndef PS_SPLICE_H
+#define PS_SPLICE_H 1
+
+#include "actions.h"
+#include "pyswitch.h"
+
+/* ps_tcp_splice_rewrite() on 'frame', whose vnet header says whether the
+ * kernel completes its checksum. */
+int ps_splice_rewrite_frame(struct ps_frame *frame, const struct ps_splice *sp, struct ps_splice_stats *stats);
+
+#endif /* PS_SPLICE_H */
