@@ -13,6 +13,7 @@ import struct
 from . import __version__, consts
 from .actions import Action
 from .datapath_args import addr16, mac6
+from .l7 import http_types as l7
 from .datapath_types import (CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, FlowInfo, FlowTableError, GsoPlan,
                              Output, ParseResult, RingBackend, Upcall, conn_max, conn_timeouts, conn_wire,
                              ring_backend_wire, ring_changes)
@@ -233,6 +234,62 @@ def gso_segments(frame, vnet) -> list[bytes]:
     out = ffi.new("uint8_t[]", plan.hdr_size + plan.seg_payload)
     buf = ffi.buffer(out)
     return [buf[:lib.ps_gso_segment(frame, plan, k, out)] for k in range(plan.n_segs)]
+
+
+# L7: the first bytes of a client's stream (csrc/http.c, csrc/tls_sni.c; docs/l7-parse.md).  A request keeps
+# its C struct (HttpRequest.native), which http_find_header and http_find_cookie read again.
+def _span(ofs, size):
+    return None if ofs == l7.HTTP_ABSENT else (ofs, size)
+
+
+def http_parse_request(data, max_head=0) -> l7.HttpRequest:
+    """The request head at the start of `data` (ps_http_parse_request), reading at most `max_head` bytes."""
+    req = ffi.new("struct ps_http_request *")
+    verdict = lib.ps_http_parse_request(data, len(data), max_head, req)
+    if verdict != l7.HTTP_COMPLETE:
+        return l7.HttpRequest(verdict, req.reason)
+    headers = tuple(l7.HttpHeader((h.name_ofs, h.name_len), (h.value_ofs, h.value_len))
+                    for h in req.headers[0:req.n_headers])
+    return l7.HttpRequest(verdict, req.reason, req.head_size, (req.method_ofs, req.method_len),
+                          (req.path_ofs, req.path_len), _span(req.query_ofs, req.query_len),
+                          _span(req.host_ofs, req.host_len), req.version_minor, req.content_length,
+                          bool(req.chunked), headers, native=req)
+
+
+def _native(request):
+    if request.native is None:
+        raise ValueError("the request was not parsed by pyswitch.fastpath.http_parse_request, or is not complete")
+    return request.native
+
+
+def http_find_header(data, request, name, start=0) -> int:
+    """The index in request.headers of the first field at or after `start` named `name` (any case), or -1."""
+    name = bytes(name)
+    return lib.ps_http_find_header(data, _native(request), name, len(name), start)
+
+
+_cookie_value = ffi.new("uint32_t[2]")
+
+
+def http_find_cookie(data, request, name):
+    """The (offset, length) of the first cookie named `name` in any Cookie field, or None."""
+    name = bytes(name)
+    if not lib.ps_http_find_cookie(data, _native(request), name, len(name), _cookie_value, _cookie_value + 1):
+        return None
+    return (_cookie_value[0], _cookie_value[1])
+
+
+_sni = ffi.new("struct ps_tls_sni *")
+
+
+def tls_client_hello_sni(data) -> l7.TlsSni:
+    """The first host_name of the ClientHello in the TLS record at the start of `data` (ps_tls_client_hello_sni)."""
+    verdict = lib.ps_tls_client_hello_sni(data, len(data), _sni)
+    if verdict == l7.TLS_SNI:
+        return l7.TlsSni(verdict, 0, _sni.hello_size, (_sni.name_ofs, _sni.name_len))
+    if verdict == l7.TLS_NO_SNI:
+        return l7.TlsSni(verdict, 0, _sni.hello_size)
+    return l7.TlsSni(verdict, _sni.reason)
 
 
 # struct ps_conn up to its counters, the part conn_add reads: client, reply, backend, tunnel_src, mode, state, flags,
