@@ -36,30 +36,31 @@ methods = st.sampled_from(["GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "P
 paths = st.from_regex(r"/[A-Za-z0-9._~/%-]{0,20}", fullmatch=True)
 queries = st.none() | st.from_regex(r"[A-Za-z0-9=&%._-]{0,12}", fullmatch=True)
 hosts = st.sampled_from(["api.example.test", "www.example.test:8080", "[2001:db8::1]:80", "192.0.2.1", ""])
-targets = st.one_of(
-    st.builds(lambda p, q: p + ("" if q is None else "?" + q), paths, queries),
-    st.builds(lambda s, h, p, q: f"{s}://{h}{p}" + ("" if q is None else "?" + q),
-              st.sampled_from(["http", "HTTPS", "ftp"]), st.sampled_from(["h.test", "h.test:81", "u@h.test", ""]),
-              paths | st.just(""), queries),
-    st.just("*"))
-versions = st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/1.9", "HTTP/2.0", "http/1.1", "HTTP/1.1 "])
-header_names = st.sampled_from(["Host", "host", "Content-Length", "Transfer-Encoding", "Cookie", "X-Tenant",
-                                "User-Agent", "Accept", "Bad Name", ""]) | tokens
+origin_forms = st.builds(lambda p, q: p + ("" if q is None else "?" + q), paths, queries)
+absolute_forms = st.builds(lambda s, h, p, q: f"{s}://{h}{p}" + ("" if q is None else "?" + q),
+                           st.sampled_from(["http", "HTTPS", "ftp"]),
+                           st.sampled_from(["h.test", "h.test:81", "u@h.test", ""]), paths | st.just(""), queries)
+versions = st.sampled_from(["HTTP/1.1"] * 8 + ["HTTP/1.0"] * 2 + ["HTTP/1.9", "HTTP/2.0", "http/1.1", "HTTP/1.1 "])
+header_names = st.sampled_from(["Host", "host", "Content-Length", "Transfer-Encoding"]
+                               + ["Cookie", "X-Tenant", "User-Agent", "Accept"] * 4 + ["Bad Name", ""]) | tokens
 header_values = st.one_of(
-    st.sampled_from(["api.example.test", "12", "chunked", "gzip, chunked", "canary=1; PSWID=abc", "blue",
+    st.sampled_from(["api.example.test", "12", "chunked", "gzip, chunked"] + ["canary=1; PSWID=abc", "blue"] * 4 + [
                      " padded \t", "a\x00b", "x\ry", "007", "1" * 16, "é".encode().decode("latin-1")]),
     st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=20))
-separators = st.sampled_from([": ", ":", " : ", ":\t"])
-line_ends = st.sampled_from(["\r\n"] * 12 + ["\n", "\r"])
+separators = st.sampled_from([": "] * 6 + [":", ":\t", " : "])
+line_ends = st.sampled_from(["\r\n"] * 30 + ["\n", "\r"])
 
 
 @st.composite
 def requests(draw) -> bytes:
     """A request head, mostly well formed, with its body start; bytes, latin-1 encoded."""
     lead = draw(st.sampled_from(["", "", "", "\r\n"]))
-    line = f"{draw(methods)} {draw(targets)} {draw(versions)}"
-    fields = draw(st.lists(st.tuples(header_names, separators, header_values, line_ends), max_size=8))
-    if draw(st.booleans()):
+    form = draw(st.integers(0, 19))     # mostly the origin form, as clients send; drawn so, not by one_of
+    target = "*" if form == 0 else draw(absolute_forms) if form < 4 else draw(origin_forms)
+    method = "OPTIONS" if form == 0 and draw(st.booleans()) else draw(methods)
+    line = f"{method} {target} {draw(versions)}"
+    fields = draw(st.lists(st.tuples(header_names, separators, header_values, line_ends), max_size=6))
+    if draw(st.integers(0, 4)):
         fields.insert(0, ("Host", ": ", draw(hosts), "\r\n"))
     head = lead + line + "\r\n" + "".join(n + s + v + e for n, s, v, e in fields) + "\r\n"
     return (head + draw(st.sampled_from(["", "body", "\r\n"]))).encode("latin-1")
@@ -76,9 +77,10 @@ def client_hellos(draw) -> bytes:
                                                                        name_type=draw(st.sampled_from([0, 0, 1]))))
     if draw(st.integers(0, 9)) == 0:
         exts.append(server_name_ext(b"twice.example.test"))
-    return client_hello(exts, session_id=draw(st.sampled_from([b"", b"\x22" * 32, b"\x33" * 33])),
-                        suites=draw(st.lists(st.integers(0, 0xFFFF), min_size=0, max_size=4)),
-                        compression=draw(st.sampled_from([b"\x00", b"", b"\x01\x00"])),
+    return client_hello(exts, session_id=draw(st.sampled_from([b"", b"\x22" * 32] * 4 + [b"\x33" * 33])),
+                        suites=draw(st.lists(st.integers(0, 0xFFFF), min_size=draw(st.sampled_from([1] * 9 + [0])),
+                                             max_size=4)),
+                        compression=draw(st.sampled_from([b"\x00"] * 8 + [b"", b"\x01\x00"])),
                         with_extensions=draw(st.booleans()) or bool(exts))
 
 
