@@ -242,18 +242,27 @@ def _span(ofs, size):
     return None if ofs == l7.HTTP_ABSENT else (ofs, size)
 
 
+# struct ps_http_request up to headers[]: verdict, reason, head_size, method, path, query, host (ofs, len each),
+# version_minor, content_length, chunked, n_headers.  Checked against the compiled layout, like _CONN_HEAD.
+_HTTP_HEAD = struct.Struct("=iiIIIIIIIIIiqiI")
+assert ffi.offsetof("struct ps_http_request", "headers") == _HTTP_HEAD.size == 64, "struct ps_http_request changed"
+
+
 def http_parse_request(data, max_head=0) -> l7.HttpRequest:
     """The request head at the start of `data` (ps_http_parse_request), reading at most `max_head` bytes."""
     req = ffi.new("struct ps_http_request *")
     verdict = lib.ps_http_parse_request(data, len(data), max_head, req)
     if verdict != l7.HTTP_COMPLETE:
         return l7.HttpRequest(verdict, req.reason)
-    headers = tuple(l7.HttpHeader((h.name_ofs, h.name_len), (h.value_ofs, h.value_len))
-                    for h in req.headers[0:req.n_headers])
-    return l7.HttpRequest(verdict, req.reason, req.head_size, (req.method_ofs, req.method_len),
-                          (req.path_ofs, req.path_len), _span(req.query_ofs, req.query_len),
-                          _span(req.host_ofs, req.host_len), req.version_minor, req.content_length,
-                          bool(req.chunked), headers, native=req)
+    buf = ffi.buffer(req)
+    (verdict, reason, head_size, method_ofs, method_len, path_ofs, path_len, query_ofs, query_len, host_ofs,
+     host_len, version_minor, content_length, chunked, n_headers) = _HTTP_HEAD.unpack_from(buf)
+    # One unpack of the used part of headers[] instead of four cffi attribute reads per field.
+    v = struct.unpack_from(f"={4 * n_headers}I", buf, _HTTP_HEAD.size)
+    headers = tuple([l7.HttpHeader((v[i], v[i + 1]), (v[i + 2], v[i + 3])) for i in range(0, len(v), 4)])
+    return l7.HttpRequest(verdict, reason, head_size, (method_ofs, method_len), (path_ofs, path_len),
+                          _span(query_ofs, query_len), _span(host_ofs, host_len), version_minor, content_length,
+                          chunked == 1, headers, native=req)
 
 
 def _native(request):
