@@ -242,6 +242,11 @@ def _span(ofs, size):
     return None if ofs == l7.HTTP_ABSENT else (ofs, size)
 
 
+def _stream_bytes(data) -> bytes:
+    # cffi passes only bytes as `const uint8_t *`; the twin takes any bytes-like, so this does too.
+    return data if type(data) is bytes else bytes(data)
+
+
 # struct ps_http_request up to headers[]: verdict, reason, head_size, method, path, query, host (ofs, len each),
 # version_minor, content_length, chunked, n_headers.  Checked against the compiled layout, like _CONN_HEAD.
 _HTTP_HEAD = struct.Struct("=iiIIIIIIIIIiqiI")
@@ -250,6 +255,7 @@ assert ffi.offsetof("struct ps_http_request", "headers") == _HTTP_HEAD.size == 6
 
 def http_parse_request(data, max_head=0) -> l7.HttpRequest:
     """The request head at the start of `data` (ps_http_parse_request), reading at most `max_head` bytes."""
+    data = _stream_bytes(data)
     req = ffi.new("struct ps_http_request *")
     verdict = lib.ps_http_parse_request(data, len(data), max_head, req)
     if verdict != l7.HTTP_COMPLETE:
@@ -265,16 +271,19 @@ def http_parse_request(data, max_head=0) -> l7.HttpRequest:
                           chunked == 1, headers, native=req)
 
 
-def _native(request):
+def _native(request, data):
     if request.native is None:
         raise ValueError("the request was not parsed by pyswitch.fastpath.http_parse_request, or is not complete")
+    if len(data) < request.head_size:   # C reads the spans it found: other, shorter bytes would be read past
+        raise ValueError(f"{len(data)} bytes given, the request's head was {request.head_size}")
     return request.native
 
 
 def http_find_header(data, request, name, start=0) -> int:
     """The index in request.headers of the first field at or after `start` named `name` (any case), or -1."""
     name = bytes(name)
-    return lib.ps_http_find_header(data, _native(request), name, len(name), start)
+    data = _stream_bytes(data)
+    return lib.ps_http_find_header(data, _native(request, data), name, len(name), start)
 
 
 _cookie_value = ffi.new("uint32_t[2]")
@@ -283,7 +292,8 @@ _cookie_value = ffi.new("uint32_t[2]")
 def http_find_cookie(data, request, name):
     """The (offset, length) of the first cookie named `name` in any Cookie field, or None."""
     name = bytes(name)
-    if not lib.ps_http_find_cookie(data, _native(request), name, len(name), _cookie_value, _cookie_value + 1):
+    data = _stream_bytes(data)
+    if not lib.ps_http_find_cookie(data, _native(request, data), name, len(name), _cookie_value, _cookie_value + 1):
         return None
     return (_cookie_value[0], _cookie_value[1])
 
@@ -293,6 +303,7 @@ _sni = ffi.new("struct ps_tls_sni *")
 
 def tls_client_hello_sni(data) -> l7.TlsSni:
     """The first host_name of the ClientHello in the TLS record at the start of `data` (ps_tls_client_hello_sni)."""
+    data = _stream_bytes(data)
     verdict = lib.ps_tls_client_hello_sni(data, len(data), _sni)
     if verdict == l7.TLS_SNI:
         return l7.TlsSni(verdict, 0, _sni.hello_size, (_sni.name_ofs, _sni.name_len))

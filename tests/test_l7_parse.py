@@ -151,9 +151,21 @@ def test_cookies(impl):
     assert impl.http_find_cookie(data, r, b"") == (data.index(b"=x") + 1, 1)
 
 
-def test_c_find_needs_a_c_request():
+def test_c_find_needs_a_c_request_and_its_bytes():
     with pytest.raises(ValueError):
         fastpath.http_find_header(GOOD, refpath.http_parse_request(GOOD), b"host")
+    with pytest.raises(ValueError):     # C would read the spans past the end of shorter bytes
+        fastpath.http_find_cookie(GOOD[:10], fastpath.http_parse_request(GOOD), b"canary")
+
+
+@IMPLS
+def test_any_bytes_like(impl):
+    data = bytearray(GOOD)
+    r = impl.http_parse_request(data)
+    assert r == refpath.http_parse_request(GOOD) and impl.http_find_header(memoryview(data), r, b"host") == 0
+    assert text(GOOD, impl.http_find_cookie(data, r, b"canary")) == b"1"
+    hello = HELLOS["sni"][0]
+    assert impl.tls_client_hello_sni(bytearray(hello)) == impl.tls_client_hello_sni(memoryview(hello))
 
 
 @IMPLS
