@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/micro.py [--quick] [--passes 3] [--statistic min|median] [--json FILE]
 
-Runs the pytest-benchmark modules in bench/micro (parse, checksums, flow-table and LPM lookups, Maglev's table
-build) on both implementations and prints one row per operation. Both columns are calls through the same Python
+Runs the pytest-benchmark modules in bench/micro (parse, checksums, flow-table and LPM lookups, the L7 request
+parsers, Maglev's table build) on both implementations and prints one row per operation. Both columns are calls through the same Python
 API (pyswitch.fastpath and pyswitch.refpath), so the C figure includes the cffi call and the conversion of its
 result into Python objects: it is what a Python caller pays, not what the datapath pays per packet inside C.
 Maglev is Python only (the control plane builds its table) and is reported apart.
@@ -28,7 +28,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["bench_parse.py", "bench_csum.py", "bench_flowtable.py", "bench_lpm.py", "bench_maglev.py"]  # table order
+MODULES = ["bench_parse.py", "bench_csum.py", "bench_flowtable.py", "bench_lpm.py", "bench_l7.py",
+           "bench_maglev.py"]  # table order
 IMPLEMENTATIONS = ("c", "python")
 # pytest-benchmark options. A round lasts at least min-time, so a call of a few hundred nanoseconds runs a
 # thousand times per round and the timer's own cost vanishes in it; rounds repeat until max-time per benchmark.

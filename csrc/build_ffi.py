@@ -18,12 +18,19 @@ def _read(path):
         return f.read()
 
 
+# Headers whose marked part is the binding's cdef, in this order; http.h is the L7 request parsers'.
+CDEF_HEADERS = ("pyswitch.h", "http.h")
+
+
 def _cdef():
-    header = _read(os.path.join(HERE, "pyswitch.h"))
-    match = re.search(r"/\* cdef begin \*/(.*)/\* cdef end \*/", header, re.S)
-    if match is None:
-        raise RuntimeError("csrc/pyswitch.h has no cdef markers")
-    return match.group(1)
+    parts = []
+    for name in CDEF_HEADERS:
+        header = _read(os.path.join(HERE, name))
+        match = re.search(r"/\* cdef begin \*/(.*)/\* cdef end \*/", header, re.S)
+        if match is None:
+            raise RuntimeError(f"csrc/{name} has no cdef markers")
+        parts.append(match.group(1))
+    return "\n".join(parts)
 
 
 def _version():
@@ -57,7 +64,7 @@ def make_ffibuilder(absolute_sources=False):
     builder.cdef(_cdef())
     builder.set_source(
         "pyswitch._fastpath",
-        '#include "pyswitch.h"\n',
+        "".join(f'#include "{name}"\n' for name in CDEF_HEADERS),
         sources=_sources(absolute_sources),
         include_dirs=[HERE],
         define_macros=[("PS_VERSION_STR", '"%s"' % _version()), ("_GNU_SOURCE", "1")],

@@ -30,6 +30,7 @@ if [ "$with_tests" = 1 ]; then
     need tshark tshark
     need traceroute traceroute
     need curl curl
+    need openssl openssl      # tests/test_l7_capture_netns.py: a real ClientHello (s_client -servername)
     need trafgen netsniff-ng
     need setpriv util-linux     # tests/test_privileges_netns.py, test_control_socket.py: clients and switches as nobody
     need groupadd passwd        # test_control_socket.py: a [control] group made for the test

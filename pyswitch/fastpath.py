@@ -13,6 +13,7 @@ import struct
 from . import __version__, consts
 from .actions import Action
 from .datapath_args import addr16, mac6
+from .l7 import http_types as l7
 from .datapath_types import (CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, FlowInfo, FlowTableError, GsoPlan,
                              Output, ParseResult, RingBackend, Splice, SpliceResult, SpliceStats, Upcall, conn_max,
                              conn_timeouts, conn_wire, ring_backend_wire, ring_changes)
@@ -265,6 +266,82 @@ def gso_segments(frame, vnet) -> list[bytes]:
     out = ffi.new("uint8_t[]", plan.hdr_size + plan.seg_payload)
     buf = ffi.buffer(out)
     return [buf[:lib.ps_gso_segment(frame, plan, k, out)] for k in range(plan.n_segs)]
+
+
+# L7: the first bytes of a client's stream (csrc/http.c, csrc/tls_sni.c; docs/l7-parse.md).  A request keeps
+# its C struct (HttpRequest.native), which http_find_header and http_find_cookie read again.
+def _span(ofs, size):
+    return None if ofs == l7.HTTP_ABSENT else (ofs, size)
+
+
+def _stream_bytes(data) -> bytes:
+    # cffi passes only bytes as `const uint8_t *`; the twin takes any bytes-like, so this does too.
+    return data if type(data) is bytes else bytes(data)
+
+
+# struct ps_http_request up to headers[]: verdict, reason, head_size, method, path, query, host (ofs, len each),
+# version_minor, content_length, chunked, n_headers.  Checked against the compiled layout, like _CONN_HEAD.
+_HTTP_HEAD = struct.Struct("=iiIIIIIIIIIiqiI")
+assert ffi.offsetof("struct ps_http_request", "headers") == _HTTP_HEAD.size == 64, "struct ps_http_request changed"
+
+
+def http_parse_request(data, max_head=0) -> l7.HttpRequest:
+    """The request head at the start of `data` (ps_http_parse_request), reading at most `max_head` bytes."""
+    data = _stream_bytes(data)
+    req = ffi.new("struct ps_http_request *")
+    verdict = lib.ps_http_parse_request(data, len(data), max_head, req)
+    if verdict != l7.HTTP_COMPLETE:
+        return l7.HttpRequest(verdict, req.reason)
+    buf = ffi.buffer(req)
+    (verdict, reason, head_size, method_ofs, method_len, path_ofs, path_len, query_ofs, query_len, host_ofs,
+     host_len, version_minor, content_length, chunked, n_headers) = _HTTP_HEAD.unpack_from(buf)
+    # One unpack of the used part of headers[] instead of four cffi attribute reads per field.
+    v = struct.unpack_from(f"={4 * n_headers}I", buf, _HTTP_HEAD.size)
+    headers = tuple([l7.HttpHeader((v[i], v[i + 1]), (v[i + 2], v[i + 3])) for i in range(0, len(v), 4)])
+    return l7.HttpRequest(verdict, reason, head_size, (method_ofs, method_len), (path_ofs, path_len),
+                          _span(query_ofs, query_len), _span(host_ofs, host_len), version_minor, content_length,
+                          chunked == 1, headers, native=req)
+
+
+def _native(request, data):
+    if request.native is None:
+        raise ValueError("the request was not parsed by pyswitch.fastpath.http_parse_request, or is not complete")
+    if len(data) < request.head_size:   # C reads the spans it found: other, shorter bytes would be read past
+        raise ValueError(f"{len(data)} bytes given, the request's head was {request.head_size}")
+    return request.native
+
+
+def http_find_header(data, request, name, start=0) -> int:
+    """The index in request.headers of the first field at or after `start` named `name` (any case), or -1."""
+    name = bytes(name)
+    data = _stream_bytes(data)
+    return lib.ps_http_find_header(data, _native(request, data), name, len(name), start)
+
+
+_cookie_value = ffi.new("uint32_t[2]")
+
+
+def http_find_cookie(data, request, name):
+    """The (offset, length) of the first cookie named `name` in any Cookie field, or None."""
+    name = bytes(name)
+    data = _stream_bytes(data)
+    if not lib.ps_http_find_cookie(data, _native(request, data), name, len(name), _cookie_value, _cookie_value + 1):
+        return None
+    return (_cookie_value[0], _cookie_value[1])
+
+
+_sni = ffi.new("struct ps_tls_sni *")
+
+
+def tls_client_hello_sni(data) -> l7.TlsSni:
+    """The first host_name of the ClientHello in the TLS record at the start of `data` (ps_tls_client_hello_sni)."""
+    data = _stream_bytes(data)
+    verdict = lib.ps_tls_client_hello_sni(data, len(data), _sni)
+    if verdict == l7.TLS_SNI:
+        return l7.TlsSni(verdict, 0, _sni.hello_size, (_sni.name_ofs, _sni.name_len))
+    if verdict == l7.TLS_NO_SNI:
+        return l7.TlsSni(verdict, 0, _sni.hello_size)
+    return l7.TlsSni(verdict, _sni.reason)
 
 
 # struct ps_conn up to its counters, the part conn_add reads: client, reply, backend, tunnel_src, mode, state, flags,

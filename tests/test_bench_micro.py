@@ -9,7 +9,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BOTH = ["parse, TCP/IPv4", "parse, UDP/IPv4 in a VLAN tag", "parse, TCP/IPv6",
         "csum, 64 bytes", "csum, 1500 bytes", "csum_update16", "csum_update32",
         "flow lookup, EMC hit", "flow lookup, masked hit (4th of 4 subtables)", "flow lookup, miss",
-        "LPM lookup, /24 hit", "LPM lookup, /28 hit"]
+        "LPM lookup, /24 hit", "LPM lookup, /28 hit",
+        "HTTP head, curl GET (6 lines)", "HTTP head, 15 fields (683 bytes)", "HTTP find cookie (2nd of 2)",
+        "TLS SNI, openssl ClientHello (322 bytes)"]
 PYTHON_ONLY = ["Maglev build, 10 backends", "Maglev build, 100 backends"]
 
 
