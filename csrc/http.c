@@ -1,4 +1,4 @@
-/* http.c: an HTTP/1.x request head, parsed in place (RFC 9112; contract in docs/l7-parse.md).
+/* http.c: an HTTP/1.x request head, parsed in place (RFC 9112; contract in docs/L7.md).
  *
  * Strict where a lenient reading lets a request mean one thing to the switch and another to the backend
  * (request smuggling): single spaces in the request line, CRLF only, no obsolete folding, no control

@@ -1,6 +1,6 @@
 /* http.h: the first bytes of a client's stream, read as an HTTP/1.x request head or a TLS ClientHello.
  *
- * L7 switching reads them before it picks a backend (docs/l7-parse.md is the contract).  Both parsers
+ * L7 switching reads them before it picks a backend (docs/L7.md is the contract).  Both parsers
  * only point into the caller's bytes (offsets and lengths), copy nothing and allocate nothing; the
  * Python twin is pyswitch/refpath/http.py.  The part between the cdef markers is handed to cffi by
  * csrc/build_ffi.py, like pyswitch.h's.

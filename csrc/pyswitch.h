@@ -388,7 +388,7 @@ uint16_t ps_csum_update16(uint16_t check, uint16_t old_value, uint16_t new_value
 uint16_t ps_csum_update32(uint16_t check, uint32_t old_value, uint32_t new_value);
 
 /* The rewrite of one segment of a spliced TCP connection (splice.c;
- * docs/l7-splice.md).  One struct per direction; the deltas are added modulo
+ * docs/L7.md).  One struct per direction; the deltas are added modulo
  * 2^32 (a negative shift is its two's complement). */
 #define PS_SPLICE_SET_SRC 0x01       /* write 'src' into the IPv4 source */
 #define PS_SPLICE_SET_DST 0x02       /* write 'dst' into the IPv4 destination */

@@ -1,4 +1,4 @@
-/* splice.c: the per-segment rewrite of a spliced TCP connection (docs/l7-splice.md).
+/* splice.c: the per-segment rewrite of a spliced TCP connection (docs/L7.md).
  *
  * After delayed binding the switch has two TCP connections that it joins:
  * client <-> switch (whose ISN the switch chose, as a SYN cookie) and

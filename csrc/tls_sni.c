@@ -1,5 +1,5 @@
 /* tls_sni.c: the server name a TLS client asks for, read from its ClientHello without decrypting anything
- * (RFC 8446 section 4.1.2, RFC 6066 section 3; contract in docs/l7-parse.md).  The twin is
+ * (RFC 8446 section 4.1.2, RFC 6066 section 3; contract in docs/L7.md).  The twin is
  * pyswitch/refpath/http.py (tls_client_hello_sni).
  */
 #include "http.h"

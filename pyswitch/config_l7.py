@@ -1,4 +1,4 @@
-"""The L7 sections of a [[vip]] (docs/l7-splice.md): mode "l7" / "l7-tls", rules, pools, persistence, limits.
+"""The L7 sections of a [[vip]] (docs/L7.md): mode "l7" / "l7-tls", rules, pools, persistence, limits.
 
 A part of config.py kept in a module of its own: config.py's _vip() hands an l7 VIP's keys here, and every error
 names its key as the rest of the config's do (`vip[0].rule[1].pool: ...`).  Regexes are compiled at load, so a bad
@@ -255,5 +255,5 @@ def refuse_unserved(vips: list[VipConfig]) -> None:
     for i, vip in enumerate(vips):
         if vip.mode in L7_MODES:
             raise ConfigError(f"vip[{i}].mode: {vip.mode} is not served yet (the L7 engine is in progress, "
-                              f"docs/l7-splice.md); the config is valid, but this switch serves nat, fullnat, "
+                              f"docs/L7.md); the config is valid, but this switch serves nat, fullnat, "
                               f"dsr and tunnel VIPs only")

@@ -151,7 +151,7 @@ ETH_TYPE_NONE = 0x05FF      # 802.3 frames carry a length, not a type
 
 VLAN_PRESENT = 0x1000       # set in a key's vlan_tci when the frame had a tag
 
-# The splice rewrite of one TCP segment (csrc/splice.c, pyswitch/refpath/splice.py; docs/l7-splice.md).
+# The splice rewrite of one TCP segment (csrc/splice.c, pyswitch/refpath/splice.py; docs/L7.md).
 SPLICE_SET_SRC = 0x01       # flags of struct ps_splice
 SPLICE_SET_DST = 0x02
 SPLICE_SET_SPORT = 0x04

@@ -194,7 +194,7 @@ class FlowTableError(OSError):
 
 
 class Splice(NamedTuple):
-    """One direction of a spliced TCP connection (`struct ps_splice`; docs/l7-splice.md).
+    """One direction of a spliced TCP connection (`struct ps_splice`; docs/L7.md).
 
     None leaves an address or port as it is; deltas are added modulo 2**32 (a negative one wraps), and
     `timestamps` says whether both sides use timestamps, so TSval and TSecr are shifted.

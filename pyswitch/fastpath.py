@@ -268,7 +268,7 @@ def gso_segments(frame, vnet) -> list[bytes]:
     return [buf[:lib.ps_gso_segment(frame, plan, k, out)] for k in range(plan.n_segs)]
 
 
-# L7: the first bytes of a client's stream (csrc/http.c, csrc/tls_sni.c; docs/l7-parse.md).  A request keeps
+# L7: the first bytes of a client's stream (csrc/http.c, csrc/tls_sni.c; docs/L7.md).  A request keeps
 # its C struct (HttpRequest.native), which http_find_header and http_find_cookie read again.
 def _span(ofs, size):
     return None if ofs == l7.HTTP_ABSENT else (ofs, size)

@@ -7,7 +7,7 @@ LTM policy rules with a default.  Mechanism only: the parsing is pyswitch.fastpa
 (http_parse_request, tls_client_hello_sni); the config sections that build these rules live elsewhere and
 call rule_from_table().
 
-Matching semantics (docs/l7-parse.md):
+Matching semantics (docs/L7.md):
 - host: the request's host (absolute-form authority, else Host) without its port and trailing dot, compared
   ignoring case; "*.example.test" matches any name that ends in ".example.test".  For l7-tls the SNI name.
 - path_prefix: the raw path (before '?', not percent-decoded) starts with it.

@@ -1,6 +1,6 @@
 """Twin of csrc/http.c and csrc/tls_sni.c: an HTTP/1.x request head and a ClientHello's SNI, read in place.
 
-Same verdicts, reasons and spans as the C parsers (docs/l7-parse.md is the contract); the checks run in the
+Same verdicts, reasons and spans as the C parsers (docs/L7.md is the contract); the checks run in the
 same order, so that a malformed input is refused for the same reason by both.
 """
 from __future__ import annotations

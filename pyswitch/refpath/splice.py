@@ -1,4 +1,4 @@
-"""The rewrite of one segment of a spliced TCP connection: the twin of csrc/splice.c (docs/l7-splice.md).
+"""The rewrite of one segment of a spliced TCP connection: the twin of csrc/splice.c (docs/L7.md).
 
 Sequence numbers move by the sender's delta; the acknowledgement number and SACK edges, which name the receiver's
 bytes, by the receiver's; TSval (the sender's clock) and TSecr (the receiver's, echoed) by theirs; all modulo 2**32.
