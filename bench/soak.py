@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tcp import BENCH_ID, ROOT, start_switch, stop  # noqa: E402
+from tcp import BENCH_ID, ROOT, start_switch, stop, stop_on_term  # noqa: E402
 from tcp_conns import ensure_tools, start_servers  # noqa: E402
 
 from pyswitch.control.client import request  # noqa: E402
@@ -121,20 +120,6 @@ def soak(topo: Topology, workdir: Path, args) -> dict:
     requests = next((line.split()[0] for line in wrk_out.splitlines() if "requests in" in line), "0")
     return {"samples": samples, "tcp_requests": int(requests), "udp": udp,
             "vip_total_conns": {v["name"]: sum(b["total_conns"] for b in v["backends"]) for v in vips}}
-
-
-def stop_on_term() -> None:
-    """A TERM stops the run through its cleanup (servers, switch, namespaces), in this process only: the
-    helpers pyroute2 forks to open namespaces keep the default."""
-    main_pid = os.getpid()
-
-    def stop_run(signum, _frame):
-        if os.getpid() != main_pid:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        sys.exit(1)
-    signal.signal(signal.SIGTERM, stop_run)
 
 
 def main() -> int:

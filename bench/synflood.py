@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pps import GENERATOR_CPU, pin  # noqa: E402
-from tcp import BENCH_ID, ROOT, start_switch, stop  # noqa: E402
+from tcp import BENCH_ID, ROOT, start_switch, stop, stop_on_term  # noqa: E402
 from tcp_conns import ensure_tools, start_servers, wrk  # noqa: E402
 
 from pyswitch.control.client import request  # noqa: E402
@@ -104,20 +103,6 @@ def measure(row: str, rate: float, topo: Topology, workdir: Path, args) -> dict:
             "refused": guard["embryonic_refused"] + guard["upcalls_limited"],
             "upcalls": stats["upcalls"] - stats0["upcalls"],
             "events_dropped": stats["conn_events_dropped"] - stats0["conn_events_dropped"]}
-
-
-def stop_on_term() -> None:
-    """A TERM stops the run through its cleanup (servers, switch, namespaces), in this process only: the
-    helpers pyroute2 forks to open namespaces keep the default."""
-    main_pid = os.getpid()
-
-    def stop_run(signum, _frame):
-        if os.getpid() != main_pid:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        sys.exit(1)
-    signal.signal(signal.SIGTERM, stop_run)
 
 
 def main() -> int:

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,20 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def stop_on_term() -> None:
+    """A TERM stops the run through its cleanup (servers, switch, namespaces), in this process only: the
+    helpers pyroute2 forks to open namespaces keep the default."""
+    main_pid = os.getpid()
+
+    def stop_run(signum, _frame):
+        if os.getpid() != main_pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        sys.exit(1)
+    signal.signal(signal.SIGTERM, stop_run)
 
 
 class Bridge:
