@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tcp import BENCH_ID, ROOT, start_switch, stop, stop_on_term  # noqa: E402
-from tcp_conns import ensure_tools, start_servers  # noqa: E402
+from tcp_conns import ensure_tools, extra_vip_text, start_servers, web_switch_text  # noqa: E402
 
 from pyswitch.control.client import request  # noqa: E402
 from pyswitch.topology import Topology  # noqa: E402
@@ -59,13 +59,9 @@ print(json.dumps({"sent": sent, "answered": answered}), flush=True)
 
 
 def switch_config(scheduler: str, workdir: Path) -> str:
-    text = (ROOT / "netns/lb-sw.toml").read_text()
-    text = text.replace('scheduler = "rr"', f'scheduler = "{scheduler}"')
-    text = text.replace('type = "http"', 'type = "none"').replace("port = 8080", "port = 80")
+    text = web_switch_text("netns/lb-sw.toml", scheduler)
     text = text.replace('datapath = "c"', f'datapath = "c"\nconn_udp_s = {UDP_IDLE_S}')
-    text += f'\n[[vip]]\nname = "udp"\naddress = "{VIP}"\nport = {UDP_PORT}\nprotocol = "udp"\nscheduler = "rr"\n'
-    for backend in ("192.0.2.11", "192.0.2.12", "192.0.2.13"):
-        text += f'\n[[vip.backend]]\naddress = "{backend}"\nport = {UDP_PORT}\n'
+    text += extra_vip_text("udp", VIP, UDP_PORT, "udp")
     path = workdir / f"soak-{scheduler}.toml"
     path.write_text(text)
     return str(path)

@@ -41,7 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pps import GENERATOR_CPU, pin  # noqa: E402
 from tcp import BENCH_ID, ROOT, start_switch, stop, stop_on_term  # noqa: E402
-from tcp_conns import ensure_tools, start_servers, wrk  # noqa: E402
+from tcp_conns import ensure_tools, extra_vip_text, start_servers, web_switch_text, wrk  # noqa: E402
 
 from pyswitch.control.client import request  # noqa: E402
 from pyswitch.topology import Topology  # noqa: E402
@@ -53,16 +53,12 @@ MAX_CONNS = 100000
 
 def switch_config(scheduler: str, args, workdir: Path) -> str:
     """netns/synflood-sw.toml with `scheduler`, the limits of the command line and a second VIP (OTHER_VIP, rr)."""
-    text = (ROOT / "netns/synflood-sw.toml").read_text()
-    text = text.replace('scheduler = "rr"', f'scheduler = "{scheduler}"')
-    text = text.replace('type = "http"', 'type = "none"').replace("port = 8080", "port = 80")
+    text = web_switch_text("netns/synflood-sw.toml", scheduler)
     text = text.replace("max_embryonic = 16384", f"max_embryonic = {args.max_embryonic}")
     text = text.replace("flood_threshold = 1024", f"flood_threshold = {args.flood_threshold}")
     text = text.replace("upcall_rate = 1000", f"upcall_rate = {args.upcall_rate}")
     text = text.replace('datapath = "c"', f'datapath = "c"\nmax_conns = {MAX_CONNS}')
-    text += f'\n[[vip]]\nname = "other"\naddress = "{OTHER_VIP}"\nport = 80\nscheduler = "rr"\n'
-    for backend in ("192.0.2.11", "192.0.2.12", "192.0.2.13"):
-        text += f'\n[[vip.backend]]\naddress = "{backend}"\nport = 80\n'
+    text += extra_vip_text("other", OTHER_VIP, 80)
     path = workdir / f"synflood-{scheduler}.toml"
     path.write_text(text)
     return str(path)

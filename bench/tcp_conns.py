@@ -68,10 +68,24 @@ def ensure_tools() -> None:
                        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), capture_output=True)
 
 
+def web_switch_text(template: str, scheduler: str) -> str:
+    """A load balancer's switch file from netns/ with its VIP's `scheduler`, backends on nginx's port 80 and no
+    health checks (the benchmarks' servers answer no health probe)."""
+    text = (ROOT / template).read_text().replace('scheduler = "rr"', f'scheduler = "{scheduler}"')
+    return text.replace('type = "http"', 'type = "none"').replace("port = 8080", "port = 80")
+
+
+def extra_vip_text(name: str, address: str, port: int, protocol: str = "tcp") -> str:
+    """One more rr [[vip]] on the three backends of netns/lb.toml, at `port` on each."""
+    protocol_line = "" if protocol == "tcp" else f'protocol = "{protocol}"\n'     # tcp is the default
+    text = f'\n[[vip]]\nname = "{name}"\naddress = "{address}"\nport = {port}\n{protocol_line}scheduler = "rr"\n'
+    for backend in ("192.0.2.11", "192.0.2.12", "192.0.2.13"):
+        text += f'\n[[vip.backend]]\naddress = "{backend}"\nport = {port}\n'
+    return text
+
+
 def switch_config(mode: str, scheduler: str, workdir: Path) -> str:
-    text = (ROOT / "netns/lb-sw.toml").read_text()
-    text = text.replace('mode = "nat"', f'mode = "{mode}"').replace('scheduler = "rr"', f'scheduler = "{scheduler}"')
-    text = text.replace('type = "http"', 'type = "none"').replace("port = 8080", "port = 80")
+    text = web_switch_text("netns/lb-sw.toml", scheduler).replace('mode = "nat"', f'mode = "{mode}"')
     path = workdir / f"tcp-conns-{mode}-{scheduler}.toml"
     path.write_text(text)
     return str(path)
