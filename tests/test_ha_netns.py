@@ -65,13 +65,15 @@ class Stream:
     waits for their answers; the client is killed when the block ends, also after a failure."""
 
     def __init__(self, net):
+        self.net = net
         self.process = net.popen("c1", [sys.executable, "-c", STREAM], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True)
 
     def __enter__(self):
         if self.process.stdout.readline().strip() != "open":
             self.__exit__()
-            raise AssertionError("the client could not open its 50 connections")
+            logs = "\n".join(f"--- {name}:\n{self.net.switch_log(name)}" for name in ("ha1", "ha2"))
+            raise AssertionError(f"the client could not open its 50 connections; the switches' logs:\n{logs}")
         return self
 
     def go(self):
