@@ -106,6 +106,13 @@ class Pair:
             assert time.monotonic() < deadline, f"HA states {got}, expected {want}"
             time.sleep(0.02)
 
+    def wait_serving(self, within):
+        """Until the VIP answers: a pair that has just elected its master is only then ready for a test."""
+        deadline = time.monotonic() + within
+        while self.curl(1) != 1:
+            assert time.monotonic() < deadline, "the VIP does not answer after the election"
+            time.sleep(0.1)
+
     def curl(self, count=5):
         out = self.net.exec("c1", ["curl", "-s", "--max-time", "3", "-w", " %{http_code}\\n",
                                    *[f"http://{VIP}/"] * count], capture_output=True, text=True, timeout=60)
@@ -140,6 +147,7 @@ def pair(topology, tmp_path):
         p = Pair(topology(TOPOLOGY, switches=switches, datapath=datapath))
         made.append(p)
         p.wait_states(("master", "backup"), within=5)
+        p.wait_serving(within=5)
         return p
 
     yield make
