@@ -11,7 +11,7 @@ CPython keeps allocations to the end on purpose; every other ASan report and eve
 UBSan report ends the run with an error (halt_on_error, and the build's -fno-sanitize-recover).
 
 SUITE is every test file that drives the C fast path without namespaces.  A property test runs with
-PSW_SANITIZE_EXAMPLES examples (default 40) instead of its own count: the sanitizers find a bad access on the first
+PSW_SANITIZE_EXAMPLES examples (default 15) instead of its own count: the sanitizers find a bad access on the first
 input that makes it, and the full counts run in the ordinary suite anyway.
 """
 import glob
@@ -31,7 +31,7 @@ SUITE = ["test_fastpath_csum.py", "test_fastpath_datapath.py", "test_fastpath_fl
          "test_serve.py", "test_serve_hold.py", "test_l3_bounds.py", "test_consts.py", "test_splice_rewrite.py",
          "test_l7_parse*.py", "test_l7_rules.py"]
 EXAMPLES_ENV = "PSW_SANITIZE_EXAMPLES"
-DEFAULT_EXAMPLES = 40
+DEFAULT_EXAMPLES = 15
 ASAN_OPTIONS = "detect_leaks=0:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1"
 UBSAN_OPTIONS = "halt_on_error=1:print_stacktrace=1"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")

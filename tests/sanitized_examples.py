@@ -8,7 +8,7 @@ import os
 
 from hypothesis import settings
 
-EXAMPLES = int(os.environ.get("PSW_SANITIZE_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("PSW_SANITIZE_EXAMPLES", "15"))
 
 
 def _twin_only(item):
