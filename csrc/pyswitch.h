@@ -433,6 +433,11 @@ struct ps_splice_stats {
 int ps_tcp_splice_rewrite(uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet, const struct ps_splice *sp,
                           struct ps_splice_stats *stats);
 
+/* The PS_SPLICE_* result ps_tcp_splice_rewrite() would give the 'size'
+ * bytes at 'data', with any splice, reading only: what LB's splice asks of
+ * a segment before it forwards it. */
+int ps_tcp_splice_check(const uint8_t *data, uint32_t size);
+
 /* Software offloads for ports whose frames carry no vnet header (offload.c;
  * docs/DATAPATH.md "Offloads").  ps_offload_rx_csum() sets NEEDS_CSUM,
  * csum_start and csum_offset in '*vnet' (leaving the rest) if the 'size'

@@ -244,6 +244,13 @@ def tcp_splice_rewrite(frame, vnet, splice: Splice) -> SpliceResult:
     return SpliceResult(result, bytes(out), SpliceStats(*(getattr(stats, f) for f in SpliceStats._fields)))
 
 
+def tcp_splice_check(frame) -> int:
+    """`ps_tcp_splice_check`: the result code tcp_splice_rewrite would give `frame` (with any splice), reading
+    only: what LB asks of a spliced connection's segment before it forwards it."""
+    frame = bytes(frame)
+    return lib.ps_tcp_splice_check(frame, len(frame))
+
+
 def _gso_plan(frame, vnet):
     plan = ffi.new("struct ps_gso *")
     vnet_c = ffi.from_buffer("struct ps_vnet_hdr *", bytearray(_vnet_bytes(vnet)))
