@@ -137,7 +137,7 @@ def _check_uint(value, bits: int, what: str) -> int:
 def encode_entry(entry: Entry) -> bytes:
     """One entry, tag included; ValueError for a field that does not fit, TypeError for what is no entry."""
     if isinstance(entry, Conn):
-        client, reply, backend, tunnel_src, mode, state, vip_id, backend_id = conn_wire(entry)
+        client, reply, backend, tunnel_src, mode, state, vip_id, backend_id, _flags = conn_wire(entry)
         return bytes([TAG_CONN]) + _CONN.pack(client, reply, backend, tunnel_src, mode, state, vip_id, backend_id)
     if isinstance(entry, Deleted):
         return bytes([TAG_DEL]) + ConnTuple(*entry.client).pack()
