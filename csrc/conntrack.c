@@ -20,11 +20,22 @@
  * its entry to the tail at most once per PS_LRU_GRANULE_MS (as flows do) and
  * on every state change; see ps_dp_conn_expire() for what that costs.
  *
+ * L7 delayed binding (docs/DATAPATH.md "Hold and splice"): while a
+ * nat/fullnat TCP connection holds (PS_CONN_F_HOLD), its packets go up to
+ * the slow path's L7 engine, which answers the client itself; once the
+ * engine has opened the backend's side it splices the two, and from then on
+ * every packet also gets its direction's sequence, acknowledgement and
+ * timestamp deltas (splice.c).  The deltas live in a bounded side table of
+ * their own, so that an entry stays small for the connections that have
+ * none: a spliced entry names its splice entry in the 'backend' field,
+ * which nat and fullnat do not use.
+ *
  * With datapath workers (workers.c) the table is shared: a connection's two
  * directions may arrive on different workers (the kernel's fanout hashes the
  * rewritten tuple of a NAT reply elsewhere), so there is one table, and LB
  * takes 'lock' around each packet, since every packet writes the entry, its
- * list and the counters.  The slow path's calls run while no worker does.
+ * list and the counters; the splice table is read under the same lock.  The
+ * slow path's calls run while no worker does.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -40,6 +51,7 @@
 #include "ps_hdrs.h"
 #include "pyswitch.h"
 #include "route.h"
+#include "splice.h"
 #include "tunnel.h"
 #include "vipguard.h"
 
@@ -49,9 +61,14 @@
 #define CHUNK_MASK (CHUNK_CONNS - 1)
 #define EVENTS_MIN 64                   /* the event ring's first size; it doubles up to PS_CT_MAX_EVENTS */
 #define CT_HASH_SEED 0x27d4eb2f165667c5ULL
+#define SPLICES_MIN 64                  /* the splice table's first size; it doubles up to max_splices */
+#define SPLICE_NIL UINT32_MAX           /* "no splice entry": ends the splice free list */
 
 #define CONN_F_RTT_REPORTED 1           /* struct conn.flags: the RTT was measured (and, unless held, queued) */
 #define CONN_F_UNREPORTED 2             /* a ring's TCP connection not yet past SYN: the slow path knows nothing */
+/* struct conn.flags also holds the public bits, as they are reported: */
+#define CONN_F_PUBLIC (PS_CONN_F_HOLD | PS_CONN_F_SPLICED)
+_Static_assert((CONN_F_RTT_REPORTED | CONN_F_UNREPORTED) < 0x100, "internal flags stay below the public ones");
 
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -62,11 +79,14 @@
 struct conn {
     struct ps_conn_tuple client;        /* the client index's key */
     struct ps_conn_tuple reply;         /* the reply index's key; all zero: not in that index */
-    uint8_t backend[4];                 /* dsr: routed toward; ipip/gre: outer destination */
+    union {
+        uint8_t backend[4];             /* dsr: routed toward; ipip/gre: outer destination; nat/fullnat: unused */
+        uint32_t splice;                /* PS_CONN_F_SPLICED: its splice entry, which keeps 'backend' instead */
+    };
     uint8_t tunnel_src[4];              /* ipip/gre: outer source */
     uint8_t mode;                       /* PS_CONN_* */
     uint8_t state;                      /* PS_CS_*, and the list it is on; 0 while the entry is free */
-    uint16_t flags;                     /* CONN_F_* */
+    uint16_t flags;                     /* CONN_F_*, and the public PS_CONN_F_* */
     uint32_t vip_id;
     uint32_t backend_id;
     uint32_t client_next;               /* next entry in its client bucket, or in the free list */
@@ -79,6 +99,16 @@ struct conn {
     int64_t used_ms;
 };
 _Static_assert(sizeof(struct conn) <= 104, "a connection entry stays within 104 bytes");
+
+/* A spliced connection's deltas (the side table's entry). */
+struct splice_entry {
+    struct ps_splice to_backend;        /* the client's packets, after the NAT rewrite */
+    struct ps_splice to_client;         /* the backend's packets, likewise */
+    union {
+        uint8_t backend[4];             /* in use: the connection's 'backend', whose place its index took */
+        uint32_t next_free;             /* free: the next free entry, or SPLICE_NIL */
+    };
+};
 
 /* A state's LRU list. */
 struct conn_list {
@@ -104,8 +134,13 @@ struct ps_conntrack {
     uint64_t events_pushed;             /* events ever queued: workers read it without 'lock' */
     bool shared;                        /* workers run LB in parallel: take 'lock' */
     pthread_mutex_t lock;               /* held by LB and LB_REPLY while 'shared' */
-    struct ps_ct_stats stats;           /* counters; conns and by_state kept current */
+    struct ps_ct_stats stats;           /* counters; conns, by_state and splices kept current */
     struct ps_vip_guards *guards;       /* each VIP's embryonic count and limits */
+    struct splice_entry *splices;       /* splices_cap entries; NULL until the first splice */
+    uint32_t splices_cap;               /* entries at 'splices': doubles as needed, at most max_splices */
+    uint32_t splices_used;              /* entries ever handed out: those above are untouched */
+    uint32_t splices_free;              /* freed entries, chained through next_free */
+    uint32_t max_splices;               /* the bound on the entries in use (stats.splices) */
 };
 
 /* What LB needs of a packet's headers. */
@@ -227,6 +262,8 @@ ps_conntrack_new(void)
     ct->n_buckets = round_up_pow2(ct->max_conns);
     memcpy(ct->timeouts_ms, default_timeouts_ms, sizeof ct->timeouts_ms);
     ct->stats.max_conns = ct->max_conns;
+    ct->max_splices = ct->stats.max_splices = PS_CT_MAX_SPLICES_DEFAULT;
+    ct->splices_free = SPLICE_NIL;
     ct_lock_init(&ct->lock);
     return ct;
 }
@@ -237,11 +274,22 @@ ps_conntrack_set_shared(struct ps_conntrack *ct, bool shared)
     ct->shared = shared;
 }
 
-/* Frees the entries and buckets of an empty table; the next add allocates
- * them again for the bound then in force. */
+/* Frees the splice table, which holds no entry in use. */
+static void
+splices_release(struct ps_conntrack *ct)
+{
+    free(ct->splices);
+    ct->splices = NULL;
+    ct->splices_cap = ct->splices_used = 0;
+    ct->splices_free = SPLICE_NIL;
+}
+
+/* Frees the entries, buckets and splices of an empty table; the next add
+ * allocates them again for the bound then in force. */
 static void
 ct_release(struct ps_conntrack *ct)
 {
+    splices_release(ct);
     for (uint32_t i = 0; i < ct->n_chunks; i++) {
         free(ct->chunks[i]);
     }
@@ -308,6 +356,61 @@ entry_alloc(struct ps_conntrack *ct)
     }
     ct->n_used++;
     return i;
+}
+
+/* The splice table. */
+
+/* Doubles the splice table (from SPLICES_MIN), at most to max_splices.
+ * Entries are named by index, so moving them costs nothing but the copy.
+ * Returns false if out of memory. */
+static bool
+splices_grow(struct ps_conntrack *ct)
+{
+    uint32_t cap = ct->splices_cap ? ct->splices_cap * 2 : SPLICES_MIN;
+    struct splice_entry *splices;
+
+    if (cap > ct->max_splices) {
+        cap = ct->max_splices;
+    }
+    splices = realloc(ct->splices, (size_t) cap * sizeof *splices);
+    if (!splices) {
+        return false;
+    }
+    ct->splices = splices;
+    ct->splices_cap = cap;
+    return true;
+}
+
+/* Hands out a splice entry in '*index': 0, -ENOSPC (max_splices in use,
+ * counted in splice_refused) or -ENOMEM. */
+static int
+splice_alloc(struct ps_conntrack *ct, uint32_t *index)
+{
+    if (ct->stats.splices >= ct->max_splices) {
+        ct->stats.splice_refused++;
+        return -ENOSPC;
+    }
+    if (ct->splices_free != SPLICE_NIL) {
+        *index = ct->splices_free;
+        ct->splices_free = ct->splices[*index].next_free;
+    } else {
+        /* Below the bound with no free entry: every entry handed out is in
+         * use, so the table has room to grow (splices_cap < max_splices). */
+        if (ct->splices_used == ct->splices_cap && !splices_grow(ct)) {
+            return -ENOMEM;
+        }
+        *index = ct->splices_used++;
+    }
+    ct->stats.splices++;
+    return 0;
+}
+
+static void
+splice_free(struct ps_conntrack *ct, uint32_t index)
+{
+    ct->splices[index].next_free = ct->splices_free;
+    ct->splices_free = index;
+    ct->stats.splices--;
 }
 
 /* Hash indexes. */
@@ -466,8 +569,9 @@ ps_dp_conn_events(struct ps_dp *dp, struct ps_conn_event *out, uint32_t max_out)
 
 /* Entries. */
 
-/* Removes entry 'i' from both indexes and its list and frees it.  Does not
- * count the removal or report it. */
+/* Removes entry 'i' from both indexes and its list and frees it, and its
+ * splice entry with it: every way out of the table (del, expiry, eviction)
+ * comes here.  Does not count the removal or report it. */
 static void
 conn_remove(struct ps_conntrack *ct, uint32_t i)
 {
@@ -480,6 +584,9 @@ conn_remove(struct ps_conntrack *ct, uint32_t i)
         *link = c->reply_next;
     }
     list_unlink(ct, i);
+    if (c->flags & PS_CONN_F_SPLICED) {
+        splice_free(ct, c->splice);
+    }
     c->state = 0;
     c->client_next = ct->free_head;
     ct->free_head = i;
@@ -498,17 +605,25 @@ conn_gone(struct ps_conntrack *ct, uint32_t i)
     conn_remove(ct, i);
 }
 
+/* The backend address connection 'c' was added with: a spliced one keeps it
+ * in its splice entry. */
+static const uint8_t *
+conn_backend(const struct ps_conntrack *ct, const struct conn *c)
+{
+    return (c->flags & PS_CONN_F_SPLICED) ? ct->splices[c->splice].backend : c->backend;
+}
+
 static void
-conn_to_public(const struct conn *c, struct ps_conn *out)
+conn_to_public(const struct ps_conntrack *ct, const struct conn *c, struct ps_conn *out)
 {
     memset(out, 0, sizeof *out);
     out->client = c->client;
     out->reply = c->reply;
-    memcpy(out->backend, c->backend, sizeof out->backend);
+    memcpy(out->backend, conn_backend(ct, c), sizeof out->backend);
     memcpy(out->tunnel_src, c->tunnel_src, sizeof out->tunnel_src);
     out->mode = c->mode;
     out->state = c->state;
-    out->flags = c->flags;
+    out->flags = c->flags & CONN_F_PUBLIC;
     out->vip_id = c->vip_id;
     out->backend_id = c->backend_id;
     out->packets = c->packets;
@@ -517,16 +632,30 @@ conn_to_public(const struct conn *c, struct ps_conn *out)
     out->used_ms = c->used_ms;
 }
 
+/* Returns true if a connection of 'mode' and protocol 'proto' may hold and
+ * be spliced: only nat and fullnat rewrite both directions, and only TCP
+ * has sequence numbers to shift. */
+static bool
+mode_splices(uint8_t mode, uint8_t proto)
+{
+    return (mode == PS_CONN_NAT || mode == PS_CONN_FULLNAT) && proto == PS_IPPROTO_TCP;
+}
+
 /* Returns true if 'conn' (with tuples 'client' and 'reply', pads zeroed) is
  * a connection the table takes: a known mode; TCP in a TCP state or UDP in
  * PS_CS_UDP; a reply tuple of the same protocol for nat and fullnat, none
- * for the modes no reply passes. */
+ * for the modes no reply passes; no flag but HOLD, and that one only where
+ * it can splice (SPLICED is ps_dp_conn_splice()'s to set). */
 static bool
 conn_valid(const struct ps_conn *conn, const struct ps_conn_tuple *client, const struct ps_conn_tuple *reply)
 {
     bool has_reply = !tuple_is_zero(reply);
 
     if (conn->mode < PS_CONN_NAT || conn->mode > PS_CONN_GRE) {
+        return false;
+    }
+    if ((conn->flags & ~PS_CONN_F_HOLD)
+        || ((conn->flags & PS_CONN_F_HOLD) && !mode_splices(conn->mode, client->proto))) {
         return false;
     }
     if (client->proto == PS_IPPROTO_TCP) {
@@ -672,6 +801,7 @@ ct_add(struct ps_conntrack *ct, const struct ps_conn *conn, int64_t now_ms, uint
     memcpy(c->tunnel_src, conn->tunnel_src, sizeof c->tunnel_src);
     c->mode = conn->mode;
     c->state = conn->state;
+    c->flags = conn->flags;             /* conn_valid(): HOLD or nothing */
     c->vip_id = conn->vip_id;
     c->backend_id = conn->backend_id;
     c->created_ms = c->used_ms = now_ms;
@@ -720,8 +850,130 @@ ps_dp_conn_get(struct ps_dp *dp, const struct ps_conn_tuple *tuple, int by_reply
     if (i == CT_NIL) {
         return 0;
     }
-    conn_to_public(conn_at(ct, i), out);
+    conn_to_public(ct, conn_at(ct, i), out);
     return 1;
+}
+
+/* Hold and splice. */
+
+/* Returns true if 'sp' sets nothing but deltas: the addresses and ports of
+ * a spliced connection are its tuples', which the NAT rewrite writes. */
+static bool
+splice_args_valid(const struct ps_splice *sp)
+{
+    return !(sp->flags & ~PS_SPLICE_TIMESTAMPS);
+}
+
+/* Returns the entry of the nat/fullnat TCP connection with client tuple
+ * 'client' in '*index': 0, -ENOENT (none) or -EINVAL (another kind). */
+static int
+splice_conn_find(struct ps_conntrack *ct, const struct ps_conn_tuple *client, uint32_t *index)
+{
+    struct ps_conn_tuple key = tuple_norm(client);
+    uint32_t i = index_find(ct, false, &key);
+
+    if (i == CT_NIL) {
+        return -ENOENT;
+    }
+    if (!mode_splices(conn_at(ct, i)->mode, key.proto)) {
+        return -EINVAL;
+    }
+    *index = i;
+    return 0;
+}
+
+int
+ps_dp_conn_hold(struct ps_dp *dp, const struct ps_conn_tuple *client, int hold)
+{
+    struct ps_conntrack *ct = ps_dp_conntrack(dp);
+    uint32_t i;
+    int error = splice_conn_find(ct, client, &i);
+
+    if (error) {
+        return error;
+    }
+    if (hold) {
+        conn_at(ct, i)->flags |= PS_CONN_F_HOLD;
+    } else {
+        conn_at(ct, i)->flags &= ~PS_CONN_F_HOLD;
+    }
+    return 0;
+}
+
+int
+ps_dp_conn_splice(struct ps_dp *dp, const struct ps_conn_tuple *client, const struct ps_splice *to_backend,
+                  const struct ps_splice *to_client)
+{
+    struct ps_conntrack *ct = ps_dp_conntrack(dp);
+    struct splice_entry *e;
+    struct conn *c;
+    uint32_t i;
+    int error;
+
+    if (!splice_args_valid(to_backend) || !splice_args_valid(to_client)) {
+        return -EINVAL;
+    }
+    error = splice_conn_find(ct, client, &i);
+    if (error) {
+        return error;
+    }
+    c = conn_at(ct, i);
+    if (!(c->flags & PS_CONN_F_SPLICED)) {
+        uint32_t s;
+
+        error = splice_alloc(ct, &s);
+        if (error) {
+            return error;
+        }
+        /* The entry takes the backend's place in the connection. */
+        memcpy(ct->splices[s].backend, c->backend, sizeof c->backend);
+        c->splice = s;
+        c->flags |= PS_CONN_F_SPLICED;
+    }
+    e = &ct->splices[c->splice];
+    e->to_backend = *to_backend;
+    e->to_client = *to_client;
+    c->flags &= ~PS_CONN_F_HOLD;
+    return 0;
+}
+
+int
+ps_dp_conn_get_splice(struct ps_dp *dp, const struct ps_conn_tuple *client, struct ps_splice *to_backend,
+                      struct ps_splice *to_client)
+{
+    struct ps_conntrack *ct = ps_dp_conntrack(dp);
+    struct ps_conn_tuple key = tuple_norm(client);
+    uint32_t i = index_find(ct, false, &key);
+    const struct splice_entry *e;
+
+    if (i == CT_NIL || !(conn_at(ct, i)->flags & PS_CONN_F_SPLICED)) {
+        return 0;
+    }
+    e = &ct->splices[conn_at(ct, i)->splice];
+    *to_backend = e->to_backend;
+    *to_client = e->to_client;
+    return 1;
+}
+
+/* The entries already allocated stay while some are in use (indexes name
+ * them); with none in use the table is freed, so that a lowered bound also
+ * bounds the memory. */
+int
+ps_dp_splice_config(struct ps_dp *dp, uint32_t max_splices)
+{
+    struct ps_conntrack *ct = ps_dp_conntrack(dp);
+
+    if (max_splices == 0 || max_splices > PS_CT_MAX_CONNS) {
+        return -EINVAL;
+    }
+    if (max_splices < ct->stats.splices) {
+        return -EBUSY;
+    }
+    if (!ct->stats.splices) {
+        splices_release(ct);
+    }
+    ct->max_splices = ct->stats.max_splices = max_splices;
+    return 0;
 }
 
 /* Returns the entry after 'i' in dump order: its list onward, then the lists
@@ -761,7 +1013,7 @@ ps_dp_conn_dump(struct ps_dp *dp, uint32_t start, struct ps_conn *out, uint32_t 
         i = start;
     }
     for (; i != CT_NIL && n < max_out; i = dump_next(ct, i)) {
-        conn_to_public(conn_at(ct, i), &out[n++]);
+        conn_to_public(ct, conn_at(ct, i), &out[n++]);
     }
     *next = i;
     return n;
@@ -814,7 +1066,8 @@ ps_dp_conn_get_stats(const struct ps_dp *dp, struct ps_ct_stats *out)
 
     *out = ct->stats;
     out->bytes_used = (uint64_t) ct->n_chunks * CHUNK_CONNS * sizeof(struct conn)
-                      + (ct->client_buckets ? index_bytes : 0);
+                      + (ct->client_buckets ? index_bytes : 0)
+                      + (uint64_t) ct->splices_cap * sizeof(struct splice_entry);
     out->bytes_per_conn = sizeof(struct conn) + (index_bytes + ct->max_conns - 1) / ct->max_conns;
 }
 
@@ -1082,13 +1335,49 @@ conn_account(struct ps_conntrack *ct, uint32_t i, const struct lb_packet *p, uin
     c->used_ms = now_ms;
 }
 
+/* Sends up a packet of held connection 'i', untouched, to the L7 engine that
+ * answers it (PS_UPCALL_L7 with the VIP id).  Its state and counters stay:
+ * the engine, not the packet, says how the connection goes.  Its recency
+ * moves as a forwarded packet's would, so that a connection the engine is
+ * still talking on does not expire or get evicted under it. */
+static enum ps_route_verdict
+lb_hold(struct ps_conntrack *ct, uint32_t i, int64_t now_ms, struct ps_route_result *result)
+{
+    struct conn *c = conn_at(ct, i);
+
+    if (granule_of(now_ms) != granule_of(c->used_ms)) {
+        list_move(ct, i, c->state);
+    }
+    c->used_ms = now_ms;
+    ct->stats.l7_upcalls++;
+    result->reason = PS_UPCALL_L7;
+    result->userdata = c->vip_id;
+    return PS_ROUTE_UPCALL;
+}
+
+/* The splice of the direction a packet of connection 'c' travels, or NULL
+ * if it is not spliced. */
+static const struct ps_splice *
+lb_splice_of(const struct ps_conntrack *ct, const struct conn *c, bool reply)
+{
+    const struct splice_entry *e;
+
+    if (!(c->flags & PS_CONN_F_SPLICED)) {
+        return NULL;
+    }
+    e = &ct->splices[c->splice];
+    return reply ? &e->to_client : &e->to_backend;
+}
+
 static enum ps_route_verdict
 lb_frame(struct ps_conntrack *ct, struct ps_rings *rings, const struct ps_routes *routes,
          struct ps_frame *frame, const struct ps_action *action, int64_t now_ms, struct ps_dp_stats *stats,
          struct ps_route_result *result)
 {
     bool reply = action->type == PS_ACT_LB_REPLY;
+    const struct ps_splice *splice;
     enum ps_route_verdict verdict;
+    struct ps_splice_stats splice_stats;
     struct lb_packet p;
     struct conn *c;
     uint32_t i;
@@ -1118,6 +1407,9 @@ lb_frame(struct ps_conntrack *ct, struct ps_rings *rings, const struct ps_routes
         ct->stats.hits++;
     }
     c = conn_at(ct, i);
+    if (c->flags & PS_CONN_F_HOLD) {
+        return lb_hold(ct, i, now_ms, result);      /* before routing: the engine is its destination */
+    }
 
     /* Route first, on the addresses the packet will have: an upcall or drop
      * then carries the frame untouched, and the slow path can send it again
@@ -1126,11 +1418,29 @@ lb_frame(struct ps_conntrack *ct, struct ps_rings *rings, const struct ps_routes
     if (verdict != PS_ROUTE_FORWARD) {
         return verdict;
     }
+
+    /* A spliced segment the rewrite would refuse (a data offset past the
+     * frame, malformed options) is dropped before it counts: its numbers
+     * cannot be made right, and the receiver would misread it.  The check
+     * reads only what the NAT rewrite leaves alone, so it answers as the
+     * rewrite after it will. */
+    splice = lb_splice_of(ct, c, reply);
+    if (splice && ps_splice_check_frame(frame) != PS_SPLICE_OK) {
+        ct->stats.splice_dropped++;
+        return PS_ROUTE_DROP;
+    }
     conn_account(ct, i, &p, frame->size, reply, now_ms);
     if (reply) {
         lb_rewrite_reply(frame, c);
     } else {
         lb_rewrite_client(frame, c);
+    }
+    if (splice) {
+        /* After the NAT rewrite, as the engine computed the deltas: the
+         * addresses and ports are the tuples', the splice sets none. */
+        memset(&splice_stats, 0, sizeof splice_stats);
+        ps_splice_rewrite_frame(frame, splice, &splice_stats);
+        ct->stats.splice_rewritten++;
     }
     ps_route_rewrite(frame, result, stats);
     return PS_ROUTE_FORWARD;

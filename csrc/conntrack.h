@@ -45,7 +45,8 @@ struct ps_conntrack *ps_dp_conntrack(const struct ps_dp *dp);
  * in 'stats' what ROUTE counts.  A connection's first packet to a VIP with a
  * ring adds the connection here (a CE_NEW event) instead of going up.  The verdict means what ps_route_frame()'s does: the frame changes
  * only when it is PS_ROUTE_FORWARD, and an upcall (PS_UPCALL_CONN_MISS with
- * the VIP id, or one of ROUTE's) carries the frame as it was. */
+ * the VIP id, PS_UPCALL_L7 with a held connection's VIP id, or one of
+ * ROUTE's) carries the frame as it was. */
 enum ps_route_verdict ps_lb_frame(struct ps_conntrack *ct, struct ps_rings *rings, const struct ps_routes *routes,
                                   struct ps_frame *frame, const struct ps_action *action, int64_t now_ms,
                                   struct ps_dp_stats *stats, struct ps_route_result *result);

@@ -70,6 +70,7 @@
 #define PS_UPCALL_TTL 4          /* ROUTE: TTL <= 1, the sender gets Time Exceeded */
 #define PS_UPCALL_LOCAL 5        /* ROUTE: addressed to the switch itself */
 #define PS_UPCALL_CONN_MISS 6    /* LB: no connection for the packet; userdata := the VIP id (arg32) */
+#define PS_UPCALL_L7 7           /* LB, LB_REPLY: a packet of a held connection (PS_CONN_F_HOLD); userdata := its vip_id */
 
 /* Connection modes (struct ps_conn.mode): how LB rewrites a client's packet. */
 #define PS_CONN_NAT 1            /* destination := the backend (reply.src, reply.sport) */
@@ -86,6 +87,11 @@
 #define PS_CS_UDP 5              /* every UDP connection */
 #define PS_CS_COUNT 6            /* states + 1: index 0 is unused */
 
+/* Public bits of struct ps_conn.flags; the table's own bits lie below 0x100
+ * and are neither reported nor accepted. */
+#define PS_CONN_F_HOLD 0x100     /* nat/fullnat TCP: LB and LB_REPLY send every packet up untouched (PS_UPCALL_L7) */
+#define PS_CONN_F_SPLICED 0x200  /* reported only: ps_dp_conn_splice() gave it sequence deltas per direction */
+
 /* Connection events (struct ps_conn_event.kind). */
 #define PS_CE_GONE 1             /* the connection expired or was evicted (not ps_dp_conn_del) */
 #define PS_CE_RTT 2              /* the backend's first SYN+ACK: rtt_us since the connection was added */
@@ -96,6 +102,7 @@
 #define PS_CT_MAX_CONNS_DEFAULT 1048576   /* max_conns of a new datapath */
 #define PS_CT_MAX_CONNS 16777216          /* the largest max_conns accepted */
 #define PS_CT_MAX_EVENTS 65536            /* events queued until drained; more are counted in events_dropped */
+#define PS_CT_MAX_SPLICES_DEFAULT 65536   /* max_splices of a new datapath (ps_dp_splice_config) */
 #define PS_CT_SYN_TIMEOUT_MS 60000
 #define PS_CT_ESTABLISHED_TIMEOUT_MS 900000
 #define PS_CT_FIN_WAIT_TIMEOUT_MS 120000
@@ -304,7 +311,7 @@ struct ps_conn {
     uint8_t tunnel_src[4];       /* ipip/gre: the outer source */
     uint8_t mode;                /* PS_CONN_* */
     uint8_t state;               /* PS_CS_*; in ps_dp_conn_add(): the initial state */
-    uint16_t flags;              /* internal (RTT reported); zero on add */
+    uint16_t flags;              /* PS_CONN_F_*; ps_dp_conn_add() takes PS_CONN_F_HOLD alone */
     uint32_t vip_id;
     uint32_t backend_id;         /* the slow path's tag, returned in events */
     uint32_t pad;
@@ -341,6 +348,12 @@ struct ps_ct_stats {
     uint64_t events_dropped;     /* events lost because the queue was full */
     uint64_t bytes_used;         /* memory the table holds now: entry chunks and hash buckets */
     uint64_t bytes_per_conn;     /* one entry plus its share of the two hash indexes */
+    uint64_t splices;            /* spliced connections now: entries of the splice table in use */
+    uint64_t max_splices;        /* the splice table's bound */
+    uint64_t splice_refused;     /* ps_dp_conn_splice() refused: the splice table full (-ENOSPC) */
+    uint64_t splice_rewritten;   /* packets of spliced connections forwarded with their deltas */
+    uint64_t splice_dropped;     /* ...dropped instead: a TCP header or options the rewrite cannot take */
+    uint64_t l7_upcalls;         /* packets of held connections sent up (PS_UPCALL_L7) */
 };
 
 /* The limits of one VIP's guard (ps_dp_vip_guard_set); 0 means no limit. */
@@ -432,6 +445,11 @@ struct ps_splice_stats {
  * completes the TCP checksum.  Counts into '*stats'; returns PS_SPLICE_*. */
 int ps_tcp_splice_rewrite(uint8_t *data, uint32_t size, const struct ps_vnet_hdr *vnet, const struct ps_splice *sp,
                           struct ps_splice_stats *stats);
+
+/* The PS_SPLICE_* result ps_tcp_splice_rewrite() would give the 'size'
+ * bytes at 'data', with any splice, reading only: what LB's splice asks of
+ * a segment before it forwards it. */
+int ps_tcp_splice_check(const uint8_t *data, uint32_t size);
 
 /* Software offloads for ports whose frames carry no vnet header (offload.c;
  * docs/DATAPATH.md "Offloads").  ps_offload_rx_csum() sets NEEDS_CSUM,
@@ -563,9 +581,10 @@ int ps_dp_neigh_get(struct ps_dp *dp, uint16_t vlan, const uint8_t *addr, struct
  * changed only while the table is empty (-EBUSY); 'timeouts_ms' NULL keeps
  * the timeouts, else [state] for each PS_CS_* ([0] ignored).
  * ps_dp_conn_add(): 0, -EEXIST (the client tuple, or the non-zero reply
- * tuple, is already present), -EINVAL (bad mode, state or protocol, or a
- * reply tuple that does not fit the mode), -ENOSPC (full and nothing
- * evictable), -ENOMEM.  ps_dp_conn_del() returns 1 if the connection existed
+ * tuple, is already present), -EINVAL (bad mode, state or protocol, a
+ * reply tuple that does not fit the mode, a flag other than PS_CONN_F_HOLD,
+ * or HOLD on a connection that is not nat/fullnat TCP), -ENOSPC (full and
+ * nothing evictable), -ENOMEM.  ps_dp_conn_del() returns 1 if the connection existed
  * (no event), 0 if not; ps_dp_conn_get() 1 and fills '*out' if found (by the
  * reply tuple when 'by_reply'), 0 if not.  ps_dp_conn_dump() pages like
  * ps_ft_dump().  ps_dp_conn_expire() removes idle connections with a GONE
@@ -579,6 +598,28 @@ uint32_t ps_dp_conn_dump(struct ps_dp *dp, uint32_t start, struct ps_conn *out, 
 uint32_t ps_dp_conn_expire(struct ps_dp *dp, int64_t now_ms);
 uint32_t ps_dp_conn_events(struct ps_dp *dp, struct ps_conn_event *out, uint32_t max_out);
 void ps_dp_conn_get_stats(const struct ps_dp *dp, struct ps_ct_stats *out);
+
+/* L7 delayed binding (conntrack.c; docs/DATAPATH.md "Hold and splice").
+ * ps_dp_conn_hold() sets ('hold' non-zero) or clears PS_CONN_F_HOLD of the
+ * connection with client tuple 'client': 0, -ENOENT, -EINVAL (not a nat or
+ * fullnat TCP connection).  ps_dp_conn_splice() gives such a connection one
+ * struct ps_splice per direction (client -> backend, backend -> client),
+ * applied after the NAT rewrite, and clears its HOLD; a spliced connection's
+ * deltas are replaced.  The splices must set no address or port (only
+ * PS_SPLICE_TIMESTAMPS may be in their flags): the conn's tuples give those.
+ * Returns 0, -ENOENT, -EINVAL (flags, or not nat/fullnat TCP), -ENOSPC (the
+ * splice table holds max_splices: counted in splice_refused), -ENOMEM.  The
+ * entry is freed with the connection, however it goes.
+ * ps_dp_conn_get_splice() returns 1 and fills both if the connection is
+ * spliced, 0 if not or if there is no such connection.
+ * ps_dp_splice_config() bounds the splice table: 'max_splices'
+ * 1..PS_CT_MAX_CONNS (-EINVAL), not below the splices in use (-EBUSY). */
+int ps_dp_conn_hold(struct ps_dp *dp, const struct ps_conn_tuple *client, int hold);
+int ps_dp_conn_splice(struct ps_dp *dp, const struct ps_conn_tuple *client, const struct ps_splice *to_backend,
+                      const struct ps_splice *to_client);
+int ps_dp_conn_get_splice(struct ps_dp *dp, const struct ps_conn_tuple *client, struct ps_splice *to_backend,
+                          struct ps_splice *to_client);
+int ps_dp_splice_config(struct ps_dp *dp, uint32_t max_splices);
 
 /* VIP guards (conntrack.c, vipguard.c; docs/DATAPATH.md "VIP guards").
  * ps_dp_vip_guard_set() gives VIP 'vip_id' (1..PS_VIP_GUARD_MAX_VIPS-1;

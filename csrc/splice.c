@@ -158,31 +158,59 @@ options_rewrite(const struct splice_seg *seg, const struct ps_splice *sp, bool a
     }
 }
 
-int
-ps_splice_rewrite_frame(struct ps_frame *frame, const struct ps_splice *sp, struct ps_splice_stats *stats)
+/* Finds the TCP segment of 'frame' for 'seg'.  Returns PS_SPLICE_OK, or
+ * NOT_TCP / BAD_HEADER for a frame that cannot be rewritten at all; counts
+ * nothing, so that ps_splice_check_frame() can ask without a rewrite. */
+static int
+segment_find(const struct ps_frame *frame, struct splice_seg *seg)
 {
     uint32_t l3 = ps_ipv4_offset(frame->data, frame->size);
     uint32_t l4;
-    struct splice_seg seg;
-    bool ack;
 
     if (!l3 || frame->data[l3 + IP_PROTO_OFS] != PS_IPPROTO_TCP
         || ps_be16_load(frame->data + l3 + IP_FRAG_OFS) & PS_IP_FRAG_OFF_MASK) {
-        stats->not_tcp++;
         return PS_SPLICE_NOT_TCP;
     }
     l4 = l3 + (frame->data[l3] & 0xf) * 4u;
     if (l4 + sizeof(struct ps_tcp_hdr) > frame->size) {
-        stats->not_tcp++;
         return PS_SPLICE_NOT_TCP;
     }
-    seg.tcp = frame->data + l4;
-    seg.hdr_len = (seg.tcp[TCP_CTL_OFS] >> 4) * 4u;
-    if (seg.hdr_len < sizeof(struct ps_tcp_hdr) || l4 + seg.hdr_len > frame->size) {
-        stats->bad_header++;
+    seg->tcp = frame->data + l4;
+    seg->hdr_len = (seg->tcp[TCP_CTL_OFS] >> 4) * 4u;
+    if (seg->hdr_len < sizeof(struct ps_tcp_hdr) || l4 + seg->hdr_len > frame->size) {
         return PS_SPLICE_BAD_HEADER;
     }
-    seg.partial = (frame->vnet.flags & PS_VNET_F_NEEDS_CSUM) && le16toh(frame->vnet.csum_start) == l4;
+    seg->partial = (frame->vnet.flags & PS_VNET_F_NEEDS_CSUM) && le16toh(frame->vnet.csum_start) == l4;
+    return PS_SPLICE_OK;
+}
+
+int
+ps_splice_check_frame(const struct ps_frame *frame)
+{
+    struct splice_seg seg;
+    int result = segment_find(frame, &seg);
+
+    if (result != PS_SPLICE_OK) {
+        return result;
+    }
+    return options_valid(&seg) ? PS_SPLICE_OK : PS_SPLICE_BAD_OPTIONS;
+}
+
+int
+ps_splice_rewrite_frame(struct ps_frame *frame, const struct ps_splice *sp, struct ps_splice_stats *stats)
+{
+    struct splice_seg seg;
+    int result = segment_find(frame, &seg);
+    bool ack;
+
+    if (result == PS_SPLICE_NOT_TCP) {
+        stats->not_tcp++;
+        return result;
+    }
+    if (result == PS_SPLICE_BAD_HEADER) {
+        stats->bad_header++;
+        return result;
+    }
 
     /* The addresses and ports first, as nat/fullnat write them; nat.c updates
      * the IPv4 checksum and the pseudo-header's share of the TCP one. */
@@ -213,6 +241,15 @@ ps_splice_rewrite_frame(struct ps_frame *frame, const struct ps_splice *sp, stru
     options_rewrite(&seg, sp, ack, stats);
     stats->rewritten++;
     return PS_SPLICE_OK;
+}
+
+int
+ps_tcp_splice_check(const uint8_t *data, uint32_t size)
+{
+    /* The check only reads: the cast lends the bytes to a frame that is never written. */
+    struct ps_frame frame = { .data = (uint8_t *) data, .size = size };
+
+    return ps_splice_check_frame(&frame);
 }
 
 int

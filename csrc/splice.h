@@ -11,4 +11,11 @@
  * kernel completes its checksum. */
 int ps_splice_rewrite_frame(struct ps_frame *frame, const struct ps_splice *sp, struct ps_splice_stats *stats);
 
+/* The result ps_splice_rewrite_frame() would give 'frame' (with any splice),
+ * without writing or counting anything: what the rewrite refuses depends
+ * only on the IPv4 and TCP headers' framing and the TCP options, which the
+ * NAT rewrite leaves alone, so LB can drop a segment before it accounts or
+ * rewrites it. */
+int ps_splice_check_frame(const struct ps_frame *frame);
+
 #endif /* PS_SPLICE_H */

@@ -57,6 +57,7 @@ UPCALL_NO_NEIGH = 3         # ROUTE: the next hop's MAC is unknown; userdata := 
 UPCALL_TTL = 4              # ROUTE: TTL <= 1
 UPCALL_LOCAL = 5            # ROUTE: addressed to the switch itself
 UPCALL_CONN_MISS = 6        # LB: no connection for the packet; userdata := the VIP id
+UPCALL_L7 = 7               # LB, LB_REPLY: a packet of a held connection (CONN_F_HOLD); userdata := its vip_id
 
 # Connection modes: how LB rewrites a client's packet.
 DECAP_DELIVER = 1           # ACT_DECAP arg: a later ROUTE delivers the inner packet to the outer destination
@@ -76,6 +77,10 @@ CS_UDP = 5                  # every UDP connection
 CS_COUNT = 6                # states + 1: index 0 is unused
 CONN_STATE_NAMES = ("none", "syn", "established", "fin_wait", "close", "udp")
 
+# Public bits of Conn.flags (the table's own bits lie below 0x100 and are never reported).
+CONN_F_HOLD = 0x100         # nat/fullnat TCP: LB and LB_REPLY send every packet up untouched (UPCALL_L7)
+CONN_F_SPLICED = 0x200      # reported only: conn_splice gave it sequence deltas per direction
+
 # Connection events.
 CE_GONE = 1                 # the connection expired or was evicted (not conn_del)
 CE_RTT = 2                  # the backend's first SYN+ACK: rtt_us since the connection was added
@@ -86,6 +91,7 @@ CE_NEW = 4                  # LB added the connection itself, to the backend its
 CT_MAX_CONNS_DEFAULT = 1048576  # max_conns of a new datapath
 CT_MAX_CONNS = 16777216         # the largest max_conns accepted
 CT_MAX_EVENTS = 65536           # events queued until drained; more are counted in events_dropped
+CT_MAX_SPLICES_DEFAULT = 65536  # max_splices of a new datapath (splice_config)
 CT_SYN_TIMEOUT_MS = 60000
 CT_ESTABLISHED_TIMEOUT_MS = 900000
 CT_FIN_WAIT_TIMEOUT_MS = 120000

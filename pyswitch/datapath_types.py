@@ -98,6 +98,7 @@ class Conn(NamedTuple):
     bytes: int = 0
     created_ms: int = 0
     used_ms: int = 0
+    flags: int = 0              # consts.CONN_F_HOLD, CONN_F_SPLICED; conn_add takes CONN_F_HOLD alone
 
 
 class ConnEvent(NamedTuple):
@@ -110,22 +111,23 @@ class ConnEvent(NamedTuple):
     client: ConnTuple
 
 
-def conn_wire(conn: Conn) -> tuple[bytes, bytes, bytes, bytes, int, int, int, int]:
+def conn_wire(conn: Conn) -> tuple[bytes, bytes, bytes, bytes, int, int, int, int, int]:
     """The fields of `conn` as both datapaths store them: (client, reply, backend, tunnel_src, mode, state, vip_id,
-    backend_id), tuples packed to 16 bytes (reply None: zeros), addresses 4 bytes (empty: zeros), a mode name
+    backend_id, flags), tuples packed to 16 bytes (reply None: zeros), addresses 4 bytes (empty: zeros), a mode name
     (consts.CONN_MODES) as its number. ValueError for what does not fit the C struct; what fits but the table
-    refuses (an unknown mode or state) is the table's EINVAL."""
+    refuses (an unknown mode, state or flag) is the table's EINVAL."""
     reply = _NO_TUPLE if conn.reply is None else ConnTuple.pack(conn.reply)
     client = ConnTuple.pack(conn.client)
     backend, tunnel_src = conn.backend or _NO_ADDRESS, conn.tunnel_src or _NO_ADDRESS
-    mode, state, vip_id, backend_id = conn.mode, conn.state, conn.vip_id, conn.backend_id
+    mode, state, vip_id, backend_id, flags = conn.mode, conn.state, conn.vip_id, conn.backend_id, conn.flags
     if type(backend) is bytes and type(tunnel_src) is bytes and len(backend) == 4 and len(tunnel_src) == 4 \
             and type(mode) is int and type(state) is int and type(vip_id) is int and type(backend_id) is int \
-            and 0 <= mode < 256 and 0 <= state < 256 and 0 <= vip_id < 1 << 32 and 0 <= backend_id < 1 << 32:
-        return client, reply, backend, tunnel_src, mode, state, vip_id, backend_id
+            and type(flags) is int and 0 <= mode < 256 and 0 <= state < 256 and 0 <= vip_id < 1 << 32 \
+            and 0 <= backend_id < 1 << 32 and 0 <= flags < 1 << 16:
+        return client, reply, backend, tunnel_src, mode, state, vip_id, backend_id, flags
     return (client, reply, _addr4(backend, "backend"), _addr4(tunnel_src, "tunnel source"),
             _uint(consts.CONN_MODES.get(mode, mode), 8, "mode"), _uint(state, 8, "state"),
-            _uint(vip_id, 32, "VIP id"), _uint(backend_id, 32, "backend id"))
+            _uint(vip_id, 32, "VIP id"), _uint(backend_id, 32, "backend id"), _uint(flags, 16, "flags"))
 
 
 _NO_TUPLE = bytes(CONN_TUPLE_SIZE)             # a dsr/ipip/gre connection's reply tuple
@@ -165,6 +167,11 @@ def ring_changes(changes) -> list[tuple[int, int]]:
 def conn_max(max_conns) -> int:
     """conn_config's bound as C takes it (a uint32); its range is the table's EINVAL."""
     return _uint(max_conns, 32, "max_conns")
+
+
+def splice_max(max_splices) -> int:
+    """splice_config's bound as C takes it (a uint32); its range is the table's EINVAL."""
+    return _uint(max_splices, 32, "max_splices")
 
 
 def conn_timeouts(timeouts_ms) -> dict[int, int]:
@@ -208,6 +215,37 @@ class Splice(NamedTuple):
     tsval_delta: int = 0
     tsecr_delta: int = 0         # added to TSecr (with ACK set)
     timestamps: bool = False
+
+
+def splice_wire(splice: Splice) -> tuple[bytes, bytes, int, int, int, int, int, int, int]:
+    """The fields of `splice` as `struct ps_splice` holds them: (src, dst, sport, dport, seq_delta, ack_delta,
+    tsval_delta, tsecr_delta, flags), an address or port left as it is stored as zeros with its SET flag clear,
+    deltas modulo 2**32. ValueError for what does not fit the C struct."""
+    splice = Splice(*splice)
+    flags = consts.SPLICE_TIMESTAMPS if splice.timestamps else 0
+    src = dst = _NO_ADDRESS
+    sport = dport = 0
+    if splice.src is not None:
+        src, flags = _addr4(splice.src, "splice source"), flags | consts.SPLICE_SET_SRC
+    if splice.dst is not None:
+        dst, flags = _addr4(splice.dst, "splice destination"), flags | consts.SPLICE_SET_DST
+    if splice.sport is not None:
+        sport, flags = _uint(splice.sport, 16, "splice source port"), flags | consts.SPLICE_SET_SPORT
+    if splice.dport is not None:
+        dport, flags = _uint(splice.dport, 16, "splice destination port"), flags | consts.SPLICE_SET_DPORT
+    deltas = []
+    for name in ("seq_delta", "ack_delta", "tsval_delta", "tsecr_delta"):
+        value = getattr(splice, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"Splice.{name} {value!r} is not an integer")
+        deltas.append(value & 0xFFFFFFFF)
+    return (src, dst, sport, dport, *deltas, flags)
+
+
+def splice_from_wire(seq_delta: int, ack_delta: int, tsval_delta: int, tsecr_delta: int, flags: int) -> Splice:
+    """The Splice a connection's stored deltas make (conn_get_splice): it sets no address or port."""
+    return Splice(seq_delta=seq_delta, ack_delta=ack_delta, tsval_delta=tsval_delta, tsecr_delta=tsecr_delta,
+                  timestamps=bool(flags & consts.SPLICE_TIMESTAMPS))
 
 
 class SpliceStats(NamedTuple):

@@ -16,7 +16,8 @@ from .datapath_args import addr16, mac6
 from .l7 import http_types as l7
 from .datapath_types import (CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, FlowInfo, FlowTableError, GsoPlan,
                              Output, ParseResult, RingBackend, Splice, SpliceResult, SpliceStats, Upcall, conn_max,
-                             conn_timeouts, conn_wire, ring_backend_wire, ring_changes)
+                             conn_timeouts, conn_wire, ring_backend_wire, ring_changes, splice_from_wire,
+                             splice_max, splice_wire)
 
 try:
     from ._fastpath import ffi, lib
@@ -36,7 +37,8 @@ _FT_STAT_NAMES = ("flows", "max_flows", "subtables", "inserts", "modifies", "del
 _DP_STAT_NAMES = ("rx_packets", "tx_packets", "upcalls", "upcall_dropped", "bad_port", "routed", "route_dropped",
                   "martian", "decap_errors")
 _CT_STAT_NAMES = ("conns", "max_conns", "inserts", "deletes", "expired", "evictions", "refused", "hits", "misses",
-                  "reply_misses", "events_dropped", "bytes_used", "bytes_per_conn")
+                  "reply_misses", "events_dropped", "bytes_used", "bytes_per_conn", "splices", "max_splices",
+                  "splice_refused", "splice_rewritten", "splice_dropped", "l7_upcalls")
 _RING_STAT_NAMES = ("rings", "slots_written", "scheduled", "bytes_used")
 _VIP_GUARD_STAT_NAMES = ("embryonic", "embryonic_evicted", "embryonic_refused", "upcalls_limited")
 _PORT_STAT_NAMES = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "rx_errors", "tx_dropped")
@@ -244,6 +246,13 @@ def tcp_splice_rewrite(frame, vnet, splice: Splice) -> SpliceResult:
     return SpliceResult(result, bytes(out), SpliceStats(*(getattr(stats, f) for f in SpliceStats._fields)))
 
 
+def tcp_splice_check(frame) -> int:
+    """`ps_tcp_splice_check`: the result code tcp_splice_rewrite would give `frame` (with any splice), reading
+    only: what LB asks of a spliced connection's segment before it forwards it."""
+    frame = bytes(frame)
+    return lib.ps_tcp_splice_check(frame, len(frame))
+
+
 def _gso_plan(frame, vnet):
     plan = ffi.new("struct ps_gso *")
     vnet_c = ffi.from_buffer("struct ps_vnet_hdr *", bytearray(_vnet_bytes(vnet)))
@@ -364,7 +373,19 @@ def _conn_from_c(c) -> Conn:
     reply = bytes(ffi.buffer(ffi.addressof(c, "reply"), CONN_TUPLE_SIZE))
     return Conn(_tuple_from(c, "client"), None if reply == bytes(CONN_TUPLE_SIZE) else ConnTuple.unpack(reply),
                 bytes(ffi.buffer(c.backend, 4)), bytes(ffi.buffer(c.tunnel_src, 4)), c.mode, c.state, c.vip_id,
-                c.backend_id, c.packets, c.bytes, c.created_ms, c.used_ms)
+                c.backend_id, c.packets, c.bytes, c.created_ms, c.used_ms, c.flags)
+
+
+def _splice_into(sp, splice: Splice) -> None:
+    """Writes `splice` into the `struct ps_splice *` `sp` (ValueError for what does not fit it)."""
+    src, dst, sport, dport, seq_delta, ack_delta, tsval_delta, tsecr_delta, flags = splice_wire(splice)
+    sp.src, sp.dst, sp.sport, sp.dport = src, dst, sport, dport
+    sp.seq_delta, sp.ack_delta, sp.tsval_delta, sp.tsecr_delta = seq_delta, ack_delta, tsval_delta, tsecr_delta
+    sp.flags = flags
+
+
+def _splice_from_c(sp) -> Splice:
+    return splice_from_wire(sp.seq_delta, sp.ack_delta, sp.tsval_delta, sp.tsecr_delta, sp.flags)
 
 
 def _now_arg(now_ms) -> int:
@@ -571,6 +592,7 @@ class Datapath(_FlowTableOps):
         self._conn_events = ffi.new("struct ps_conn_event[]", _DUMP_CHUNK)
         self._conn_timeouts = ffi.new("uint32_t[]", consts.CS_COUNT)
         self._ct_stats = ffi.new("struct ps_ct_stats *")
+        self._splices = ffi.new("struct ps_splice[2]")      # to_backend, to_client
         self._ring_backend = ffi.new("struct ps_ring_backend *")
         self._ring_stats = ffi.new("struct ps_ring_stats *")
         self._vip_guard = ffi.new("struct ps_vip_guard *")
@@ -774,11 +796,11 @@ class Datapath(_FlowTableOps):
             self._timeouts_set = timeouts
 
     def conn_add(self, conn: Conn, now_ms=None):
-        client, reply, backend, tunnel_src, mode, state, vip_id, backend_id = conn_wire(conn)
+        client, reply, backend, tunnel_src, mode, state, vip_id, backend_id, flags = conn_wire(conn)
         c = self._conn
         # One copy of everything conn_add reads (one per new connection: the slow path's hottest call).
-        ffi.memmove(c, _CONN_HEAD.pack(client, reply, backend, tunnel_src, mode, state, 0, vip_id, backend_id, 0),
-                    _CONN_HEAD.size)
+        ffi.memmove(c, _CONN_HEAD.pack(client, reply, backend, tunnel_src, mode, state, flags, vip_id, backend_id,
+                                       0), _CONN_HEAD.size)
         r = lib.ps_dp_conn_add(self._dp, c, _now_arg(now_ms))
         if r < 0:
             raise OSError(-r, f"cannot add connection {ConnTuple.unpack(client)}: {os.strerror(-r)}")
@@ -824,6 +846,39 @@ class Datapath(_FlowTableOps):
         out = {name: getattr(s, name) for name in _CT_STAT_NAMES}
         out["by_state"] = {consts.CONN_STATE_NAMES[i]: s.by_state[i] for i in range(1, consts.CS_COUNT)}
         return out
+
+    # Hold and splice (docs/DATAPATH.md "Hold and splice").
+
+    def conn_hold(self, client: ConnTuple, hold: bool) -> None:
+        """Sets or clears CONN_F_HOLD of a nat/fullnat TCP connection: OSError ENOENT, EINVAL."""
+        ffi.memmove(self._conn_tuple, ConnTuple(*client).pack(), CONN_TUPLE_SIZE)
+        r = lib.ps_dp_conn_hold(self._dp, self._conn_tuple, 1 if hold else 0)
+        if r < 0:
+            raise OSError(-r, f"cannot {'hold' if hold else 'release'} connection {ConnTuple(*client)}: "
+                              f"{os.strerror(-r)}")
+
+    def conn_splice(self, client: ConnTuple, to_backend: Splice, to_client: Splice) -> None:
+        """Joins the halves of a nat/fullnat TCP connection with these deltas and clears its HOLD: OSError ENOENT,
+        EINVAL (not nat/fullnat TCP, or a splice that sets an address or port), ENOSPC (the splice table is full)."""
+        _splice_into(self._splices + 0, to_backend)
+        _splice_into(self._splices + 1, to_client)
+        ffi.memmove(self._conn_tuple, ConnTuple(*client).pack(), CONN_TUPLE_SIZE)
+        r = lib.ps_dp_conn_splice(self._dp, self._conn_tuple, self._splices + 0, self._splices + 1)
+        if r < 0:
+            raise OSError(-r, f"cannot splice connection {ConnTuple(*client)}: {os.strerror(-r)}")
+
+    def conn_get_splice(self, client: ConnTuple) -> tuple[Splice, Splice] | None:
+        """(to_backend, to_client) of a spliced connection, None if it is not spliced or there is none."""
+        ffi.memmove(self._conn_tuple, ConnTuple(*client).pack(), CONN_TUPLE_SIZE)
+        if lib.ps_dp_conn_get_splice(self._dp, self._conn_tuple, self._splices + 0, self._splices + 1) != 1:
+            return None
+        return _splice_from_c(self._splices[0]), _splice_from_c(self._splices[1])
+
+    def splice_config(self, max_splices) -> None:
+        """The splice table's bound: OSError EINVAL (not 1..CT_MAX_CONNS), EBUSY (below the splices in use)."""
+        r = lib.ps_dp_splice_config(self._dp, splice_max(max_splices))
+        if r < 0:
+            raise OSError(-r, f"splice table: max_splices {max_splices}: {os.strerror(-r)}")
 
     # Maglev rings (docs/DATAPATH.md "Maglev rings").
 

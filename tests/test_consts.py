@@ -28,7 +28,10 @@ def test_connection_tables():
     assert ffi.sizeof("struct ps_conn_tuple") == 16
     assert ffi.sizeof("struct ps_conn") == 88
     assert ffi.sizeof("struct ps_conn_event") == 32
-    assert ffi.sizeof("struct ps_ct_stats") == 8 * (2 + lib.PS_CS_COUNT + 11)
+    assert ffi.sizeof("struct ps_ct_stats") == 8 * (2 + lib.PS_CS_COUNT + 11 + 6)
+    assert ffi.sizeof("struct ps_splice") == 32
+    assert lib.PS_UPCALL_L7 == consts.UPCALL_L7 == consts.UPCALL_CONN_MISS + 1     # the next free reason
+    assert consts.CONN_F_HOLD == lib.PS_CONN_F_HOLD == 0x100 and consts.CONN_F_SPLICED == lib.PS_CONN_F_SPLICED == 0x200
     assert len(consts.CONN_STATE_NAMES) == lib.PS_CS_COUNT
     assert ffi.sizeof("struct ps_ring_backend") == 16
     assert ffi.sizeof("struct ps_ring_stats") == 8 * 4

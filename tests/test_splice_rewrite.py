@@ -291,3 +291,30 @@ def test_an_address_not_of_4_bytes_is_refused_alike(rewrite, splice):
 def test_a_vnet_header_not_of_10_bytes_is_refused_alike(rewrite):
     with pytest.raises(ValueError, match="a vnet header is 10 bytes"):
         rewrite(frame(), bytes(9), Splice(seq_delta=1))
+
+
+# ps_tcp_splice_check: what LB asks of a spliced connection's segment before it forwards it (conntrack.c).
+
+CHECKS = {"c": fastpath.tcp_splice_check, "py": twin.tcp_splice_check}
+
+
+@pytest.mark.parametrize("impl", sorted(CHECKS))
+@pytest.mark.parametrize("original, result", [
+    (frame(options=b"\x01\x01" + ts(1, 2) + sack((3, 4))), consts.SPLICE_OK),
+    (frame(options=b"\x05\x0c" + bytes(10)), consts.SPLICE_BAD_OPTIONS),
+    (frame(doff=4), consts.SPLICE_BAD_HEADER),
+    (frame(proto=17), consts.SPLICE_NOT_TCP),
+    (frame()[:L4 + 19], consts.SPLICE_NOT_TCP),
+])
+def test_check_reads_what_the_rewrite_would_answer(impl, original, result):
+    data = bytearray(original)
+    assert CHECKS[impl](data) == result
+    assert data == original, "the check only reads"
+
+
+@settings(max_examples=300, deadline=None)
+@given(segments())
+def test_check_agrees_with_the_rewrite_c_and_twin(case):
+    original, vnet, sp = case
+    expected = twin.tcp_splice_rewrite(original, vnet, sp).result
+    assert fastpath.tcp_splice_check(original) == twin.tcp_splice_check(original) == expected

@@ -30,7 +30,8 @@ Each entry starts with a 1-byte tag:
 Tuples are `struct ps_conn_tuple` (`ConnTuple.pack`, 16 bytes); a connection without a reply tuple (dsr, ipip,
 gre) sends 16 zero bytes, which decode back to None.  Pad bytes are sent as zero and ignored on receipt, and so
 are unknown flag bits.  Only what the peer needs to forward the connection travels: counters and timestamps are
-local, and a decoded Conn has packets = bytes = created_ms = used_ms = 0.  No payload is longer than
+local, and a decoded Conn has packets = bytes = created_ms = used_ms = flags = 0; held and spliced (L7)
+connections do not travel at all (`syncable`, below).  No payload is longer than
 MAX_PAYLOAD = 1400 bytes, so that with IPv4 and UDP headers (28) it fits a 1500-byte MTU with room for a
 tunnel; longer batches are split over several messages (26 connections per message at most).
 
@@ -57,6 +58,7 @@ import struct
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from .. import consts
 from ..datapath_types import CONN_TUPLE_SIZE, Conn, ConnTuple, conn_wire
 
 MAGIC = b"PS"
@@ -137,7 +139,7 @@ def _check_uint(value, bits: int, what: str) -> int:
 def encode_entry(entry: Entry) -> bytes:
     """One entry, tag included; ValueError for a field that does not fit, TypeError for what is no entry."""
     if isinstance(entry, Conn):
-        client, reply, backend, tunnel_src, mode, state, vip_id, backend_id = conn_wire(entry)
+        client, reply, backend, tunnel_src, mode, state, vip_id, backend_id, _flags = conn_wire(entry)
         return bytes([TAG_CONN]) + _CONN.pack(client, reply, backend, tunnel_src, mode, state, vip_id, backend_id)
     if isinstance(entry, Deleted):
         return bytes([TAG_DEL]) + ConnTuple(*entry.client).pack()
@@ -267,6 +269,19 @@ def is_resync_request(payload: bytes) -> bool:
 
 # --- the master's side ---
 
+# An L7 connection is not sent: while it holds, its client talks to this switch's L7 engine, whose half of the
+# handshake the peer never saw; once spliced, its packets need sequence deltas that only this switch's datapath
+# holds (the wire format has no room for them, and the peer's engine chose no ISN).  On a takeover such a
+# connection breaks, as a proxy's connections do: the peer does not know it and takes its next packet for a
+# stranger's.
+_L7_FLAGS = consts.CONN_F_HOLD | consts.CONN_F_SPLICED
+
+
+def syncable(conn: Conn) -> bool:
+    """Whether `conn` travels to the peer: every connection but a held or spliced (L7) one."""
+    return not conn.flags & _L7_FLAGS
+
+
 class SyncSender:
     """Queues the master's changes and turns them into UPDATES messages, with heartbeats and full dumps."""
 
@@ -281,8 +296,12 @@ class SyncSender:
         self._last_sent: float | None = None
 
     def conn(self, conn: Conn) -> None:
-        """Queue `conn`'s current state (added or changed)."""
-        self._queue[(TAG_CONN, ConnTuple(*conn.client))] = encode_entry(conn)
+        """Queue `conn`'s current state (added or changed); an L7 connection (held or spliced) is not synced."""
+        key = (TAG_CONN, ConnTuple(*conn.client))
+        if not syncable(conn):
+            self._queue.pop(key, None)      # a state queued before it began to hold must not go either
+            return
+        self._queue[key] = encode_entry(conn)
 
     def deleted(self, client: ConnTuple) -> None:
         """Queue the end of the connection whose client tuple is `client`."""
@@ -316,7 +335,7 @@ class SyncSender:
 
         Every message of the dump is flagged FULL, the last one also FULL_END; an empty table is one message
         with no entries.  The queued entries go first, unflagged, so that no older state follows the dump."""
-        chunks = [encode_entry(Conn(*conn)) for conn in conns]
+        chunks = [encode_entry(Conn(*conn)) for conn in conns if syncable(conn)]
         chunks += [encode_entry(Affinity(*a)) for a in affinities]
         messages = self._drain(now)
         messages += self._send(chunks, FULL_END, FULL, now)

@@ -5,6 +5,10 @@ backend's answer; only nat and fullnat connections have one). Each state has an 
 least recent first, with one idle timeout, so expiry and eviction look only at the front. A hit moves its
 connection to the end when `now // LRU_GRANULE_MS` differs from that of its last use, and on every state change,
 as C does. Tuples are the 16 bytes of `struct ps_conn_tuple`.
+
+L7 delayed binding (docs/DATAPATH.md "Hold and splice"): a held connection's packets go up as UPCALL_L7; a spliced
+one's packets get their direction's deltas after the NAT rewrite (splice.py). The splices are counted against
+max_splices as C's side table is; they live on the entries here.
 """
 from __future__ import annotations
 
@@ -13,14 +17,16 @@ from collections import OrderedDict
 from itertools import islice
 
 from .. import consts
-from ..datapath_types import CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, conn_wire
-from . import nat, tunnel
+from ..datapath_types import (CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, Splice, conn_wire, splice_from_wire,
+                              splice_wire)
+from . import nat, splice as splice_rewrite, tunnel
 from .nat import IP_FRAG_OFF_MASK, IP_FRAG_OFS, IP_PROTO_OFS, IPPROTO_TCP, IPPROTO_UDP, ipv4_offset
 from .route import DROP, FORWARD, UPCALL
 from .vipguard import VipGuards
 
 _STAT_KEYS = ("conns", "max_conns", "inserts", "deletes", "expired", "evictions", "refused", "hits", "misses",
-              "reply_misses", "events_dropped")
+              "reply_misses", "events_dropped", "splices", "max_splices", "splice_refused", "splice_rewritten",
+              "splice_dropped", "l7_upcalls")
 _ZERO_TUPLE = bytes(CONN_TUPLE_SIZE)
 _L4_HDR_LEN = {IPPROTO_TCP: 20, IPPROTO_UDP: 8}
 _TCP_STATES = (consts.CS_SYN, consts.CS_ESTABLISHED, consts.CS_FIN_WAIT, consts.CS_CLOSE)
@@ -30,6 +36,7 @@ _ENCAP_PROTO = {consts.CONN_IPIP: tunnel.IPPROTO_IPIP, consts.CONN_GRE: tunnel.I
 _CLOSING = (consts.CS_FIN_WAIT, consts.CS_CLOSE)     # counted as inactive by the slow path (CE_STATE)
 _RTT_REPORTED = 1           # Entry.flags: the RTT was measured (and, unless held, queued)
 _UNREPORTED = 2             # Entry.flags: a ring's TCP connection not yet past SYN: the slow path knows nothing
+_PUBLIC_FLAGS = consts.CONN_F_HOLD | consts.CONN_F_SPLICED     # Entry.flags holds these too, as reported
 _UINT32_MAX = 0xFFFFFFFF
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 TCP_FLAGS_MASK = 0x0FFF
@@ -39,23 +46,33 @@ class Entry:
     """One connection. `client` and `reply` are the packed tuples (the index keys)."""
 
     __slots__ = ("client", "reply", "backend", "tunnel_src", "mode", "state", "flags", "vip_id", "backend_id",
-                 "packets", "bytes", "created_ms", "used_ms", "held_rtt_us")
+                 "packets", "bytes", "created_ms", "used_ms", "held_rtt_us", "splices")
 
     def conn(self) -> Conn:
         reply = None if self.reply == _ZERO_TUPLE else ConnTuple.unpack(self.reply)
         return Conn(ConnTuple.unpack(self.client), reply, self.backend, self.tunnel_src, self.mode, self.state,
-                    self.vip_id, self.backend_id, self.packets, self.bytes, self.created_ms, self.used_ms)
+                    self.vip_id, self.backend_id, self.packets, self.bytes, self.created_ms, self.used_ms,
+                    self.flags & _PUBLIC_FLAGS)
 
     def event(self, kind: int, rtt_us: int = 0) -> ConnEvent:
         return ConnEvent(kind, self.vip_id, self.backend_id, self.state, rtt_us, ConnTuple.unpack(self.client))
 
 
-def _valid(client: bytes, reply: bytes, mode: int, state: int) -> bool:
+def _splices(mode: int, proto: int) -> bool:
+    """Whether a connection may hold and be spliced (`mode_splices`): nat/fullnat rewrite both ways, TCP has
+    sequence numbers."""
+    return mode in _NAT_MODES and proto == IPPROTO_TCP
+
+
+def _valid(client: bytes, reply: bytes, mode: int, state: int, flags: int) -> bool:
     """A connection the table takes: a known mode; TCP in a TCP state or UDP in CS_UDP; a reply tuple of the same
-    protocol for nat and fullnat, none for the modes no reply passes."""
+    protocol for nat and fullnat, none for the modes no reply passes; no flag but HOLD, that one only where the
+    connection can splice."""
     if mode not in consts.CONN_MODES.values():
         return False
     proto = client[0]
+    if flags & ~consts.CONN_F_HOLD or (flags & consts.CONN_F_HOLD and not _splices(mode, proto)):
+        return False
     if not ((proto == IPPROTO_TCP and state in _TCP_STATES) or (proto == IPPROTO_UDP and state == consts.CS_UDP)):
         return False
     if mode in _NAT_MODES:
@@ -101,6 +118,7 @@ class ConnTable:
         self._events: list[ConnEvent] = []
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
         self._stats["max_conns"] = self.max_conns
+        self._stats["max_splices"] = consts.CT_MAX_SPLICES_DEFAULT
         self.guards = VipGuards()
 
     # -- the slow path's side ------------------------------------------------------------------------------------
@@ -118,10 +136,11 @@ class ConnTable:
             self.timeouts_ms = {state: timeouts_ms[state] for state in consts.CT_TIMEOUTS_MS}
 
     def add(self, conn: Conn, now_ms: int) -> None:
-        client, reply, backend, tunnel_src, mode, state, vip_id, backend_id = conn_wire(conn)
+        client, reply, backend, tunnel_src, mode, state, vip_id, backend_id, flags = conn_wire(conn)
         client, reply = _norm(client), _norm(reply)
-        if not _valid(client, reply, mode, state):
-            raise OSError(errno.EINVAL, f"connection refused: mode {mode}, state {state}, protocol {client[0]}")
+        if not _valid(client, reply, mode, state, flags):
+            raise OSError(errno.EINVAL, f"connection refused: mode {mode}, state {state}, protocol {client[0]}, "
+                                        f"flags {flags:#x}")
         if client in self._by_client or (reply != _ZERO_TUPLE and reply in self._by_reply):
             raise OSError(errno.EEXIST, "a connection with this client or reply tuple exists")
         if state == consts.CS_SYN and self.guards.embryonic_full(vip_id):
@@ -140,8 +159,9 @@ class ConnTable:
             self._stats["evictions"] += 1
         e = Entry()
         e.client, e.reply, e.backend, e.tunnel_src = client, reply, backend, tunnel_src
-        e.mode, e.state, e.flags, e.vip_id, e.backend_id = mode, state, 0, vip_id, backend_id
+        e.mode, e.state, e.flags, e.vip_id, e.backend_id = mode, state, flags, vip_id, backend_id
         e.packets = e.bytes = e.held_rtt_us = 0
+        e.splices = None
         e.created_ms = e.used_ms = now_ms
         self._by_client[client] = e
         if reply != _ZERO_TUPLE:
@@ -184,6 +204,53 @@ class ConnTable:
             n += len(idle)
         return n
 
+    # -- hold and splice (docs/DATAPATH.md "Hold and splice") ---------------------------------------------------
+
+    def _splice_conn(self, client) -> Entry:
+        """The nat/fullnat TCP connection of `client` (`splice_conn_find`): OSError ENOENT, EINVAL."""
+        e = self._by_client.get(_norm(client))
+        if e is None:
+            raise OSError(errno.ENOENT, f"no connection {ConnTuple.unpack(_norm(client))}")
+        if not _splices(e.mode, e.client[0]):
+            raise OSError(errno.EINVAL, f"a mode {e.mode} connection of protocol {e.client[0]} cannot hold or "
+                                        f"splice (nat and fullnat TCP only)")
+        return e
+
+    def hold(self, client, hold: bool) -> None:
+        e = self._splice_conn(client)
+        if hold:
+            e.flags |= consts.CONN_F_HOLD
+        else:
+            e.flags &= ~consts.CONN_F_HOLD
+
+    def splice(self, client, to_backend: Splice, to_client: Splice) -> None:
+        """`ps_dp_conn_splice`: each direction's deltas after the NAT rewrite, HOLD cleared; OSError EINVAL for a
+        splice that sets an address or port, ENOENT, EINVAL, ENOSPC (the splice table is full)."""
+        wires = (splice_wire(to_backend), splice_wire(to_client))
+        if any(wire[8] & ~consts.SPLICE_TIMESTAMPS for wire in wires):
+            raise OSError(errno.EINVAL, "a connection's splice sets no address or port: its tuples give them")
+        e = self._splice_conn(client)
+        if e.splices is None:
+            if self._stats["splices"] >= self._stats["max_splices"]:
+                self._stats["splice_refused"] += 1
+                raise OSError(errno.ENOSPC, f"the splice table holds its {self._stats['max_splices']} splices")
+            self._stats["splices"] += 1
+            e.flags |= consts.CONN_F_SPLICED
+        e.splices = tuple(splice_from_wire(*wire[4:]) for wire in wires)
+        e.flags &= ~consts.CONN_F_HOLD
+
+    def get_splice(self, client) -> tuple[Splice, Splice] | None:
+        e = self._by_client.get(_norm(client))
+        return None if e is None else e.splices
+
+    def splice_config(self, max_splices: int) -> None:
+        """`ps_dp_splice_config`: OSError EINVAL for a bound out of 1..CT_MAX_CONNS, EBUSY below those in use."""
+        if not 0 < max_splices <= consts.CT_MAX_CONNS:
+            raise OSError(errno.EINVAL, f"max_splices {max_splices} not in 1..{consts.CT_MAX_CONNS}")
+        if max_splices < self._stats["splices"]:
+            raise OSError(errno.EBUSY, f"{self._stats['splices']} splices are in use, more than {max_splices}")
+        self._stats["max_splices"] = max_splices
+
     def events(self) -> list[ConnEvent]:
         events, self._events = self._events, []
         return events
@@ -203,10 +270,14 @@ class ConnTable:
     # -- entries ---------------------------------------------------------------------------------------------------
 
     def _remove(self, e: Entry) -> None:
+        """Every way out of the table (del, expiry, eviction) comes here, and frees the splice with the entry."""
         del self._by_client[e.client]
         if e.reply != _ZERO_TUPLE:
             del self._by_reply[e.reply]
         self._list_del(e)
+        if e.splices is not None:
+            e.splices = None
+            self._stats["splices"] -= 1
 
     def _list_add(self, e: Entry) -> None:
         self._lists[e.state][e.client] = e
@@ -318,17 +389,37 @@ class ConnTable:
                 return self._miss(vip_id, now_ms)
         else:
             self._stats["hits"] += 1
+        if e.flags & consts.CONN_F_HOLD:
+            return self._hold(e, now_ms)        # before routing: the L7 engine is its destination
 
         verdict, what, userdata, hop = _lb_decide(e, frame, l3, reply, routes, stats)
         if verdict != FORWARD:
             return verdict, what, userdata
+        # A spliced segment the rewrite would refuse is dropped before it counts; the check reads only what the NAT
+        # rewrite leaves alone, so it answers as the rewrite after it will.
+        sp = None if e.splices is None else e.splices[1 if reply else 0]
+        if sp is not None and splice_rewrite.tcp_splice_check(frame) != consts.SPLICE_OK:
+            self._stats["splice_dropped"] += 1
+            return DROP, 0, 0
         self._account(e, key[0], tcp_flags, len(frame), reply, now_ms)
         if reply:
             _rewrite_reply(frame, vnet, e)
         else:
             _rewrite_client(frame, vnet, e)
+        if sp is not None:
+            frame[:] = splice_rewrite.tcp_splice_rewrite(frame, vnet.pack(), sp).frame
+            self._stats["splice_rewritten"] += 1
         routes.rewrite(frame, vnet, hop, stats)
         return FORWARD, what, 0
+
+    def _hold(self, e: Entry, now_ms: int):
+        """`lb_hold`: a held connection's packet goes up untouched as UPCALL_L7 with its VIP id; state and counters
+        stay, recency moves as a forwarded packet's would (an active hold does not expire)."""
+        if _granule(now_ms) != _granule(e.used_ms):
+            self._move(e, e.state)
+        e.used_ms = now_ms
+        self._stats["l7_upcalls"] += 1
+        return UPCALL, consts.UPCALL_L7, e.vip_id
 
 
     def _miss(self, vip_id: int, now_ms: int):

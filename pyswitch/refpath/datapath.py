@@ -12,7 +12,8 @@ import select
 import time
 
 from .. import consts
-from ..datapath_types import Conn, ConnEvent, ConnTuple, RingBackend, Upcall, conn_max, conn_timeouts
+from ..datapath_types import (Conn, ConnEvent, ConnTuple, RingBackend, Splice, Upcall, conn_max, conn_timeouts,
+                              splice_max)
 from .actions import DROP_DECAP, GSO_TYPE_MASK, Sink, execute as execute_actions
 from .conntrack import ConnTable
 from .ring import Rings
@@ -454,6 +455,25 @@ class Datapath:
 
     def conn_stats(self) -> dict:
         return self.conns.stats()
+
+    # -- hold and splice (docs/DATAPATH.md "Hold and splice") ----------------------------------------------------
+
+    def conn_hold(self, client: ConnTuple, hold: bool) -> None:
+        """Sets or clears CONN_F_HOLD of a nat/fullnat TCP connection: OSError ENOENT, EINVAL."""
+        self.conns.hold(client, hold)
+
+    def conn_splice(self, client: ConnTuple, to_backend: Splice, to_client: Splice) -> None:
+        """Joins the halves of a nat/fullnat TCP connection with these deltas and clears its HOLD: OSError ENOENT,
+        EINVAL (not nat/fullnat TCP, or a splice that sets an address or port), ENOSPC (the splice table is full)."""
+        self.conns.splice(client, to_backend, to_client)
+
+    def conn_get_splice(self, client: ConnTuple) -> tuple[Splice, Splice] | None:
+        """(to_backend, to_client) of a spliced connection, None if it is not spliced or there is none."""
+        return self.conns.get_splice(client)
+
+    def splice_config(self, max_splices: int) -> None:
+        """The splice table's bound: OSError EINVAL (not 1..CT_MAX_CONNS), EBUSY (below the splices in use)."""
+        self.conns.splice_config(splice_max(max_splices))
 
     # -- Maglev rings (docs/DATAPATH.md "Maglev rings") ----------------------------------------------------------
 

@@ -91,6 +91,30 @@ def _check_addresses(splice: Splice) -> None:
             raise ValueError(f"Splice.{name}: an IPv4 address is 4 bytes, not {len(value)}")
 
 
+def _segment(frame):
+    """(result, tcp, hdr_len) of the TCP segment in `frame` (`segment_find`): SPLICE_OK with the TCP header's
+    offset and length, or SPLICE_NOT_TCP / SPLICE_BAD_HEADER (then 0, 0) for a frame that cannot be rewritten."""
+    l3 = ipv4_offset(frame)
+    if (not l3 or frame[l3 + IP_PROTO_OFS] != IPPROTO_TCP
+            or _load16(frame, l3 + IP_FRAG_OFS) & IP_FRAG_OFF_MASK
+            or l3 + (frame[l3] & 0xF) * 4 + TCP_HDR_LEN > len(frame)):
+        return consts.SPLICE_NOT_TCP, 0, 0
+    tcp = l3 + (frame[l3] & 0xF) * 4
+    hdr_len = (frame[tcp + TCP_CTL_OFS] >> 4) * 4
+    if hdr_len < TCP_HDR_LEN or tcp + hdr_len > len(frame):
+        return consts.SPLICE_BAD_HEADER, 0, 0
+    return consts.SPLICE_OK, tcp, hdr_len
+
+
+def tcp_splice_check(frame) -> int:
+    """`ps_tcp_splice_check`: the result code tcp_splice_rewrite would give `frame` (with any splice), reading
+    only: what LB asks of a spliced connection's segment before it forwards it."""
+    result, tcp, hdr_len = _segment(frame)
+    if result != consts.SPLICE_OK:
+        return result
+    return consts.SPLICE_OK if _options(frame, tcp, hdr_len) is not None else consts.SPLICE_BAD_OPTIONS
+
+
 def tcp_splice_rewrite(frame, vnet, splice: Splice) -> SpliceResult:
     """`ps_tcp_splice_rewrite`: `frame` (an Ethernet frame) rewritten for one direction of a spliced connection,
     with the result code (consts.SPLICE_*) and what was counted. `vnet`: 10 bytes or None."""
@@ -98,15 +122,11 @@ def tcp_splice_rewrite(frame, vnet, splice: Splice) -> SpliceResult:
     out = bytearray(frame)
     vnet = _vnet_bytes(vnet) if vnet is not None else bytes(consts.VNET_HDR_SIZE)
     flags, _gso, _hdr_len, _gso_size, csum_start, _csum_offset = VNET.unpack(vnet)
-    l3 = ipv4_offset(out)
-    if (not l3 or out[l3 + IP_PROTO_OFS] != IPPROTO_TCP
-            or _load16(out, l3 + IP_FRAG_OFS) & IP_FRAG_OFF_MASK
-            or l3 + (out[l3] & 0xF) * 4 + TCP_HDR_LEN > len(out)):
-        return SpliceResult(consts.SPLICE_NOT_TCP, bytes(out), SpliceStats(not_tcp=1))
-    tcp = l3 + (out[l3] & 0xF) * 4
-    hdr_len = (out[tcp + TCP_CTL_OFS] >> 4) * 4
-    if hdr_len < TCP_HDR_LEN or tcp + hdr_len > len(out):
-        return SpliceResult(consts.SPLICE_BAD_HEADER, bytes(out), SpliceStats(bad_header=1))
+    result, tcp, hdr_len = _segment(out)
+    if result == consts.SPLICE_NOT_TCP:
+        return SpliceResult(result, bytes(out), SpliceStats(not_tcp=1))
+    if result == consts.SPLICE_BAD_HEADER:
+        return SpliceResult(result, bytes(out), SpliceStats(bad_header=1))
     partial = bool(flags & consts.VNET_F_NEEDS_CSUM) and csum_start == tcp
 
     # The addresses and ports first, as nat/fullnat write them (nat.py keeps the IPv4 and pseudo-header sums).
