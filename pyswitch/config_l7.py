@@ -2,7 +2,8 @@
 
 A part of config.py kept in a module of its own: config.py's _vip() hands an l7 VIP's keys here, and every error
 names its key as the rest of the config's do (`vip[0].rule[1].pool: ...`).  Regexes are compiled at load, so a bad
-one is a config error, not a request-time surprise.  The switch does not serve these VIPs yet (refuse_unserved()).
+one is a config error, not a request-time surprise.  What the engine does not serve yet is refused at start
+(refuse_unserved()).
 """
 from __future__ import annotations
 
@@ -250,10 +251,9 @@ def backends(vip: VipConfig) -> list[tuple[str, ipaddress.IPv4Address]]:
 
 
 def refuse_unserved(vips: list[VipConfig]) -> None:
-    """The switch has no L7 engine yet: starting (or reloading into) an l7 VIP is refused, so nothing pretends to
-    serve it.  The config itself is valid: config.load() accepts it, so the L7 parts can be tested today."""
+    """What the L7 engine does not do yet is refused before the switch starts, so nothing pretends to work: the
+    config is valid (config.load() accepts it), the switch cannot serve it."""
     for i, vip in enumerate(vips):
-        if vip.mode in L7_MODES:
-            raise ConfigError(f"vip[{i}].mode: {vip.mode} is not served yet (the L7 engine is in progress, "
-                              f"docs/L7.md); the config is valid, but this switch serves nat, fullnat, "
-                              f"dsr and tunnel VIPs only")
+        if vip.l7 is not None and vip.l7.persistence is not None and vip.l7.persistence.insert:
+            raise ConfigError(f"vip[{i}].persistence.insert: inserting the cookie is not served yet (routing by "
+                              f"a cookie the backend sets is): set insert = false")

@@ -119,6 +119,8 @@ def _plan_vips(running: config_mod.Config, new: config_mod.Config, p: Plan) -> N
     new_names = {v.name for v in new.vips}
     for i, vip in enumerate(new.vips):
         old = old_vips.get(vip.name)
+        if old is None and vip.l7 is not None:
+            raise ReloadRefused(f"vip[{i}]: an {vip.mode} VIP cannot be added while the switch runs: {RESTART}")
         if old is None:
             if running.ha is not None:
                 raise ReloadRefused(f"vip[{i}]: VIPs cannot be added to a member of an HA pair while it runs "
@@ -141,6 +143,9 @@ def _plan_vips(running: config_mod.Config, new: config_mod.Config, p: Plan) -> N
         p.backends_del += [(vip.name, key) for key in old_backends if key not in new_backends]
     for name in old_vips:
         if name not in new_names:
+            if old_vips[name].l7 is not None:
+                raise ReloadRefused(f"vip: {name!r} removed; an {old_vips[name].mode} VIP cannot be removed while "
+                                    f"the switch runs: {RESTART}")
             if running.ha is not None:
                 raise ReloadRefused(f"vip: {name!r} removed; VIPs cannot be removed from a member of an HA pair "
                                     "while it runs: restart both")

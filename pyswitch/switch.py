@@ -76,7 +76,7 @@ def make_datapath(kind: str, max_flows: int, workers: int = 1):
 
 class Switch:
     def __init__(self, config: Config):
-        config_l7.refuse_unserved(config.vips)     # no L7 engine yet: refuse rather than pretend (ConfigError)
+        config_l7.refuse_unserved(config.vips)     # what the L7 engine cannot do yet: refused (ConfigError)
         self.config = config
         self.settings = config.switch
         self.dp = make_datapath(self.settings.datapath, self.settings.max_flows, self.settings.workers)

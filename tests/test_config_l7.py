@@ -199,26 +199,34 @@ def test_bad_regex_message_says_why():
         from_dict(tomllib.loads(VLANS + text))
 
 
-def test_the_switch_refuses_an_l7_vip_it_cannot_serve():
-    config = issue_config()
-    with pytest.raises(ConfigError, match=r"^vip\[0\]\.mode: l7 is not served yet"):
+INSERTING = ISSUE_VIP.replace('cookie = "PSWID"', 'cookie = "PSWID"\ninsert = true')
+NOT_SERVED = r"vip\[0\]\.persistence\.insert: inserting the cookie is not served yet"
+
+
+def test_the_switch_refuses_what_the_engine_cannot_do_yet():
+    """Cookie insert is the one L7 setting the engine does not serve: refused, with its key, before anything
+    starts, by Switch(), `pyswitch run` and `pyswitch reload` alike."""
+    assert INSERTING != ISSUE_VIP
+    config = from_dict(tomllib.loads(VLANS + INSERTING))
+    with pytest.raises(ConfigError, match="^" + NOT_SERVED):
         config_l7.refuse_unserved(config.vips)
     from pyswitch.switch import Switch
-    with pytest.raises(ConfigError, match=r"^vip\[0\]\.mode: l7 is not served yet"):
+    with pytest.raises(ConfigError, match="^" + NOT_SERVED):
         Switch(config)
+    config_l7.refuse_unserved(issue_config().vips)      # the issue's own VIP is served
 
 
-def test_reload_refuses_an_l7_vip(tmp_path):
+def test_reload_refuses_it(tmp_path):
     path = tmp_path / "sw.toml"
-    path.write_text(VLANS + ISSUE_VIP)
-    with pytest.raises(reload.ReloadRefused, match=r"^config error: vip\[0\]\.mode: l7 is not served yet"):
+    path.write_text(VLANS + INSERTING)
+    with pytest.raises(reload.ReloadRefused, match=r"^config error: " + NOT_SERVED):
         reload.load(str(path), {})
 
 
 def test_pyswitch_run_refuses_it_with_a_config_exit(tmp_path):
     path = tmp_path / "sw.toml"
-    path.write_text('[switch]\nname = "psw-l7t"\n' + VLANS + ISSUE_VIP)
+    path.write_text('[switch]\nname = "psw-l7t"\n' + VLANS + INSERTING)
     run = subprocess.run([sys.executable, "-m", "pyswitch", "run", str(path)], capture_output=True, text=True,
                          timeout=30)
     assert run.returncode == 2, run.stderr
-    assert "config error: vip[0].mode: l7 is not served yet" in run.stderr
+    assert "config error: vip[0].persistence.insert: inserting the cookie is not served yet" in run.stderr

@@ -25,6 +25,7 @@ class VirtualService:
         self.address = config.address.packed
         self.port = config.port
         self.proto = 6 if config.protocol == "tcp" else 17
+        self.l7_pool = False    # a pool of an L7 VIP (pyswitch/l7/service.py): scheduled by the L7 engine
         self.lb_actions = (lb_action(vip_id),)  # what a new connection's first packet is executed with, made once
         self.backends = [Backend(str(b.address), b.port, b.weight) for b in config.backends]
         self._ids = {id(b): i + 1 for i, b in enumerate(self.backends)}   # the list only grows

@@ -30,6 +30,7 @@ import errno
 import ipaddress
 import logging
 import struct
+import time
 
 from .. import actions as act
 from .. import consts
@@ -39,6 +40,8 @@ from ..lb import maglev
 from ..lb.health import HealthChecker, HealthTarget
 from ..lb.service import VirtualService
 from ..lb.snat import PortsExhausted, SnatPorts
+from ..l7.engine import L7Engine
+from ..l7.service import L7Service, pool_config
 from ..refpath.csum import csum
 from . import packets as pk
 from .vlan import ingress_tci
@@ -80,6 +83,9 @@ class VipStage:
         self.l3 = l3_stage
         self.services = [VirtualService(i + 1, v) for i, v in enumerate(config.vips)]
         self._next_id = len(self.services) + 1     # a VIP added live gets a new id, never a removed one's
+        self.l7 = L7Engine(datapath, l3_stage, _parser_of(datapath), lambda: int(time.monotonic() * 1000))
+        for vip in [s for s in self.services if s.config.l7 is not None]:
+            self.services.extend(self._make_l7(vip))
         self.by_id = {s.id: s for s in self.services}
         self.by_name = {s.name: s for s in self.services}
         self.by_address: dict[bytes, list[VirtualService]] = {}
@@ -104,6 +110,17 @@ class VipStage:
         self.serving = True         # False on an HA standby: it holds the VIPs' state but probes nothing
         self.conn_listeners: list = []  # (conn: Conn | None, gone: ConnTuple | None): an HA master's sync
         self.affinity_listeners: list = []  # (service, client IP, backend index, seconds left): likewise
+
+    def _make_l7(self, vip: VirtualService) -> list[VirtualService]:
+        """An L7 VIP's pools, each a service of its own (pyswitch/l7/service.py), given to the engine."""
+        pools = {}
+        for pool in vip.config.l7.pools:
+            service = VirtualService(self._next_id, pool_config(vip.config, pool))
+            service.l7_pool = True
+            self._next_id += 1
+            pools[pool.name] = service
+        self.l7.add_service(L7Service(vip, pools))
+        return list(pools.values())
 
     @property
     def enabled(self) -> bool:
@@ -201,8 +218,9 @@ class VipStage:
         tci = ingress_tci(port, svi.vlan)
         base = dict(in_port=port_no, vlan_tci=tci, eth_dst=svi.mac, eth_type=consts.ETH_TYPE_IPV4)
         for s in services:
-            key = FlowKey(nw_proto=s.proto, nw_dst=s.address + bytes(12), tp_dst=s.port, **base)
-            self.dp.flow_put(key.pack(), MATCH_VIP, VIP_PRIORITY, [act.lb(s.id)], cookie=COOKIE_VIP | s.id)
+            if not s.l7_pool:       # a pool's clients come through its L7 VIP's flow
+                key = FlowKey(nw_proto=s.proto, nw_dst=s.address + bytes(12), tp_dst=s.port, **base)
+                self.dp.flow_put(key.pack(), MATCH_VIP, VIP_PRIORITY, [act.lb(s.id)], cookie=COOKIE_VIP | s.id)
             for b in s.backends:
                 self._install_backend_flows(s, b, base)
 
@@ -228,7 +246,13 @@ class VipStage:
 
     def handle(self, upcall, now: float) -> bool:
         if upcall.reason == consts.UPCALL_CONN_MISS:
-            self._new_connection(upcall, now)
+            if upcall.userdata in self.l7.services:
+                self.l7.handle(upcall, now)
+            else:
+                self._new_connection(upcall, now)
+            return True
+        if upcall.reason == consts.UPCALL_L7:
+            self.l7.handle(upcall, now)
             return True
         if upcall.reason == consts.UPCALL_NO_NEIGH:
             return self._no_neighbor(upcall, now)
@@ -426,6 +450,8 @@ class VipStage:
             if event.kind == consts.CE_GONE:
                 if event.state not in CLOSING:
                     backend.conn_closed()
+                if service.l7_pool:
+                    self.l7.conn_gone(event.client)
                 self._release_snat(event.client)
                 self.counters["conn_gone"] += 1
                 self._tell(None, event.client)
@@ -448,6 +474,7 @@ class VipStage:
             return
         if self.serving:
             self.health.timers(now)
+        self.l7.timers(now)
         self.dp.conn_expire(_now_ms(now))
         self.events()
         for s in self.services:
@@ -672,8 +699,12 @@ class VipStage:
     # -- show -------------------------------------------------------------------------------------
 
     def show_vips(self) -> list[dict]:
-        return [dict(s.show(), max_embryonic=s.config.max_embryonic, flood_threshold=s.config.flood_threshold,
+        rows = [dict(s.show(), max_embryonic=s.config.max_embryonic, flood_threshold=s.config.flood_threshold,
                      upcall_rate=s.config.upcall_rate, guard=self.guard_stats(s)) for s in self.services]
+        for row, s in zip(rows, self.services):
+            if s.id in self.l7.services:
+                row["l7"] = self.l7.services[s.id].show()
+        return rows
 
     def show_conns(self, now: float) -> list[dict]:
         now_ms = _now_ms(now)
@@ -682,12 +713,19 @@ class VipStage:
             service = self.by_id.get(conn.vip_id)
             backend = service.backends[conn.backend_id - 1] if service else None
             c = conn.client
-            rows.append({"vip": service.name if service else conn.vip_id,
-                         "client": _endpoint(c.src, c.sport),
-                         "backend": f"{backend.address}:{backend.port}" if backend else None,
-                         "state": STATE_NAMES.get(conn.state, str(conn.state)),
-                         "age_s": round(max(0, now_ms - conn.created_ms) / 1000, 1),
-                         "packets": conn.packets, "bytes": conn.bytes})
+            row = {"vip": service.name if service else conn.vip_id,
+                   "client": _endpoint(c.src, c.sport),
+                   "backend": f"{backend.address}:{backend.port}" if backend else None,
+                   "state": STATE_NAMES.get(conn.state, str(conn.state)),
+                   "age_s": round(max(0, now_ms - conn.created_ms) / 1000, 1),
+                   "packets": conn.packets, "bytes": conn.bytes}
+            if service is not None and service.l7_pool:
+                bound = self.l7.bound.get(c)
+                if bound is None:
+                    continue        # held: shown below with its session
+                row.update(vip=bound.vip, pool=bound.pool, rule=bound.rule or "default")
+            rows.append(row)
+        rows.extend(self.l7.show_sessions(now))
         rows.sort(key=lambda r: (str(r["vip"]), r["client"]))
         return rows
 
@@ -704,6 +742,8 @@ class VipStage:
                 totals[key] = totals.get(key, 0) + value
         for key, value in totals.items():      # every VIP's together; `show vips` has each one's
             out[f"guard_{key}"] = value
+        if self.l7.services:
+            out.update(self.l7.stats())
         return out
 
 
@@ -712,7 +752,14 @@ def schedules_in_datapath(service: VirtualService) -> bool:
     whole decision in a table; persistence needs the slow path's affinity memory, fullnat its port
     allocator."""
     return (service.config.scheduler == "maglev" and service.config.persistence_s == 0
-            and service.config.mode != "fullnat" and service.id < consts.RING_MAX_VIPS)
+            and service.config.mode in ("nat", "dsr", "tunnel") and not service.l7_pool
+            and service.id < consts.RING_MAX_VIPS)
+
+
+def _parser_of(datapath):
+    """The request readers that go with the datapath: C with the C datapath, the twin with the twin's."""
+    from .. import fastpath, refpath
+    return refpath if isinstance(datapath, refpath.Datapath) else fastpath
 
 
 def _rewrite_quote(quoted: bytes, src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
