@@ -1407,8 +1407,12 @@ lb_frame(struct ps_conntrack *ct, struct ps_rings *rings, const struct ps_routes
         ct->stats.hits++;
     }
     c = conn_at(ct, i);
-    if (c->flags & PS_CONN_F_HOLD) {
-        return lb_hold(ct, i, now_ms, result);      /* before routing: the engine is its destination */
+    if ((c->flags & PS_CONN_F_HOLD) || (!reply && (c->flags & PS_CONN_F_SPLICED)
+                                        && (p.tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)) {
+        /* Before routing: the engine is its destination.  A client's SYN on a
+         * spliced connection's ports opens a new connection, which the
+         * engine's handshake answers: the old deltas mean nothing to it. */
+        return lb_hold(ct, i, now_ms, result);
     }
 
     /* Route first, on the addresses the packet will have: an upcall or drop

@@ -282,6 +282,21 @@ def test_splice_clears_a_renewed_hold(dp):
     only_output(send(dp, client_segment()), BACKEND_SIDE)
 
 
+def test_a_clients_new_syn_on_a_spliced_connection_goes_up(dp):
+    """The client reuses the ports for a new connection: the engine's handshake answers it, the old deltas
+    would turn it into nonsense.  A SYN+ACK, or any SYN from the backend's side, is spliced as usual."""
+    dp.conn_add(nat_conn(state=consts.CS_FIN_WAIT), now_ms=T0)
+    dp.conn_splice(client_tuple(), Splice(seq_delta=1), Splice(seq_delta=2))
+    syn = client_segment(flags=SYN)
+    outputs = send(dp, syn)
+    assert all(not frames for frames in outputs.values())
+    assert upcalls(dp) == [(consts.UPCALL_L7, VIP_ID, syn)]
+    assert dp.conn_get(client_tuple()).state == consts.CS_FIN_WAIT, "the old connection is the engine's to end"
+    only_output(send(dp, client_segment(flags=SYN | ACK)), BACKEND_SIDE)
+    only_output(send(dp, reply_segment(flags=SYN), BACKEND_SIDE), CLIENT_PORT)
+    assert dp.conn_stats()["l7_upcalls"] == 1
+
+
 def test_a_route_upcall_of_a_spliced_connection_carries_the_frame_untouched(dp):
     conn = nat_conn(state=consts.CS_ESTABLISHED)._replace(
         reply=ConnTuple(6, ip(UNRESOLVED), ip(CLIENT), BACKEND_PORT, 40000))

@@ -389,8 +389,11 @@ class ConnTable:
                 return self._miss(vip_id, now_ms)
         else:
             self._stats["hits"] += 1
-        if e.flags & consts.CONN_F_HOLD:
-            return self._hold(e, now_ms)        # before routing: the L7 engine is its destination
+        if e.flags & consts.CONN_F_HOLD or (not reply and e.flags & consts.CONN_F_SPLICED
+                                            and tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN):
+            # Before routing: the L7 engine is its destination.  A client's SYN on a spliced connection's ports
+            # opens a new connection, which the engine's handshake answers (`lb_frame`).
+            return self._hold(e, now_ms)
 
         verdict, what, userdata, hop = _lb_decide(e, frame, l3, reply, routes, stats)
         if verdict != FORWARD:
