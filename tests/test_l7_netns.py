@@ -220,6 +220,7 @@ def test_fifty_megabytes_each_way_arrive_intact_with_consistent_sequence_numbers
             d.terminate()
             d.wait()
     sides = [_tcp_summary(path) for path in (client_pcap, backend_pcap)]
+    print("client side, backend side:", sides)         # shown with pytest -s
     for side in sides:
         assert side["retransmissions"] < side["segments"] / 100, sides
     # Relative sequence numbers count bytes from each side's own ISN: the same on both sides of the splice.
