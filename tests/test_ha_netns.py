@@ -107,11 +107,11 @@ class Pair:
             time.sleep(0.02)
 
     def wait_serving(self, within):
-        """Until the VIP answers: a pair that has just elected its master is only then ready for a test."""
+        """Until the VIP answers a ping through the master: a pair that has just elected its master is only then
+        ready for a test.  A ping, not a request: the tests count the connections the pair holds."""
         deadline = time.monotonic() + within
-        while self.curl(1) != 1:
+        while self.net.exec("c1", ["ping", "-c", "1", "-W", "0.5", VIP], capture_output=True).returncode != 0:
             assert time.monotonic() < deadline, "the VIP does not answer after the election"
-            time.sleep(0.1)
 
     def curl(self, count=5):
         out = self.net.exec("c1", ["curl", "-s", "--max-time", "3", "-w", " %{http_code}\\n",
