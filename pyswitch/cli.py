@@ -119,7 +119,7 @@ def _fail(message: str, code: int = EXIT_FAILURE) -> int:
 
 def cmd_run(args) -> int:
     from . import config as config_mod
-    from . import config_l7, privileges
+    from . import privileges
     from .ports import PortError
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
@@ -147,10 +147,6 @@ def cmd_run(args) -> int:
     if config.vips and not config.vlans:
         return _fail("config error: vip[0]: a virtual IP is routed: give the switch [[vlan]] interfaces",
                      EXIT_CONFIG)
-    try:
-        config_l7.refuse_unserved(config.vips)
-    except config_mod.ConfigError as exc:
-        return _fail(f"config error: {exc}", EXIT_CONFIG)
     try:
         from .switch import Switch
         switch = Switch(config)

@@ -2,8 +2,7 @@
 
 A part of config.py kept in a module of its own: config.py's _vip() hands an l7 VIP's keys here, and every error
 names its key as the rest of the config's do (`vip[0].rule[1].pool: ...`).  Regexes are compiled at load, so a bad
-one is a config error, not a request-time surprise.  What the engine does not serve yet is refused at start
-(refuse_unserved()).
+one is a config error, not a request-time surprise.
 """
 from __future__ import annotations
 
@@ -248,12 +247,3 @@ def backends(vip: VipConfig) -> list[tuple[str, ipaddress.IPv4Address]]:
         return []
     return [(f"pool[{k}].backends[{j}]", address) for k, pool in enumerate(vip.l7.pools)
             for j, (address, _port) in enumerate(pool.backends)]
-
-
-def refuse_unserved(vips: list[VipConfig]) -> None:
-    """What the L7 engine does not do yet is refused before the switch starts, so nothing pretends to work: the
-    config is valid (config.load() accepts it), the switch cannot serve it."""
-    for i, vip in enumerate(vips):
-        if vip.l7 is not None and vip.l7.persistence is not None and vip.l7.persistence.insert:
-            raise ConfigError(f"vip[{i}].persistence.insert: inserting the cookie is not served yet (routing by "
-                              f"a cookie the backend sets is): set insert = false")

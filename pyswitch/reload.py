@@ -22,7 +22,6 @@ import logging
 import time
 
 from . import config as config_mod
-from . import config_l7
 
 log = logging.getLogger("pyswitch")
 
@@ -68,10 +67,6 @@ def load(path: str, overrides: dict) -> config_mod.Config:
         raise ReloadRefused(f"config error: {exc}") from None
     for key, value in overrides.items():
         setattr(new.switch, key, value)
-    try:
-        config_l7.refuse_unserved(new.vips)
-    except config_mod.ConfigError as exc:
-        raise ReloadRefused(f"config error: {exc}") from None
     if new.vips and not new.vlans:
         raise ReloadRefused("config error: vip[0]: a virtual IP is routed: give the switch [[vlan]] interfaces")
     return new

@@ -15,7 +15,7 @@ import socket
 import time
 from collections import deque
 
-from . import config_l7, consts
+from . import consts
 from .actions import describe as describe_actions
 from .config import Config
 from .control.server import ControlServer
@@ -76,7 +76,6 @@ def make_datapath(kind: str, max_flows: int, workers: int = 1):
 
 class Switch:
     def __init__(self, config: Config):
-        config_l7.refuse_unserved(config.vips)     # what the L7 engine cannot do yet: refused (ConfigError)
         self.config = config
         self.settings = config.switch
         self.dp = make_datapath(self.settings.datapath, self.settings.max_flows, self.settings.workers)

@@ -1,13 +1,10 @@
 """The L7 sections of a [[vip]] (pyswitch/config_l7.py): the issue's config loads as written, every mistake names
-its key, and a switch refuses to start (or reload into) an l7 VIP it cannot serve yet."""
+its key, and a switch takes it."""
 import re
-import subprocess
-import sys
 import tomllib
 
 import pytest
 
-from pyswitch import config_l7, reload
 from pyswitch.config import ConfigError, from_dict, load
 
 VLANS = """
@@ -199,34 +196,10 @@ def test_bad_regex_message_says_why():
         from_dict(tomllib.loads(VLANS + text))
 
 
-INSERTING = ISSUE_VIP.replace('cookie = "PSWID"', 'cookie = "PSWID"\ninsert = true')
-NOT_SERVED = r"vip\[0\]\.persistence\.insert: inserting the cookie is not served yet"
-
-
-def test_the_switch_refuses_what_the_engine_cannot_do_yet():
-    """Cookie insert is the one L7 setting the engine does not serve: refused, with its key, before anything
-    starts, by Switch(), `pyswitch run` and `pyswitch reload` alike."""
-    assert INSERTING != ISSUE_VIP
-    config = from_dict(tomllib.loads(VLANS + INSERTING))
-    with pytest.raises(ConfigError, match="^" + NOT_SERVED):
-        config_l7.refuse_unserved(config.vips)
+def test_the_switch_takes_the_issues_l7_vip():
+    """Nothing of an L7 VIP is refused at start any more: Switch() builds its pools as services of their own."""
     from pyswitch.switch import Switch
-    with pytest.raises(ConfigError, match="^" + NOT_SERVED):
-        Switch(config)
-    config_l7.refuse_unserved(issue_config().vips)      # the issue's own VIP is served
-
-
-def test_reload_refuses_it(tmp_path):
-    path = tmp_path / "sw.toml"
-    path.write_text(VLANS + INSERTING)
-    with pytest.raises(reload.ReloadRefused, match=r"^config error: " + NOT_SERVED):
-        reload.load(str(path), {})
-
-
-def test_pyswitch_run_refuses_it_with_a_config_exit(tmp_path):
-    path = tmp_path / "sw.toml"
-    path.write_text('[switch]\nname = "psw-l7t"\n' + VLANS + INSERTING)
-    run = subprocess.run([sys.executable, "-m", "pyswitch", "run", str(path)], capture_output=True, text=True,
-                         timeout=30)
-    assert run.returncode == 2, run.stderr
-    assert "config error: vip[0].persistence.insert: inserting the cookie is not served yet" in run.stderr
+    switch = Switch(issue_config())
+    names = [s.name for s in switch.vips.services]
+    assert names[0] == "site" and set(names[1:]) == {"site/api", "site/canary", "site/web"}, names
+    assert all(s.l7_pool for s in switch.vips.services[1:]) and not switch.vips.services[0].l7_pool

@@ -4,6 +4,7 @@ request, picks the pool and splices the two halves.  Servers answer with their o
 which backend a request reached."""
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.netns
 
 TOPOLOGY = "netns/lb.toml"
 SWITCH = "netns/l7-sw.toml"
-SITE, TLS, STRICT = "203.0.113.20", "203.0.113.21", "203.0.113.23"
+SITE, TLS, STRICT, STICKY = "203.0.113.20", "203.0.113.21", "203.0.113.23", "203.0.113.24"
 SERVER = os.path.join(os.path.dirname(__file__), "l7_server.py")
 # (host, address, port, name): every server the switch's pools name, but 192.0.2.13:9999, which never listens
 SERVERS = [("b1", "192.0.2.11", 8080, "web1"), ("b1", "192.0.2.11", 8081, "web2"),
@@ -177,6 +178,29 @@ def test_a_persistence_cookie_keeps_the_client_on_its_backend(site):
     assert s.get(f"http://{SITE}/", "-b", "PSWID=unknown").split()[0] in ("web1", "web2")
 
 
+@pytest.mark.parametrize("datapath", ["c", "python"])
+def test_the_switch_inserts_the_persistence_cookie_into_the_first_response(site, tmp_path, datapath):
+    """insert = true: the first response carries Set-Cookie PSWID=<its backend>, the body arrives intact after the
+    grown segment (the splice's deltas carry the growth), and a client that sends the cookie back stays."""
+    s = site(datapath)
+    jar = tmp_path / "jar.txt"
+    size = 200000
+    out = s.curl("-D", "-", "-c", str(jar), f"http://{STICKY}/bytes/{size}")
+    assert out.returncode == 0, out.stderr
+    head, _, body = out.stdout.partition(b"\r\n\r\n")
+    server = re.search(rb"X-Server: (\S+)", head).group(1).decode()
+    address = {"web1": ("192.0.2.11", 8080), "web2": ("192.0.2.11", 8081)}[server]
+    value = persistence_value(Backend(*address))
+    assert b"Set-Cookie: PSWID=" + value + b"; Path=/" in head, head
+    pattern = bytes(range(256)) * 256
+    assert body == (pattern * 4)[:size]
+    again = {s.get(f"http://{STICKY}/", "-b", str(jar)).split()[0] for _ in range(4)}
+    assert again == {server}
+    plain = s.curl("-D", "-", "-o", "/dev/null", f"http://{STICKY}/", "-b", f"PSWID={value.decode()}")
+    assert b"Set-Cookie" not in plain.stdout, "a client that has the cookie is not given it again"
+    assert s.stats()["l7_cookies_inserted"] == 1
+
+
 def test_sni_routes_tls_without_touching_it(site):
     s = site(tls=True)
 
@@ -190,7 +214,7 @@ def test_sni_routes_tls_without_touching_it(site):
     assert "X-Server: tls-api" in hello("api.example.test")
     assert "X-Server: tls-web" in hello("www.example.test")
     assert "X-Server: tls-web" in hello(None), "no SNI: the default pool"
-    curl = s.get(f"https://api.example.test/", "-k", "--resolve", f"api.example.test:443:{TLS}")
+    curl = s.get("https://api.example.test/", "-k", "--resolve", f"api.example.test:443:{TLS}")
     assert curl.split()[0] == "tls-api"
 
 
@@ -200,8 +224,9 @@ def test_fifty_megabytes_each_way_arrive_intact_with_consistent_sequence_numbers
     pattern = bytes(range(256)) * 256
     expected = hashlib.sha256((pattern * (size // len(pattern) + 1))[:size]).hexdigest()
     client_pcap, backend_pcap = tmp_path / "client.pcap", tmp_path / "backend.pcap"
-    dumps = [s.net.popen(host, ["tcpdump", "-i", "eth0", "-s", "96", "-w", str(path), "-U", "tcp port 80 or "
-                                "tcp port 8081 or tcp port 8080"], stderr=subprocess.PIPE)
+    # 64 MiB of capture buffer each: a capture that drops packets under load proves nothing (checked below).
+    dumps = [s.net.popen(host, ["tcpdump", "-i", "eth0", "-s", "96", "-B", "65536", "-w", str(path), "-U",
+                                "tcp port 80 or tcp port 8081 or tcp port 8080"], stderr=subprocess.PIPE)
              for host, path in (("c1", client_pcap), ("b3", backend_pcap))]
     try:
         for d in dumps:
@@ -215,10 +240,13 @@ def test_fifty_megabytes_each_way_arrive_intact_with_consistent_sequence_numbers
         assert up.returncode == 0, up.stderr
         assert up.stdout.decode().split() == ["static", expected, str(size)]
     finally:
-        time.sleep(0.5)
+        time.sleep(1.0)
         for d in dumps:
             d.terminate()
             d.wait()
+    for d in dumps:
+        summary = d.stderr.read().decode()
+        assert "\n0 packets dropped by kernel" in summary, summary
     sides = [_tcp_summary(path) for path in (client_pcap, backend_pcap)]
     print("client side, backend side:", sides)         # shown with pytest -s
     for side in sides:

@@ -38,7 +38,7 @@ from . import http_types as ht
 from . import responses
 from . import tcp_options as opt
 from .rules import HttpView
-from .service import L7Service
+from .service import L7Service, persistence_value
 from .syncookie import SynCookies
 
 log = logging.getLogger("pyswitch.l7")
@@ -51,8 +51,9 @@ DATA_RTO_S = 0.2                # the buffered request again, if the backend has
 DATA_TRIES = 5
 CLOSE_LINGER_S = 2.0            # a session that sent its 400/503 waits this long for the client's FIN
 CLOSE_TRIES = 3                 # the 400/503 is sent at most this often
+INSERT_TIMEOUT_S = 30.0         # a response whose grown first segment the client has not acknowledged by then: reset
 
-READING, CONNECTING, SENDING, CLOSING = "reading", "connecting", "sending", "closing"
+READING, CONNECTING, SENDING, INSERTING, CLOSING = "reading", "connecting", "sending", "inserting", "closing"
 CLOSING_STATES = (consts.CS_FIN_WAIT, consts.CS_CLOSE)     # no longer counted as the backend's (IPVS)
 MASK32 = 0xFFFFFFFF
 
@@ -83,6 +84,9 @@ class Session:
     backend_tsval: Optional[int] = None
     backend_mss: int = 536
     answer: bytes = b""             # CLOSING: the 400/503 sent
+    cookie_line: bytes = b""        # a Set-Cookie field for the first response (persistence insert), or nothing
+    shift: Optional[tuple[int, int]] = None     # (backend ISN - switch ISN, timestamp shift): fixed at the splice
+    inserted_end: Optional[int] = None          # INSERTING: the client's sequence number past the grown segment
 
     @property
     def next_seq(self) -> int:
@@ -117,7 +121,7 @@ class L7Engine:
             "syn_cookies_sent", "bad_cookie", "sessions_refused", "stray_segments", "requests", "spliced",
             "http_400", "http_503", "tls_refused", "request_timeout", "request_too_large", "client_reset",
             "client_closed_early", "backend_refused", "backend_timeout", "backend_reset", "data_retries",
-            "syn_retries", "wscale_mismatch", "splice_refused")}
+            "syn_retries", "wscale_mismatch", "splice_refused", "cookies_inserted", "insert_skipped")}
         self.bad_requests = {name: 0 for name in ht.HTTP_REASON_NAMES[1:]}
         self.bad_hellos = {name: 0 for name in ("not_tls", *ht.TLS_REASON_NAMES[1:])}
 
@@ -151,7 +155,7 @@ class L7Engine:
         seen = ConnTuple(proto, src, dst, sport, dport)
         session = self.by_reply.get(seen)
         if session is not None:
-            self._backend_segment(session, upcall, seq, ack, flags, options, now)
+            self._backend_segment(session, upcall, seq, ack, flags, options, payload, now)
             return
         service = self.services.get(upcall.userdata) or self.by_pool.get(upcall.userdata)
         session = self.sessions.get(seen)
@@ -164,7 +168,7 @@ class L7Engine:
                 return
             self._new_segment(service, seen, seq, ack, flags, window, options, payload, now)
             return
-        self._client_segment(session, seq, ack, flags, window, options, payload, now)
+        self._client_segment(session, upcall, seq, ack, flags, window, options, payload, now)
 
     def _straggler(self, service: L7Service, seen: ConnTuple, flags: int, upcall) -> bool:
         """A held connection's packet that was already queued when its session ended.  Spliced since: it goes on
@@ -214,7 +218,7 @@ class L7Engine:
         self.sessions[client] = session
         service.open_sessions += 1
         self._at(session.deadline, client)
-        self._client_segment(session, seq, ack, flags, window, options, payload, now)
+        self._client_segment(session, None, seq, ack, flags, window, options, payload, now)    # READING: no upcall kept
 
     def _syn_ack(self, client: ConnTuple, seq: int, options: opt.TcpOptions, now: float) -> None:
         timestamps = options.tsval is not None
@@ -230,7 +234,7 @@ class L7Engine:
         self.l3.send_ip(client.src, pk.IP_PROTO_TCP, segment, source=client.dst)
         self.counters["syn_cookies_sent"] += 1
 
-    def _client_segment(self, s: Session, seq, ack, flags, window, options, payload, now: float) -> None:
+    def _client_segment(self, s: Session, upcall, seq, ack, flags, window, options, payload, now: float) -> None:
         if flags & pk.TCP_RST:
             self.counters["client_reset"] += 1
             self._abandon(s, reset_client=False)
@@ -247,6 +251,9 @@ class L7Engine:
                 s.tries = CLOSE_TRIES + 1           # answered: no more resends, wait for the client's FIN
                 s.deadline = now + CLOSE_LINGER_S
                 self._at(s.deadline, s.client)
+            return
+        if s.state == INSERTING:
+            self._inserting_client(s, upcall, ack)
             return
         if s.state != READING:
             return          # the backend side is opening: the client sends it again once spliced
@@ -306,6 +313,8 @@ class L7Engine:
             backend = service.persistent_backend(pool, view.cookie(service.cookie))
         if backend is None:
             backend = pool.choose(s.client.src, now)
+            if service.insert and backend is not None:
+                s.cookie_line = b"Set-Cookie: %s=%s; Path=/\r\n" % (service.cookie, persistence_value(backend))
         if backend is None:
             service.counters["no_backend"] += 1
             self._refuse(s, now)
@@ -353,7 +362,10 @@ class L7Engine:
         s.deadline = now + BACKEND_SYN_RTO_S * s.tries
         self._at(s.deadline, s.client)
 
-    def _backend_segment(self, s: Session, upcall, seq, ack, flags, options, now: float) -> None:
+    def _backend_segment(self, s: Session, upcall, seq, ack, flags, options, payload, now: float) -> None:
+        if s.state == INSERTING and not flags & pk.TCP_SYN:
+            self._inserting_backend(s, upcall, seq, flags, payload)
+            return
         if flags & pk.TCP_RST:
             if s.state == CONNECTING:
                 self.counters["backend_refused"] += 1
@@ -378,7 +390,15 @@ class L7Engine:
                 self._send_request(s, now)
             return
         if s.state == SENDING and flags & pk.TCP_ACK and _seq_ge(ack, s.next_seq):
-            if self._splice(s, now):
+            if s.cookie_line:
+                # The response must grow by a Set-Cookie field: the switch carries the segments itself until
+                # the client has the grown one, then splices with the growth in the deltas.
+                s.state = INSERTING
+                s.shift = self._shift(s)
+                s.deadline = now + INSERT_TIMEOUT_S
+                self._at(s.deadline, s.client)
+                self._inserting_backend(s, upcall, seq, flags, payload)
+            elif self._splice(s, now):
                 # The segment that acknowledged the request (often the response itself) goes on, spliced.
                 self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, [act.lb_reply()])
 
@@ -401,15 +421,26 @@ class L7Engine:
         s.deadline = now + DATA_RTO_S * s.tries
         self._at(s.deadline, s.client)
 
-    def _splice(self, s: Session, now: float) -> bool:
-        """Joins the two halves: from now on the datapath moves every segment between the number spaces."""
+    def _shift(self, s: Session) -> int:
+        """How far the backend's timestamps move: its SYN/ACK's TSval lands above every TSval the client has seen
+        from the switch, so the client's PAWS check passes the backend's segments."""
+        ts_ref = (max(self.clock_ms(), s.switch_ts) + 1) & MASK32
+        return (ts_ref - (s.backend_tsval or 0)) & MASK32
+
+    def _splices(self, s: Session, grown: int = 0) -> tuple[Splice, Splice]:
+        """(client -> backend, backend -> client): the deltas between the two number spaces; `grown` bytes the switch
+        added to the backend's stream (a Set-Cookie field) before the bytes these deltas move."""
         timestamps = s.timestamps and s.backend_tsval is not None
-        ts_ref = (max(self.clock_ms(), s.switch_ts) + 1) & MASK32    # above every TSval the client has seen
-        ts_shift = (ts_ref - (s.backend_tsval or 0)) & MASK32
-        to_backend = Splice(ack_delta=(s.backend_isn - s.switch_isn) & MASK32,
+        ts_shift = s.shift if s.shift is not None else self._shift(s)
+        to_backend = Splice(ack_delta=(s.backend_isn - s.switch_isn - grown) & MASK32,
                             tsecr_delta=(-ts_shift) & MASK32 if timestamps else 0, timestamps=timestamps)
-        to_client = Splice(seq_delta=(s.switch_isn - s.backend_isn) & MASK32,
+        to_client = Splice(seq_delta=(s.switch_isn - s.backend_isn + grown) & MASK32,
                            tsval_delta=ts_shift if timestamps else 0, timestamps=timestamps)
+        return to_backend, to_client
+
+    def _splice(self, s: Session, now: float, grown: int = 0) -> bool:
+        """Joins the two halves: from now on the datapath moves every segment between the number spaces."""
+        to_backend, to_client = self._splices(s, grown)
         try:
             self.dp.conn_splice(s.client, to_backend, to_client)
         except OSError as exc:
@@ -421,6 +452,67 @@ class L7Engine:
         self.bound[s.client] = Bound(s.service.vip.name, s.pool.name.rpartition("/")[2], s.rule)
         self._forget(s)
         return True
+
+    # -- persistence insert: the first response grows by a Set-Cookie field ------------------------------
+
+    def _inserting_backend(self, s: Session, upcall, seq: int, flags: int, payload: bytes) -> None:
+        """A backend segment while the switch carries the connection: the response's first segment gets the
+        Set-Cookie field after its status line, later ones move by its length; a first segment that is not an
+        HTTP status line leaves the response as it is."""
+        first = (s.backend_isn + 1) & MASK32
+        if payload and seq == first and not payload.startswith(b"HTTP/1."):
+            s.cookie_line = b""                         # not HTTP: nothing to add to
+            self.counters["insert_skipped"] += 1
+            if self._splice(s, 0.0):
+                self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, [act.lb_reply()])
+            return
+        if payload and seq == first:
+            end = payload.find(b"\r\n")
+            if end < 0:
+                return                                  # the status line in pieces: the backend sends it again
+            grown = payload[:end + 2] + s.cookie_line + payload[end + 2:]
+            s.inserted_end = (s.switch_isn + 1 + len(grown)) & MASK32
+            self._send_grown(s, upcall, grown, flags)
+            return
+        if s.inserted_end is None:
+            return                                      # before the first segment: sent again in order
+        _, to_client = self._splices(s, len(s.cookie_line))
+        self._carry(upcall, to_client._replace(src=s.client.dst, sport=s.client.dport))
+
+    def _inserting_client(self, s: Session, upcall, ack: int) -> None:
+        """A client segment while the switch carries the connection: once it acknowledges the grown segment the
+        connection is spliced with the growth in its deltas; before, it has nothing the backend needs."""
+        if s.inserted_end is None or not _seq_ge(ack, s.inserted_end):
+            return
+        grown = len(s.cookie_line)
+        if self._splice(s, 0.0, grown):
+            self.counters["cookies_inserted"] += 1
+            self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, [act.lb(s.service.vip.id)])
+
+    def _send_grown(self, s: Session, upcall, grown: bytes, flags: int) -> None:
+        """The response's first segment with the field added, in segments of the client's MSS, in the VIP's name."""
+        c = s.client
+        _, ip_packet = pk.strip_ethernet(upcall.data)
+        ihl = (ip_packet[0] & 0x0F) * 4
+        _sport, _dport, _seq, ack, _flags, window, _payload = pk.tcp_fields(ip_packet[ihl:])
+        options = opt.parse(ip_packet[ihl:])
+        _, to_client = self._splices(s)
+        ts = b""
+        if to_client.timestamps and options.tsval is not None:
+            ts = opt.build_timestamps(options.tsval + to_client.tsval_delta, options.tsecr)
+        size = max(64, s.mss - len(ts))
+        for offset in range(0, len(grown), size):
+            last = offset + size >= len(grown)
+            segment = pk.tcp(c.dst, c.src, c.dport, c.sport, (s.switch_isn + 1 + offset) & MASK32, ack,
+                             pk.TCP_ACK | ((flags & (pk.TCP_PSH | pk.TCP_FIN)) if last else 0),
+                             grown[offset:offset + size], window=window, options=ts)
+            self.l3.send_ip(c.src, pk.IP_PROTO_TCP, segment, source=c.dst)
+
+    def _carry(self, upcall, splice: Splice) -> None:
+        """One segment moved by `splice` (addresses too) and routed, as the datapath will once spliced."""
+        result = self.parser.tcp_splice_rewrite(upcall.data, upcall.vnet, splice)
+        if result.result == consts.SPLICE_OK:
+            self.dp.execute(upcall.in_port, result.frame, upcall.vnet, [act.Action(consts.ACT_ROUTE)])
 
     # -- the switch's own answers -------------------------------------------------------------------
 
@@ -469,7 +561,7 @@ class L7Engine:
         """Gives the session up: the client reset (unless it reset us), the backend's side reset and removed."""
         if reset_client:
             self._reset(s.client, (s.switch_isn + 1) & MASK32, s.next_seq, ack_flag=True)
-        if s.reply is not None and s.state in (CONNECTING, SENDING):
+        if s.reply is not None and s.state in (CONNECTING, SENDING, INSERTING):
             r = s.reply
             segment = pk.tcp(r.dst, r.src, r.dport, r.sport, s.next_seq, 0, pk.TCP_RST, window=0)
             self.l3.send_ip(r.src, pk.IP_PROTO_TCP, segment, source=r.dst)
@@ -526,6 +618,9 @@ class L7Engine:
                 else:
                     self.counters["data_retries"] += 1
                     self._send_request(s, now)
+            elif s.state == INSERTING:
+                self.counters["backend_timeout"] += 1      # no response the client acknowledged, in time
+                self._abandon(s, reset_client=True)
             elif s.state == CLOSING:
                 if s.tries >= CLOSE_TRIES:
                     self._reset(s.client, (s.switch_isn + 2 + len(s.answer)) & MASK32, 0, ack_flag=False)

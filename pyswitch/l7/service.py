@@ -54,6 +54,7 @@ class L7Service:
         self.rules = rule_set(vip.config)
         self.pools = pools
         self.cookie = self.l7.persistence.cookie.encode() if self.l7.persistence else None
+        self.insert = bool(self.l7.persistence and self.l7.persistence.insert)
         self.counters = {"requests": 0, "by_default_pool": 0, "no_pool": 0, "no_backend": 0,
                          "persistence_hits": 0}
         self.rule_hits = {rule.name: 0 for rule in self.rules.rules}
