@@ -18,6 +18,10 @@ A connection to an L7 VIP goes through these steps (docs/L7.md "The engine"):
                    echoed timestamps back.  From then on nothing of it comes up, and every later request on
                    the same connection (keep-alive) goes to the same backend.
 
+With persistence insert, the backend's first response grows by a Set-Cookie field after its status line: the
+switch carries the connection (INSERTING) until the client acknowledges the grown segment, then splices with the
+field's length in the deltas.
+
 Client segments that arrive while the backend side opens are dropped unacknowledged (the client sends them
 again once spliced), so nothing the switch acknowledged is ever lost: what it acknowledged it holds until the
 backend acknowledges it.
