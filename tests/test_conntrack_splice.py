@@ -18,8 +18,8 @@ from pyswitch.datapath_types import Conn, ConnTuple, Splice
 from pyswitch.ha import sync
 from pyswitch.refpath import splice as twin
 from test_conntrack import (BACKEND, BACKEND_MAC, BACKEND_PORT, BACKEND_SIDE, CLIENT, CLIENT_MAC, CLIENT_PORT,
-                            GW_MAC, SWITCH, T0, TIMEOUTS, VIP, VIP_ID, client_tuple, ip, make_dp, nat_conn,
-                            only_output, other_conn, send)
+                            GW_MAC, SWITCH, T0, TIMEOUTS, VIP, VIP_ID, client_tuple, conn_state, ip, make_dp,
+                            nat_conn, only_output, other_conn, send)
 from test_splice_rewrite import OPTION_PIECES, ones_sum, pseudo_sum, sack, tcp_checksum, ts
 
 HOLD, SPLICED = consts.CONN_F_HOLD, consts.CONN_F_SPLICED
@@ -539,18 +539,8 @@ def outcome(fn, *args):
 
 
 def dp_state(dp, conns):
-    stats = dp.conn_stats()
-    stats.pop("bytes_used")
-    stats.pop("bytes_per_conn")
-    return {
-        "outputs": {p: dp.take(p) for p in range(4)},
-        "upcalls": [tuple(u) for u in dp.upcalls()],
-        "stats": dp.stats(),
-        "conn_stats": stats,
-        "conns": dp.conn_dump(),
-        "splices": [dp.conn_get_splice(c.client) for c in conns],
-        "events": dp.conn_events(),
-    }
+    """Everything the datapath shows (test_conntrack.conn_state) and every connection's splices."""
+    return dict(conn_state(dp), splices=[dp.conn_get_splice(c.client) for c in conns])
 
 
 @st.composite
