@@ -48,6 +48,9 @@ def run_benchmarks(quick: bool) -> list[dict]:
                    *(str(ROOT / "bench" / "micro" / m) for m in MODULES)]
         # No __pycache__ from a run as root in a tree that others edit as themselves.
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        # Run from a test under pytest-xdist, the worker's variables would make pytest-benchmark think this run is
+        # a worker too, and it disables itself there.
+        env = {k: v for k, v in env.items() if not k.startswith("PYTEST_XDIST_")}
         run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
         if run.returncode != 0:
             raise SystemExit(f"pytest failed ({run.returncode}):\n{run.stdout}{run.stderr}")
