@@ -338,6 +338,8 @@ def transfer(topo: Topology, url: str, upload: Path | None, size: int) -> float:
 
 
 L7_GAUGES = ("l7_sessions", "l7_spliced_open")
+# The connection table's side: misses come up as new connections, a held connection's packets as l7 upcalls.
+CONN_COUNTERS = ("conn_misses", "conn_l7_upcalls", "conn_splices", "conn_splice_rewritten", "conn_splice_dropped")
 
 
 class Meter:
@@ -365,7 +367,7 @@ class Meter:
             # Counters as the change over the load; the gauges (sessions held, spliced connections known) as they
             # are at its end.
             result["l7_counters"] = {k: v if k in L7_GAUGES else v - stats0.get(k, 0) for k, v in stats1.items()
-                                     if (k.startswith("l7_") or k.startswith("splice_")) and isinstance(v, int)
+                                     if (k.startswith(("l7_", "splice_")) or k in CONN_COUNTERS) and isinstance(v, int)
                                      and (v != stats0.get(k, 0) or k in L7_GAUGES)}
         return result
 
@@ -469,7 +471,10 @@ def print_tables(results: dict, load: dict) -> None:
         print(f"{row:<16} {r['path']}")
     l7 = results.get("pyswitch l7", {}).get("new_conn", {}).get("l7_counters")
     if l7:
-        print("\npyswitch l7, new-conn run, counters that moved: "
+        spliced = max(1, l7.get("l7_spliced", 0))
+        print(f"\npyswitch l7, new-conn run, per spliced connection: {l7.get('conn_misses', 0) / spliced:.2f} "
+              f"connection-table misses (up as new), {l7.get('conn_l7_upcalls', 0) / spliced:.2f} packets of held "
+              "connections up; counters that moved (sessions and spliced_open: at the end): "
               + ", ".join(f"{k} {v}" for k, v in sorted(l7.items())))
 
 
