@@ -1,12 +1,12 @@
 """The whole benchmark suite in one command: every scenario, every forwarder, one table of targets, a chart.
 
-    sudo .venv/bin/python bench/suite.py [--quick] [--only pps,tcp,lb,tcp-conns,conns,memory,micro,instructions]
+    sudo .venv/bin/python bench/suite.py [--quick] [--only pps,tcp,lb,tcp-conns,conns,memory,micro,instructions,l7]
                                          [--results bench/results]
 
 Runs each benchmark program of bench/ (each also runs alone; see its docstring) with --json into the results
 directory, then reads them back and prints the issue's targets beside what this run reached, as ratios taken
 within the run (this VM's absolute figures drift by tens of percent from one run to the next), and draws
-suite.png.  Everything a program needs that is missing (trafgen, nftables, wrk, nginx, Open vSwitch) it
+suite.png.  Everything a program needs that is missing (trafgen, nftables, wrk, nginx, Open vSwitch, HAProxy) it
 installs itself with apt.  --quick runs every program for a fraction of a second with few forwarders: what the
 test suite does to check that the benchmarks run end to end.
 
@@ -38,10 +38,11 @@ PROGRAMS = {
     "micro": (["bench/micro.py"], ["bench/micro.py", "--quick"]),
     "instructions": (["bench/dp_instructions.py"], ["bench/dp_instructions.py", "--packets", "640", "--scenarios",
                                                     "l2"]),
+    "l7": (["bench/l7.py"], ["bench/l7.py", "--quick"]),
 }
 
 
-REFERENCES = ("ceiling", "linux", "nftables", "open vswitch")     # rows that are not pyswitch: gray in the chart
+REFERENCES = ("ceiling", "linux", "nftables", "open vswitch", "direct", "haproxy")     # rows that are not pyswitch: gray in the chart
 
 
 def run_program(name: str, quick: bool, results: Path) -> dict | None:
@@ -154,6 +155,10 @@ def chart(data: dict, path: Path) -> None:
     conns = (data.get("tcp-conns") or {}).get("results", {})
     if conns:
         panels.append(("new TCP connections/s", {k: r["conns_per_s"] for k, r in conns.items()}))
+    l7 = (data.get("l7") or {}).get("results", {})
+    if l7:
+        panels.append(("L7 requests/s, a new connection each (bench/l7.py)",
+                       {k: r["new_conn_rps"] for k, r in l7.items()}))
     if not panels:
         return
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, 3 + sum(0.28 * len(p[1]) for p in panels)),
