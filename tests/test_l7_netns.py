@@ -201,6 +201,34 @@ def test_the_switch_inserts_the_persistence_cookie_into_the_first_response(site,
     assert s.stats()["l7_cookies_inserted"] == 1
 
 
+def test_a_backend_still_holding_the_ports_in_time_wait_is_cleared_at_once(site):
+    """The client first talks to web1 directly from port 41000 (web1 closes first and keeps TIME_WAIT), then to
+    the VIP from the same port, the cookie sending it to web1: the switch's SYN in the client's name meets the old
+    connection.  Whether web1 takes the SYN or answers with the old connection's ACK, the request is served
+    without waiting for a SYN retry; the ACK is answered with a reset, as the client's own stack would."""
+    s = site()
+    # Read to the end: web1 closes first, so the TIME_WAIT is web1's and the client's port is free again at once.
+    direct = s.net.exec("c1", [sys.executable, "-c", (
+        "import socket\n"
+        "c = socket.socket()\n"
+        "c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "c.bind(('198.51.100.11', 41000))\n"
+        "c.connect(('192.0.2.11', 8080))\n"
+        "c.sendall(b'GET / HTTP/1.1\\r\\nHost: web1\\r\\nConnection: close\\r\\n\\r\\n')\n"
+        "data = b''\n"
+        "while chunk := c.recv(4096):\n"
+        "    data += chunk\n"
+        "c.close()\n"
+        "print(data.partition(b'\\r\\n\\r\\n')[2].split()[0].decode())\n")], capture_output=True, text=True,
+        timeout=30)
+    assert direct.stdout.strip() == "web1", direct
+    value = persistence_value(Backend("192.0.2.11", 8080)).decode()
+    assert s.get(f"http://{SITE}/", "--local-port", "41000", "-b", f"PSWID={value}").split()[0] == "web1"
+    stats = s.stats()
+    print("time-wait resets:", stats["l7_backend_time_wait"])     # shown with pytest -s
+    assert stats["l7_syn_retries"] == 0 and stats["l7_http_503"] == 0, stats
+
+
 def test_sni_routes_tls_without_touching_it(site):
     s = site(tls=True)
 
@@ -253,6 +281,15 @@ def test_fifty_megabytes_each_way_arrive_intact_with_consistent_sequence_numbers
         assert side["retransmissions"] < side["segments"] / 100, sides
     # Relative sequence numbers count bytes from each side's own ISN: the same on both sides of the splice.
     assert sides[0]["last_seq"] == sides[1]["last_seq"], sides
+    # The window scale the backend announced is the one the switch offers clients from then on (the splice does
+    # not rescale windows): the upload, the second connection, had no mismatch.
+    shifts = subprocess.run(["tshark", "-r", str(backend_pcap), "-Y", "tcp.flags.syn == 1 && tcp.flags.ack == 1",
+                             "-T", "fields", "-e", "tcp.options.wscale.shift"], capture_output=True, text=True,
+                            timeout=60).stdout.split()
+    assert len(set(shifts)) == 1, shifts
+    vips = {v["name"]: v for v in s.switch.show("vips")}
+    assert vips["site"]["l7"]["window_scale"] == int(shifts[0])
+    assert s.stats()["l7_wscale_mismatch"] <= 1
 
 
 def _tcp_summary(pcap):

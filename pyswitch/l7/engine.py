@@ -47,7 +47,7 @@ from .syncookie import SynCookies
 
 log = logging.getLogger("pyswitch.l7")
 
-VIP_WSCALE = 7                  # the window scale the switch offers clients; what Linux backends announce
+VIP_WSCALE = 7                  # the window scale offered to clients until the VIP's backends have shown theirs
 VIP_MSS = 1460                  # the MSS the switch offers clients: a 1500-byte VLAN's
 BACKEND_SYN_TRIES = 3           # SYNs sent to a backend before the client gets a 503
 BACKEND_SYN_RTO_S = 1.0         # as Linux's initial RTO
@@ -73,6 +73,7 @@ class Session:
     wscale: Optional[int]           # the client's window scale, None without scaling
     sack: bool
     timestamps: bool                # the client sends timestamps (and so do we)
+    wscale_told: int = VIP_WSCALE   # the window scale the switch offered the client: the backend's must be it
     client_tsval: int = 0           # the client's latest TSval
     switch_ts: int = 0              # the highest TSval the switch has sent the client
     client_window: int = 0          # the client's latest window field (its own scale)
@@ -116,6 +117,8 @@ class L7Engine:
         self.services: dict[int, L7Service] = {}        # by the VIP's id
         self.by_pool: dict[int, L7Service] = {}         # by a pool's id
         self.pools: dict = {}                           # pool id -> its VirtualService
+        self.wscales: dict[tuple[str, int], int] = {}   # backend (address, port) -> the window scale it announced
+        self._mismatch_logged: set[tuple[str, int]] = set()
         self.sessions: dict[ConnTuple, Session] = {}    # by client tuple
         self.by_reply: dict[ConnTuple, Session] = {}
         self.bound: dict[ConnTuple, Bound] = {}         # spliced connections, by client tuple
@@ -125,7 +128,8 @@ class L7Engine:
             "syn_cookies_sent", "bad_cookie", "sessions_refused", "stray_segments", "requests", "spliced",
             "http_400", "http_503", "tls_refused", "request_timeout", "request_too_large", "client_reset",
             "client_closed_early", "backend_refused", "backend_timeout", "backend_reset", "data_retries",
-            "syn_retries", "wscale_mismatch", "splice_refused", "cookies_inserted", "insert_skipped")}
+            "syn_retries", "wscale_mismatch", "splice_refused", "cookies_inserted", "insert_skipped",
+            "backend_time_wait")}
         self.bad_requests = {name: 0 for name in ht.HTTP_REASON_NAMES[1:]}
         self.bad_hellos = {name: 0 for name in ("not_tls", *ht.TLS_REASON_NAMES[1:])}
 
@@ -200,7 +204,7 @@ class L7Engine:
         if flags & pk.TCP_RST:
             return
         if flags & pk.TCP_SYN and not flags & pk.TCP_ACK:
-            self._syn_ack(client, seq, options, now)
+            self._syn_ack(service, client, seq, options, now)
             return
         cookie = None
         if flags & pk.TCP_ACK and not flags & pk.TCP_SYN:
@@ -216,7 +220,8 @@ class L7Engine:
             return
         timestamps = options.tsval is not None
         session = Session(service, client, client_isn=(seq - 1) & MASK32, switch_isn=(ack - 1) & MASK32,
-                          mss=cookie.mss, wscale=cookie.wscale, sack=cookie.sack_permitted, timestamps=timestamps,
+                          mss=cookie.mss, wscale=cookie.wscale, wscale_told=service.wscale,
+                          sack=cookie.sack_permitted, timestamps=timestamps,
                           client_tsval=options.tsval or 0, switch_ts=options.tsecr if timestamps else 0,
                           client_window=window, deadline=now + service.l7.request_timeout_s)
         self.sessions[client] = session
@@ -224,13 +229,14 @@ class L7Engine:
         self._at(session.deadline, client)
         self._client_segment(session, None, seq, ack, flags, window, options, payload, now)    # READING: no upcall kept
 
-    def _syn_ack(self, client: ConnTuple, seq: int, options: opt.TcpOptions, now: float) -> None:
+    def _syn_ack(self, service: L7Service, client: ConnTuple, seq: int, options: opt.TcpOptions,
+                 now: float) -> None:
         timestamps = options.tsval is not None
         # Window scaling and SACK travel in the timestamp: without one they are not offered back.
         wscale = options.wscale if timestamps else None
         sack = options.sack_permitted and timestamps
         isn = self.cookies.isn(_four_tuple(client), options.mss or 536, now)
-        ours = opt.TcpOptions(mss=VIP_MSS, wscale=VIP_WSCALE if wscale is not None else None, sack_permitted=sack,
+        ours = opt.TcpOptions(mss=VIP_MSS, wscale=service.wscale if wscale is not None else None, sack_permitted=sack,
                               tsval=self.cookies.tsval(self.clock_ms(), wscale, sack) if timestamps else None,
                               tsecr=options.tsval or 0)
         segment = pk.tcp(client.dst, client.src, client.dport, client.sport, isn, (seq + 1) & MASK32,
@@ -384,14 +390,21 @@ class L7Engine:
                 s.backend_isn = seq
                 s.backend_tsval = options.tsval
                 s.backend_mss = options.mss or 536
-                if s.wscale is not None and options.wscale != VIP_WSCALE:
-                    self.counters["wscale_mismatch"] += 1
-                    log.warning("l7 vip %s: backend %s:%d scales windows by 2^%s, the switch told the client "
-                                "2^%d", s.service.vip.name, s.backend.address, s.backend.port, options.wscale,
-                                VIP_WSCALE)
+                if s.wscale is not None:
+                    self._learn_wscale(s, options.wscale)
                 s.state, s.tries = SENDING, 0
             if s.state == SENDING:      # the first SYN/ACK, or the backend's again: our ACK was lost
                 self._send_request(s, now)
+            return
+        if s.state == CONNECTING and flags & pk.TCP_ACK and not flags & pk.TCP_SYN:
+            # The backend still holds an older connection of these ports (TIME_WAIT) and answers the SYN with
+            # that one's ACK: reset it, as a client's stack does (RFC 9293 3.10.7.3), and open again.
+            r = s.reply
+            self.l3.send_ip(r.src, pk.IP_PROTO_TCP, pk.tcp(r.dst, r.src, r.dport, r.sport, ack, 0, pk.TCP_RST,
+                                                           window=0), source=r.dst)
+            self.counters["backend_time_wait"] += 1
+            if s.tries < BACKEND_SYN_TRIES:
+                self._send_syn(s, now)
             return
         if s.state == SENDING and flags & pk.TCP_ACK and _seq_ge(ack, s.next_seq):
             if s.cookie_line:
@@ -405,6 +418,22 @@ class L7Engine:
             elif self._splice(s, now):
                 # The segment that acknowledged the request (often the response itself) goes on, spliced.
                 self.dp.execute(upcall.in_port, upcall.data, upcall.vnet, [act.lb_reply()])
+
+    def _learn_wscale(self, s: Session, wscale: Optional[int]) -> None:
+        """The backend's window scale: the splice does not rescale windows, so the client must have been told the
+        backend's own.  What the VIP offers next is the smallest its backends have shown (a client that reads a
+        window as smaller than it is only sends slower; one that reads it larger overruns it)."""
+        backend = s.backend.key
+        if wscale is not None and self.wscales.get(backend) != wscale:
+            self.wscales[backend] = wscale
+            s.service.learn_wscale(backend, wscale)
+        if wscale != s.wscale_told:
+            self.counters["wscale_mismatch"] += 1
+            if backend not in self._mismatch_logged:
+                self._mismatch_logged.add(backend)
+                log.warning("l7 vip %s: backend %s:%d scales windows by 2^%s, the switch had told the client 2^%d; "
+                            "it offers 2^%d from now on", s.service.vip.name, s.backend.address, s.backend.port,
+                            wscale, s.wscale_told, s.service.wscale)
 
     def _send_request(self, s: Session, now: float) -> None:
         """The ACK of the backend's SYN/ACK, carrying the buffered request in segments of the backend's MSS."""
@@ -546,7 +575,7 @@ class L7Engine:
 
     def _window(self, s: Session) -> int:
         room = max(0, s.service.l7.max_request_bytes - len(s.data))
-        return min(65535, room >> VIP_WSCALE if s.wscale is not None else room)
+        return min(65535, room >> s.wscale_told if s.wscale is not None else room)
 
     def _switch_tsval(self, s: Session) -> int:
         """The switch's clock, never below what it sent before (the client's PAWS check drops older ones)."""

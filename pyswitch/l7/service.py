@@ -46,7 +46,7 @@ def persistence_value(backend: Backend) -> bytes:
 
 
 class L7Service:
-    def __init__(self, vip: VirtualService, pools: dict[str, VirtualService]):
+    def __init__(self, vip: VirtualService, pools: dict[str, VirtualService], default_wscale: int):
         self.vip = vip
         self.config = vip.config
         self.l7 = vip.config.l7
@@ -59,6 +59,8 @@ class L7Service:
                          "persistence_hits": 0}
         self.rule_hits = {rule.name: 0 for rule in self.rules.rules}
         self.open_sessions = 0          # sessions the engine holds for this VIP: at most its max_embryonic
+        self.wscale = default_wscale    # offered to clients: the smallest window scale its backends have shown
+        self._wscales: dict[tuple[str, int], int] = {}
 
     def pool_of(self, match: Match) -> Optional[VirtualService]:
         if match.rule is None:
@@ -77,6 +79,11 @@ class L7Service:
                 return backend
         return None
 
+    def learn_wscale(self, backend: tuple[str, int], wscale: int) -> None:
+        self._wscales[backend] = wscale
+        self.wscale = min(self._wscales.values())
+
     def show(self) -> dict:
         return {"rules": [{"name": r.name, "pool": r.pool, "hits": self.rule_hits[r.name]} for r in self.rules.rules],
-                "default_pool": self.rules.default_pool, "pools": sorted(self.pools), **self.counters}
+                "default_pool": self.rules.default_pool, "pools": sorted(self.pools), "window_scale": self.wscale,
+                **self.counters}

@@ -40,7 +40,7 @@ from ..lb import maglev
 from ..lb.health import HealthChecker, HealthTarget
 from ..lb.service import VirtualService
 from ..lb.snat import PortsExhausted, SnatPorts
-from ..l7.engine import L7Engine
+from ..l7.engine import VIP_WSCALE, L7Engine
 from ..l7.service import L7Service, pool_config
 from ..refpath.csum import csum
 from . import packets as pk
@@ -119,7 +119,7 @@ class VipStage:
             service.l7_pool = True
             self._next_id += 1
             pools[pool.name] = service
-        self.l7.add_service(L7Service(vip, pools))
+        self.l7.add_service(L7Service(vip, pools, VIP_WSCALE))
         return list(pools.values())
 
     @property
