@@ -335,18 +335,20 @@ def test_slow_loris_clients_are_cut_off_while_others_are_served(site):
     s = site()
     slow = s.net.popen("c1", [sys.executable, "-c", (
         "import socket, threading, time\n"
+        "outcomes = []\n"                  # printed once all are in: threads printing at once interleave
         "def slow(i):\n"
         f"    c = socket.create_connection(('{SITE}', 80), timeout=10)\n"
         "    try:\n"
         "        for b in b'GET / HTTP/1.1\\r\\nHost: slow.example.test\\r\\nX-Padding: ' + b'x' * 100:\n"
         "            c.send(bytes([b]))\n"
         "            time.sleep(1.0)\n"
-        "        print('served', flush=True)\n"
+        "        outcomes.append('served')\n"
         "    except OSError as exc:\n"
-        "        print('cut', type(exc).__name__, flush=True)\n"
+        "        outcomes.append('cut ' + type(exc).__name__)\n"
         "threads = [threading.Thread(target=slow, args=(i,)) for i in range(5)]\n"
         "for t in threads: t.start()\n"
-        "for t in threads: t.join()\n")], stdout=subprocess.PIPE, text=True)
+        "for t in threads: t.join()\n"
+        "print('\\n'.join(outcomes), flush=True)\n")], stdout=subprocess.PIPE, text=True)
     try:
         served = 0
         started = time.monotonic()
