@@ -31,7 +31,6 @@ from __future__ import annotations
 import heapq
 import logging
 import struct
-from dataclasses import dataclass, field
 from typing import Optional
 
 from .. import actions as act
@@ -43,11 +42,11 @@ from . import responses
 from . import tcp_options as opt
 from .rules import HttpView
 from .service import L7Service, persistence_value
+from .session import CLOSING, CLOSING_STATES, CONNECTING, INSERTING, MASK32, READING, SENDING, Bound, Session
 from .syncookie import SynCookies
 
 log = logging.getLogger("pyswitch.l7")
 
-VIP_WSCALE = 7                  # the window scale offered to clients until the VIP's backends have shown theirs
 VIP_MSS = 1460                  # the MSS the switch offers clients: a 1500-byte VLAN's
 BACKEND_SYN_TRIES = 3           # SYNs sent to a backend before the client gets a 503
 BACKEND_SYN_RTO_S = 1.0         # as Linux's initial RTO
@@ -56,55 +55,6 @@ DATA_TRIES = 5
 CLOSE_LINGER_S = 2.0            # a session that sent its 400/503 waits this long for the client's FIN
 CLOSE_TRIES = 3                 # the 400/503 is sent at most this often
 INSERT_TIMEOUT_S = 30.0         # a response whose grown first segment the client has not acknowledged by then: reset
-
-READING, CONNECTING, SENDING, INSERTING, CLOSING = "reading", "connecting", "sending", "inserting", "closing"
-CLOSING_STATES = (consts.CS_FIN_WAIT, consts.CS_CLOSE)     # no longer counted as the backend's (IPVS)
-MASK32 = 0xFFFFFFFF
-
-
-@dataclass(eq=False)
-class Session:
-    """One client connection the switch holds, from its handshake until the splice (or the switch's answer)."""
-    service: L7Service
-    client: ConnTuple               # client -> VIP
-    client_isn: int                 # the client's initial sequence number
-    switch_isn: int                 # the cookie: the switch's initial sequence number toward the client
-    mss: int                        # the client's MSS (from the cookie)
-    wscale: Optional[int]           # the client's window scale, None without scaling
-    sack: bool
-    timestamps: bool                # the client sends timestamps (and so do we)
-    wscale_told: int = VIP_WSCALE   # the window scale the switch offered the client: the backend's must be it
-    client_tsval: int = 0           # the client's latest TSval
-    switch_ts: int = 0              # the highest TSval the switch has sent the client
-    client_window: int = 0          # the client's latest window field (its own scale)
-    data: bytearray = field(default_factory=bytearray)
-    state: str = READING
-    deadline: float = 0.0           # READING: request_timeout_s from the first ACK; later: the next retry
-    tries: int = 0
-    pool: object = None             # VirtualService of the chosen pool
-    backend: object = None
-    rule: Optional[str] = None
-    reply: Optional[ConnTuple] = None   # backend -> client, as the backend's segments arrive
-    backend_isn: int = 0
-    backend_tsval: Optional[int] = None
-    backend_mss: int = 536
-    answer: bytes = b""             # CLOSING: the 400/503 sent
-    cookie_line: bytes = b""        # a Set-Cookie field for the first response (persistence insert), or nothing
-    shift: Optional[tuple[int, int]] = None     # (backend ISN - switch ISN, timestamp shift): fixed at the splice
-    inserted_end: Optional[int] = None          # INSERTING: the client's sequence number past the grown segment
-
-    @property
-    def next_seq(self) -> int:
-        """The next sequence number expected from the client."""
-        return (self.client_isn + 1 + len(self.data)) & MASK32
-
-
-@dataclass(frozen=True)
-class Bound:
-    """What `show conns` tells of a spliced connection."""
-    vip: str
-    pool: str
-    rule: Optional[str]
 
 
 class L7Engine:

@@ -40,8 +40,9 @@ from ..lb import maglev
 from ..lb.health import HealthChecker, HealthTarget
 from ..lb.service import VirtualService
 from ..lb.snat import PortsExhausted, SnatPorts
-from ..l7.engine import VIP_WSCALE, L7Engine
+from ..l7.engine import L7Engine
 from ..l7.service import L7Service, pool_config
+from ..l7.session import VIP_WSCALE
 from ..refpath.csum import csum
 from . import packets as pk
 from .vlan import ingress_tci
