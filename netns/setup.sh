@@ -34,6 +34,7 @@ if [ "$with_tests" = 1 ]; then
     need trafgen netsniff-ng
     need setpriv util-linux     # tests/test_privileges_netns.py, test_control_socket.py: clients and switches as nobody
     need groupadd passwd        # test_control_socket.py: a [control] group made for the test
+    need tmux tmux              # tests/test_top_netns.py: pyswitch top in a real terminal
     # The fuzz targets (csrc/fuzz/) and the sanitized build: clang with libFuzzer and the sanitizer
     # runtimes (libclang-rt, only recommended by clang, so named), llvm for llvm-symbolizer and llvm-cov.
     need clang clang

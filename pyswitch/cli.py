@@ -62,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     _control_dir_option(show)
     show.set_defaults(func=cmd_show)
 
+    top = sub.add_parser("top", help="a live view of a running switch: port rates, upcalls, flows, backends (q quits)")
+    top.add_argument("--name", help="the switch's name (default: the only one running)")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
+    _control_dir_option(top)
+    top.set_defaults(func=cmd_top)
+
     route = sub.add_parser("route", help="add or remove a static route on a running switch")
     route.add_argument("op", choices=["add", "del"])
     route.add_argument("prefix", help="e.g. 203.0.113.0/24")
@@ -196,6 +202,22 @@ def _ask(name: str | None, command: dict, directory: str | None = None, raise_re
                      f"root and the members of its [control] group may drive it")
     except OSError:
         return _fail(f"no switch named {name!r} is running (no answer on its control socket)")
+
+
+def cmd_top(args) -> int:
+    from . import top
+    from .control import DEFAULT_DIR
+    from .control.client import request
+
+    if not 0.1 <= args.interval <= 60:
+        return _fail(f"--interval: between 0.1 and 60 seconds, got {args.interval}")
+    first = _ask(args.name, {"cmd": "show", "what": "stats"}, args.control_dir)
+    if isinstance(first, int):
+        return first                    # no such switch: _ask said why
+    name, directory = first["name"], args.control_dir or DEFAULT_DIR
+    if top.run(lambda command: request(name, command, directory=directory), args.interval) != 0:
+        return _fail(f"switch {name!r} stopped answering")
+    return 0
 
 
 def cmd_route(args) -> int:
