@@ -25,6 +25,8 @@ class Names(NamedTuple):
     ports: dict          # port number -> config name
     vips: dict           # VIP id -> name
     configs: dict = {}   # port number -> PortConfig: an untagged frame's VLAN is its access port's
+    vip_addresses: dict = {}   # 4-byte address -> VIP name
+    own_macs: dict = {}        # the switch's own MACs (its VLAN interfaces'), -> VLAN id
 
     def vlan(self, port_no: int | None, vlan_tci: int) -> str:
         """The VLAN a frame with this tag (or none) is in, said as the L2 stage classifies it."""
@@ -50,45 +52,60 @@ def explain_flow(key: bytes, mask: bytes, actions, names: Names) -> str:
 
 
 def explain_match(key: bytes, mask: bytes, names: Names) -> str:
+    """The fields the mask covers, in groups: where the packet comes from, what it is, its MACs, its IP
+    addresses and ports, anything else; "every packet" for an empty mask."""
     k, m = FlowKey.unpack(key), FlowKey.unpack(mask)
     ipv6 = m.eth_type and k.eth_type == consts.ETH_TYPE_IPV6
-    parts = []
+    where, what, extra = [], [], []
     if m.in_port:
-        parts.append(f"from {names.port(k.in_port)}")
+        where.append(f"from {names.port(k.in_port)}")
     if m.vlan_tci & 0x0FFF:
-        parts.append(names.vlan(k.in_port if m.in_port else None, k.vlan_tci))
+        where.append(names.vlan(k.in_port if m.in_port else None, k.vlan_tci))
     elif m.vlan_tci & consts.VLAN_PRESENT:
-        parts.append("tagged" if k.vlan_tci & consts.VLAN_PRESENT else "untagged")
+        where.append("tagged" if k.vlan_tci & consts.VLAN_PRESENT else "untagged")
     if m.eth_type:
-        parts.append(ETH_TYPES.get(k.eth_type, f"ethertype 0x{k.eth_type:04x}"))
+        what.append(ETH_TYPES.get(k.eth_type, f"ethertype 0x{k.eth_type:04x}"))
     if m.nw_proto:
-        parts.append(PROTOCOLS.get(k.nw_proto, f"protocol {k.nw_proto}"))
-    if m.eth_src or m.eth_dst:
-        parts.append(f"{_mac(k.eth_src, m.eth_src)} -> {_mac(k.eth_dst, m.eth_dst)}")
-    if m.nw_src != bytes(16) or m.nw_dst != bytes(16) or m.tp_src or m.tp_dst:
-        src = _endpoint(k.nw_src, m.nw_src, k.tp_src, m.tp_src, ipv6)
-        dst = _endpoint(k.nw_dst, m.nw_dst, k.tp_dst, m.tp_dst, ipv6)
-        parts.append(f"{src} -> {dst}")
+        what.append(PROTOCOLS.get(k.nw_proto, f"protocol {k.nw_proto}"))
+    macs = _between(_mac(k.eth_src, m.eth_src, names), _mac(k.eth_dst, m.eth_dst, names))
+    addresses = _between(_endpoint(k.nw_src, m.nw_src, k.tp_src, m.tp_src, ipv6, names),
+                         _endpoint(k.nw_dst, m.nw_dst, k.tp_dst, m.tp_dst, ipv6, names))
     if m.nw_ttl:
-        parts.append(f"TTL {k.nw_ttl}")
+        extra.append(f"TTL {k.nw_ttl}")
     if m.tcp_flags:
-        parts.append(f"TCP flags 0x{k.tcp_flags & m.tcp_flags:03x}/0x{m.tcp_flags:03x}")
+        extra.append(f"TCP flags 0x{k.tcp_flags & m.tcp_flags:03x}/0x{m.tcp_flags:03x}")
     if m.nw_frag:
-        parts.append(f"fragment bits {k.nw_frag}")
-    return " ".join(parts) or "every packet"
+        extra.append(f"fragment bits {k.nw_frag}")
+    groups = [" ".join(where), " ".join(what), macs, addresses, " ".join(extra)]
+    return ", ".join(g for g in groups if g) or "every packet"
 
 
-def _mac(value: bytes, mask: bytes) -> str:
+def _between(src: str | None, dst: str | None) -> str:
+    """"A -> B", "from A" or "to B" for the sides a flow matches on, "" for neither."""
+    if src and dst:
+        return f"{src} -> {dst}"
+    if src:
+        return f"from {src}"
+    return f"to {dst}" if dst else ""
+
+
+def _mac(value: bytes, mask: bytes, names: Names) -> str | None:
     if mask == bytes(6):
-        return "any"
+        return None
     if mask == b"\xff" * 6:
+        if value == b"\xff" * 6:
+            return "broadcast"
+        if value in names.own_macs:
+            return f"the switch's MAC {mac_str(value)}"
         return mac_str(value)
     if mask == b"\x01" + bytes(5):
         return "multicast" if value[0] & 1 else "unicast"
     return f"{mac_str(value)}/{mac_str(mask)}"
 
 
-def _endpoint(addr: bytes, addr_mask: bytes, port: int, port_mask: int, ipv6: bool) -> str:
+def _endpoint(addr: bytes, addr_mask: bytes, port: int, port_mask: int, ipv6: bool, names: Names) -> str | None:
+    if addr_mask == bytes(16) and not port_mask:
+        return None
     if addr_mask == bytes(16):
         text = "any"
     else:
@@ -99,7 +116,8 @@ def _endpoint(addr: bytes, addr_mask: bytes, port: int, port_mask: int, ipv6: bo
         text = str(ip) if plen == width * 8 else f"{ip}/{plen}"
     if port_mask:
         text = f"[{text}]:{port}" if ipv6 else f"{text}:{port}"
-    return text
+    vip = names.vip_addresses.get(bytes(addr[:4])) if not ipv6 and addr_mask[:4] == b"\xff" * 4 else None
+    return f"VIP {vip} {text}" if vip else text
 
 
 def explain_actions(actions, names: Names) -> str:

@@ -153,8 +153,14 @@ class Tracer:
 
     @property
     def names(self) -> Names:
-        vips = {s.id: s.name for s in getattr(self.sw.vips, "services", [])} if self.sw.vips else {}
-        return Names({no: pc.name for no, pc in self.sw.port_configs.items()}, vips, dict(self.sw.port_configs))
+        services = list(getattr(self.sw.vips, "services", None) or [])
+        svis = getattr(self.sw.l3, "svis", None) or {}
+        return Names(ports={no: pc.name for no, pc in self.sw.port_configs.items()},
+                     vips={s.id: s.name for s in services},
+                     configs=dict(self.sw.port_configs),
+                     # L7 pools are services too, at the VIP's address: the VIP's own name is the first one's
+                     vip_addresses={s.address: s.name for s in reversed(services) if not getattr(s, "l7_pool", None)},
+                     own_macs={svi.mac: vlan for vlan, svi in svis.items()})
 
     def trace(self, port_name, spec) -> dict:
         in_port = self._port_no(port_name)

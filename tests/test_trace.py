@@ -139,8 +139,8 @@ def test_show_flows_explains_each_flow_by_config_names(make_switch):
     send(sw, 0, build(f"eth_src={H1},eth_dst={H2}"))
     rows = sw.show_flows()
     words = [r["explain"] for r in rows]
-    assert f"from p1 VLAN 10 {H1} -> {H2}: output to p2" in words, words
-    assert any(f"-> {VIP}:80" in w and "load-balance (VIP web" in w for w in words), words
+    assert f"from p1 VLAN 10, {H1} -> {H2}: output to p2" in words, words
+    assert any(f"to VIP web {VIP}:80: load-balance (VIP web" in w for w in words), words
     assert all(r["explain"] for r in rows)
 
 
