@@ -2,6 +2,8 @@
 
     pyswitch run CONFIG                      run a switch in the foreground
     pyswitch show ports|fdb|flows|stats|upcalls|routes|arp|vips|conns|ha   ask a running switch (--name, --json)
+    pyswitch show flows --explain            each fast-path flow said in words
+    pyswitch trace PORT FRAME-SPEC           what the switch would do with a frame, sending nothing
     pyswitch route add PREFIX via ADDRESS    add a static route to a running switch (del PREFIX removes it)
     pyswitch backend VIP ADDRESS:PORT up|down|drain|weight=N   change a backend of a running switch
     pyswitch ha release                      hand HA mastership to the peer (maintenance)
@@ -26,6 +28,7 @@ EXIT_FAILURE = 1            # anything else that stops us
 TABLE_COLUMNS = {
     "ports": ["name", "type", "device", "vlan", "trunk", "rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "drops"],
 }
+FLOW_EXPLAIN_COLUMNS = ["priority", "packets", "bytes", "idle_ms", "explain"]
 OPTIONAL_COLUMNS = {"ports": {"xdp_mode": "device", "state": "device"}}   # shown after the named column when
                                                                         # some row has them
 
@@ -59,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                                        "conns", "ha"])
     show.add_argument("--name", help="the switch's name (default: the only one running)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    show.add_argument("--explain", action="store_true", help="flows: say each flow in words")
     _control_dir_option(show)
     show.set_defaults(func=cmd_show)
 
@@ -67,6 +71,20 @@ def _parser() -> argparse.ArgumentParser:
     top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
     _control_dir_option(top)
     top.set_defaults(func=cmd_top)
+
+    trace = sub.add_parser("trace", help="what a running switch would do with a frame (nothing is sent)",
+                           description="Walks a frame through the switch's pipeline without sending it. "
+                                       "FRAME-SPEC: comma-separated key=value items and words, e.g. "
+                                       "eth_src=02:00:00:00:00:11,eth_dst=02:00:00:00:00:12,ip_dst=198.51.100.12,"
+                                       "tcp_dst=80 (keys: eth_src eth_dst vlan vlan_pcp ip_src ip_dst ttl tcp_src "
+                                       "tcp_dst tcp_flags udp_src udp_dst arp_op payload; words: icmp tcp udp arp; "
+                                       "see docs/OBSERVABILITY_TRACE.md)")
+    trace.add_argument("port", help="the port the frame arrives on (its config name)")
+    trace.add_argument("frame", metavar="FRAME-SPEC", help="the frame, e.g. eth_dst=02:00:00:00:00:12,icmp")
+    trace.add_argument("--name", help="the switch's name (default: the only one running)")
+    trace.add_argument("--json", action="store_true", help="print JSON")
+    _control_dir_option(trace)
+    trace.set_defaults(func=cmd_trace)
 
     route = sub.add_parser("route", help="add or remove a static route on a running switch")
     route.add_argument("op", choices=["add", "del"])
@@ -268,6 +286,8 @@ def cmd_reload(args) -> int:
 
 
 def cmd_show(args) -> int:
+    if args.explain and args.what != "flows":
+        return _fail(f"show {args.what}: --explain is for show flows", EXIT_CONFIG)
     result = _ask(args.name, {"cmd": "show", "what": args.what}, args.control_dir)
     if isinstance(result, int):
         return result
@@ -275,9 +295,51 @@ def cmd_show(args) -> int:
         print(json.dumps(result, indent=2))
     elif args.what == "vips":
         print(format_table(vip_rows(result)))
+    elif args.what == "flows":
+        print(format_table(result, FLOW_EXPLAIN_COLUMNS if args.explain else _flow_columns(result)))
     else:
         print(format_table(result, _columns(args.what, result)))
     return 0
+
+
+def _flow_columns(rows: list) -> list[str] | None:
+    """`show flows` without --explain: every column but the words, which would make each line too long."""
+    if not rows:
+        return None
+    return [k for k, v in rows[0].items() if k != "explain" and not isinstance(v, (dict, list))]
+
+
+def cmd_trace(args) -> int:
+    from .framespec import FrameSpecError, build as build_frame
+
+    try:
+        build_frame(args.frame)     # mistakes are said here, before asking the switch (which checks again)
+    except FrameSpecError as exc:
+        return _fail(f"trace: frame spec: {exc}", EXIT_CONFIG)
+    result = _ask(args.name, {"cmd": "trace", "port": args.port, "frame": args.frame}, args.control_dir)
+    if isinstance(result, int):
+        return result
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_trace(result))
+    return 0
+
+
+def format_trace(result: dict) -> str:
+    """A trace as ofproto/trace prints one: the packet, each step, then where it leaves and as what."""
+    lines = [f"packet: in {result['port']}: {result['packet']}"]
+    flow = result.get("flow")
+    if flow:
+        lines.append(f"flow:   priority {flow['priority']} match {flow['match']} actions {flow['actions']}")
+    else:
+        lines.append("flow:   none (miss)")
+    lines += [f"  - {step}" for step in result["steps"]]
+    for out in result["outputs"]:
+        vlan = f" VLAN {out['vlan']}" if out["vlan"] is not None else ""
+        lines.append(f"output: {out['port']}{vlan}: {out['eth_src']} -> {out['eth_dst']}: {out['packet']}")
+    lines.append(f"verdict: {result['verdict']}")
+    return "\n".join(lines)
 
 
 def _columns(what: str, rows) -> list[str] | None:

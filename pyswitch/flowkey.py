@@ -71,6 +71,8 @@ class FlowKey(NamedTuple):
         parts = []
         for name, value in zip(self._fields, self):
             covered = getattr(m, name) if m is not None else value
+            if isinstance(covered, bytes):
+                covered = any(covered)      # an address's mask (or value) of all zero bytes covers nothing
             if not covered:
                 continue
             parts.append(f"{name}={_show(name, value, self.eth_type)}")

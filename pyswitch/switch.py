@@ -19,6 +19,7 @@ from . import consts
 from .actions import describe as describe_actions
 from .config import Config
 from .control.server import ControlServer
+from .flow_explain import explain_flow
 from .flowkey import FlowKey, mac_str
 from .pipeline.ha import HaStage
 from .pipeline.l2 import L2Stage
@@ -29,6 +30,7 @@ from .ports import make_port
 from .ports.watch import PortWatch
 from .reload import ReloadRefused
 from .reload import reload as reload_config
+from .trace import Tracer
 
 log = logging.getLogger("pyswitch")
 
@@ -322,6 +324,9 @@ class Switch:
             return self.ha.release(time.monotonic())
         if cmd == "route":
             return self._route_command(command)
+        if cmd == "trace":
+            # Read only: builds and follows a copy of the frame, sends nothing, changes no table or counter.
+            return Tracer(self).trace(command.get("port"), command.get("frame"))
         if cmd == "reload":
             return self.reload()
         if cmd == "backend":
@@ -377,12 +382,13 @@ class Switch:
 
     def show_flows(self) -> list[dict]:
         now_ms = int(time.monotonic() * 1000)
+        names = Tracer(self).names
         rows = []
         for f in self.dp.flows():
             rows.append({"match": FlowKey.unpack(f.key).describe(f.mask), "priority": f.priority,
                          "actions": describe_actions(f.actions), "packets": f.packets, "bytes": f.bytes,
                          "idle_ms": max(0, now_ms - f.used_ms), "idle_timeout_ms": f.idle_timeout_ms,
-                         "cookie": f"0x{f.cookie:x}"})
+                         "cookie": f"0x{f.cookie:x}", "explain": explain_flow(f.key, f.mask, f.actions, names)})
         rows.sort(key=lambda r: (-r["priority"], r["match"]))
         return rows
 
