@@ -93,7 +93,7 @@ class Switch:
         self.events = EventLog()            # state changes, for `show events` and the log (pyswitch/events.py)
         for stage in (self.l2, self.vips, self.ha):
             if stage is not None:
-                stage.events = self.events
+                stage.event_log = self.events
         self.port_watch = PortWatch(self)   # interfaces deleted and made again while running
         self.table_watch = TableWatch(self.events, lambda: switch_tables(self))
         self.overrides = {}                 # [switch] keys the command line set (run --datapath): kept on reload

@@ -257,7 +257,7 @@ def test_a_mac_move_is_an_event():
     rig = Rig("python", [access("p0", 10), access("p1", 10), access("p2", 10)])
     rig.send(1, ping(H2, BCAST))
     rig.send(2, ping(H2, BCAST))
-    [event] = rig.stage.events.recent()
+    [event] = rig.stage.event_log.recent()
     assert event["kind"] == "mac_move"
     assert event["fields"] == {"mac": "02:00:00:00:00:02", "vlan": 10, "from_port": "p1", "to_port": "p2"}
 
@@ -300,3 +300,23 @@ def test_reloads_are_events_applied_and_refused(tmp_path):
 
 def test_every_kind_says_what_it_means():
     assert all(isinstance(text, str) and text for text in KINDS.values())
+
+
+def test_ha_transitions_are_events_once_each():
+    data = switch_dict()
+    data["vlan"].append({"id": 30, "address": "198.18.0.1/24"})
+    data["ha"] = {"group": 51, "priority": 100, "vlans": [10, 20], "sync_vlan": 30, "advert_interval_s": 0.1}
+    switch = Switch(from_dict(data))
+    try:
+        switch.ha.install(100.0)
+        switch.ha.timers(100.05)                    # still waiting for a master's advert
+        switch.ha.timers(101.0)                     # none came within Master_Down_Interval: master
+        switch.ha.timers(101.1)
+        switch.ha.release(101.2)
+        transitions = [(e["fields"]["previous"], e["fields"]["state"]) for e in switch.events.recent()
+                       if e["kind"] == "ha_transition"]
+        master = next(e for e in switch.events.recent() if e["fields"].get("state") == "master")
+    finally:
+        switch.close()
+    assert transitions == [("init", "backup"), ("backup", "master"), ("master", "backup")]
+    assert master["fields"]["group"] == 51 and master["fields"]["master"] == "198.18.0.1"

@@ -90,7 +90,7 @@ class HaStage:
         self.sender = sync.SyncSender(self.epoch)
         self.receiver = sync.SyncReceiver()
         self._next_refresh = 0.0
-        self.events = EventLog()                # the switch's own replaces it (pyswitch/switch.py)
+        self.event_log = EventLog()             # the switch's own replaces it (pyswitch/switch.py)
         self._state_told = self.machine.state   # the state the last ha_transition event named
 
     @property
@@ -318,8 +318,9 @@ class HaStage:
         # Every call into the state machine ends here, so every transition (init -> backup at start, a fault,
         # a takeover, a release, shutdown) is told once, also those that need no action.
         if self.machine.state != self._state_told:
-            self.events.emit("ha_transition", state=self.machine.state, previous=self._state_told,
-                             group=self.cfg.group, priority=self.cfg.priority, master=_address(self.machine.master))
+            self.event_log.emit("ha_transition", state=self.machine.state, previous=self._state_told,
+                                group=self.cfg.group, priority=self.cfg.priority,
+                                master=_address(self.machine.master))
             self._state_told = self.machine.state
 
     def _start_serving(self, now: float) -> None:

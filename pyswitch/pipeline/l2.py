@@ -53,7 +53,7 @@ class L2Stage:
         self.forwarded = 0
         self.flow_refused = 0               # flows the datapath had no room for (the frame still went)
         self.move_listeners = []            # called as listener(vlan, mac, new_port_no) on a MAC move
-        self.events = EventLog()            # the switch's own replaces it (pyswitch/switch.py)
+        self.event_log = EventLog()         # the switch's own replaces it (pyswitch/switch.py)
         self.move_events = Throttle(MOVE_EVENTS_PER_S, 2 * MOVE_EVENTS_PER_S)
 
     # -- the per-upcall decision ------------------------------------------------
@@ -75,7 +75,7 @@ class L2Stage:
         moved_from = self.macs.learn(vlan, key.eth_src, upcall.in_port, now)
         if moved_from is not None:
             # The event is the log line too ("event mac_move mac=... from_port=..."), throttled as a loop needs.
-            self.move_events.emit(self.events, now, "mac_move", mac=mac_str(key.eth_src), vlan=vlan,
+            self.move_events.emit(self.event_log, now, "mac_move", mac=mac_str(key.eth_src), vlan=vlan,
                                   from_port=self._port_name(moved_from), to_port=port.name)
             self._forget_flows_to(key.eth_src)
             for listener in self.move_listeners:

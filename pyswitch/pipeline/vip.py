@@ -111,7 +111,7 @@ class VipStage:
         self.serving = True         # False on an HA standby: it holds the VIPs' state but probes nothing
         self.conn_listeners: list = []  # (conn: Conn | None, gone: ConnTuple | None): an HA master's sync
         self.affinity_listeners: list = []  # (service, client IP, backend index, seconds left): likewise
-        self.events = EventLog()            # the switch's own replaces it (pyswitch/switch.py)
+        self.event_log = EventLog()         # the switch's own replaces it (pyswitch/switch.py)
 
     def _make_l7(self, vip: VirtualService) -> list[VirtualService]:
         """An L7 VIP's pools, each a service of its own (pyswitch/l7/service.py), given to the engine."""
@@ -507,8 +507,8 @@ class VipStage:
         else:
             state = "up" if self._health_up.get(key, True) else "down"
         if state != backend.state:
-            self.events.emit(f"backend_{state}", vip=service.name, backend=f"{backend.address}:{backend.port}",
-                             previous=backend.state, reason=reason)
+            self.event_log.emit(f"backend_{state}", vip=service.name,
+                                backend=f"{backend.address}:{backend.port}", previous=backend.state, reason=reason)
             backend.state = state
             if state != "up":
                 service.forget_backend(backend)
