@@ -1,7 +1,7 @@
 """The `pyswitch` command.
 
     pyswitch run CONFIG                      run a switch in the foreground
-    pyswitch show ports|fdb|flows|stats|upcalls|routes|arp|vips|conns|ha   ask a running switch (--name, --json)
+    pyswitch show ports|fdb|flows|stats|upcalls|routes|arp|vips|conns|ha|events   ask a running switch (--name, --json)
     pyswitch show flows --explain            each fast-path flow said in words
     pyswitch trace PORT FRAME-SPEC           what the switch would do with a frame, sending nothing
     pyswitch route add PREFIX via ADDRESS    add a static route to a running switch (del PREFIX removes it)
@@ -53,13 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="the switch's TOML config")
     run.add_argument("--datapath", choices=["c", "python"], help="override [switch] datapath")
     run.add_argument("-v", "--verbose", action="store_true", help="log decisions too")
+    run.add_argument("--log-json", action="store_true", help="log one JSON object per line (events with their "
+                                                             "fields), for a log collector")
     run.add_argument("--control-dir", help="override [switch] control_dir (where NAME.sock is made), e.g. for a "
                                            "switch that runs as an unprivileged user")
     run.set_defaults(func=cmd_run)
 
     show = sub.add_parser("show", help="ask a running switch")
     show.add_argument("what", choices=["ports", "fdb", "flows", "stats", "upcalls", "routes", "arp", "vips",
-                                       "conns", "ha"])
+                                       "conns", "ha", "events"])
     show.add_argument("--name", help="the switch's name (default: the only one running)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.add_argument("--explain", action="store_true", help="flows: say each flow in words")
@@ -143,11 +145,10 @@ def _fail(message: str, code: int = EXIT_FAILURE) -> int:
 
 def cmd_run(args) -> int:
     from . import config as config_mod
-    from . import privileges
+    from . import log_json, privileges
     from .ports import PortError
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log_json.configure(verbose=args.verbose, json_lines=args.log_json)
     try:
         config = config_mod.load(args.config)
     except config_mod.ConfigError as exc:
@@ -297,6 +298,8 @@ def cmd_show(args) -> int:
         print(format_table(vip_rows(result)))
     elif args.what == "flows":
         print(format_table(result, FLOW_EXPLAIN_COLUMNS if args.explain else _flow_columns(result)))
+    elif args.what == "events":
+        print(format_table(event_rows(result)))
     else:
         print(format_table(result, _columns(args.what, result)))
     return 0
@@ -364,6 +367,13 @@ def vip_rows(vips: list[dict]) -> list[dict]:
                          "active": b["active_conns"], "total": b["total_conns"], "rtt_ms": b["rtt_ms"],
                          **_guard_cells(vip.get("guard") or {})})
     return rows
+
+
+def event_rows(events: list[dict]) -> list[dict]:
+    """`show events` as a table: one line per event, its fields as key=value in the last column."""
+    from .events import describe
+
+    return [{"seq": e["seq"], "time": e["time"], "kind": e["kind"], "fields": describe(e) or "-"} for e in events]
 
 
 def _guard_cells(guard: dict) -> dict:

@@ -191,10 +191,15 @@ def reload(switch, path: str | None = None) -> dict:
     """Reads the config file again (or `path`) and applies it; raises ReloadRefused with nothing applied."""
     started = time.monotonic()
     path = path or switch.config.source
-    new = load(path, switch.overrides)
-    p = plan(switch.config, new)
+    try:
+        new = load(path, switch.overrides)
+        p = plan(switch.config, new)
+    except ReloadRefused as exc:
+        switch.events.emit("config_reload_refused", file=path, error=str(exc))
+        raise
     changes = apply(switch, new, p)
     took_ms = round((time.monotonic() - started) * 1000, 3)
+    switch.events.emit("config_reload", file=path, changes=changes, took_ms=took_ms)
     if changes:
         log.info("reload of %s applied in %.1f ms: %s", path, took_ms, "; ".join(changes))
     else:

@@ -20,6 +20,7 @@ from .actions import describe as describe_actions
 from .config import Config
 from .control.server import ControlServer
 from .flow_explain import explain_flow
+from .events import EventLog
 from .flowkey import FlowKey, mac_str
 from .pipeline.ha import HaStage
 from .pipeline.l2 import L2Stage
@@ -31,6 +32,7 @@ from .ports.watch import PortWatch
 from .reload import ReloadRefused
 from .reload import reload as reload_config
 from .trace import Tracer
+from .table_watch import TableWatch, switch_tables
 
 log = logging.getLogger("pyswitch")
 
@@ -90,7 +92,12 @@ class Switch:
         self.l3 = L3Stage(config, self.port_configs, self.dp, self.l2)
         self.vips = VipStage(config, self.port_configs, self.dp, self.l3)
         self.ha = HaStage(config, self.port_configs, self.dp, self.l3, self.vips) if config.ha else None
+        self.events = EventLog()            # state changes, for `show events` and the log (pyswitch/events.py)
+        for stage in (self.l2, self.vips, self.ha):
+            if stage is not None:
+                stage.event_log = self.events
         self.port_watch = PortWatch(self)   # interfaces deleted and made again while running
+        self.table_watch = TableWatch(self.events, lambda: switch_tables(self))
         self.overrides = {}                 # [switch] keys the command line set (run --datapath): kept on reload
         self._reload_requested = False      # SIGHUP: reload the config file between two steps
         self.control = None
@@ -295,6 +302,7 @@ class Switch:
         while len(self.dp.expire()) >= 1024:
             pass
         self.port_watch.check()
+        self.table_watch.check()
         self.l3.timers(now)
         self.vips.timers(now)
         if now >= self._next_refresh:
@@ -311,10 +319,11 @@ class Switch:
             show = {"ports": self.show_ports, "fdb": self.show_fdb, "flows": self.show_flows,
                     "stats": self.show_stats, "upcalls": self.show_upcalls, "routes": self.l3.show_routes,
                     "arp": lambda: self.l3.show_arp(time.monotonic()), "vips": self.vips.show_vips,
-                    "conns": lambda: self.vips.show_conns(time.monotonic()), "ha": self._show_ha}.get(what)
+                    "conns": lambda: self.vips.show_conns(time.monotonic()), "ha": self._show_ha,
+                    "events": self.events.recent}.get(what)
             if show is None:
                 raise ValueError(f"show: unknown table {what!r} "
-                                 f"(ports, fdb, flows, stats, upcalls, routes, arp, vips, conns, ha)")
+                                 f"(ports, fdb, flows, stats, upcalls, routes, arp, vips, conns, ha, events)")
             return show()
         if cmd == "ha":
             if self.ha is None:
@@ -415,6 +424,7 @@ class Switch:
         out["parse_errors_total"] = sum(s["parse_errors"].values())
         out["slow_path_holds"] = self.holds
         out["upcalls_shed"] = self.upcalls_shed
+        out.update(self.events.stats())
         out["workers"] = self.workers
         if hasattr(self.dp, "worker_stats"):
             # One list per counter, a worker's value at its index: the share each worker carries.

@@ -6,7 +6,8 @@ in the root conftest.py (not both: pluggy refuses one module under two names).
 Fixtures:
 
     netns_id      a unique 4-hex-digit id for this test, to render "{id}" in topology and switch files
-    topology      a factory: topology(path_or_dict, switches=[config_path, ...], datapath=None) -> Network
+    topology      a factory: topology(path_or_dict, switches=[config_path, ...], datapath=None, run_args=())
+                  -> Network; run_args go to every `pyswitch run` (e.g. ["--log-json"])
 
     def test_ping(topology):
         net = topology("netns/demo.toml", switches=["netns/demo-sw.toml"], datapath="python")
@@ -88,8 +89,9 @@ def netns_id():
 class Switch:
     """One running `pyswitch run`, seen through its control socket."""
 
-    def __init__(self, name, config_path, log_path, process, config_template=None):
+    def __init__(self, name, config_path, log_path, process, config_template=None, run_args=()):
         self.name = name  # as rendered: the control socket is /run/pyswitch/NAME.sock
+        self.run_args = list(run_args)  # after the config's path on the command line (kept for restart)
         self.config_path = config_path  # the rendered config the switch runs
         self.config_template = config_template or config_path  # the file as written, with "{id}"
         self.log_path = log_path
@@ -123,7 +125,8 @@ class Switch:
         """Runs the same rendered config again (after kill or stop), its log appended; returns once it answers."""
         assert self.process.poll() is not None, f"switch {self.name} is still running"
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([*SWITCH_COMMAND, self.config_path], stdin=subprocess.DEVNULL,
+            self.process = subprocess.Popen([*SWITCH_COMMAND, self.config_path, *self.run_args],
+                                            stdin=subprocess.DEVNULL,
                                             stdout=log, stderr=subprocess.STDOUT, env=_switch_env())
         _wait_ready(self)
 
@@ -248,7 +251,7 @@ def _set_switch_datapath(text, datapath):
     return "".join(lines)
 
 
-def _start_switch(config, id, datapath, directory, index):
+def _start_switch(config, id, datapath, directory, index, run_args=()):
     with open(config) as f:
         template = f.read()
     text = render_switch_config(template, id, datapath)
@@ -265,9 +268,9 @@ def _start_switch(config, id, datapath, directory, index):
         f.write(text)
     log_path = os.path.join(directory, f"switch{index}-{name}.log")
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([*SWITCH_COMMAND, rendered], stdin=subprocess.DEVNULL, stdout=log,
+        process = subprocess.Popen([*SWITCH_COMMAND, rendered, *run_args], stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, env=_switch_env())
-    return Switch(name, rendered, log_path, process, os.fspath(config)), written
+    return Switch(name, rendered, log_path, process, os.fspath(config), run_args), written
 
 
 def _switch_env():
@@ -297,12 +300,13 @@ def _wait_ready(switch):
 
 @pytest.fixture
 def topology(tmp_path, netns_id):
-    """A factory: topology(path_or_dict, switches=[config, ...], datapath=None) -> Network, all removed at teardown.
+    """A factory: topology(path_or_dict, switches=[config, ...], datapath=None, run_args=()) -> Network, all
+    removed at teardown.
 
     The first topology of a test gets the test's netns_id, later ones fresh ids."""
     started = []  # (Topology, [Switch]) in order of creation
 
-    def make(source, switches=(), datapath=None, id=None):
+    def make(source, switches=(), datapath=None, id=None, run_args=()):
         if id is None:
             id = netns_id if not started else new_id()
         if isinstance(source, dict):
@@ -314,7 +318,7 @@ def topology(tmp_path, netns_id):
         topo.up()
         network = Network(topo, {})
         for index, config in enumerate(switches):
-            switch, written = _start_switch(config, id, datapath, tmp_path, index)
+            switch, written = _start_switch(config, id, datapath, tmp_path, index, run_args)
             running.append(switch)
             network.switches[switch.name] = switch
             for alias in {written, written.replace("{id}", "")} if written else ():

@@ -41,6 +41,7 @@ import time
 from .. import actions as act
 from .. import consts
 from ..datapath_types import Conn
+from ..events import EventLog
 from ..flowkey import FlowKey, mac_str
 from ..ha import machine as vm
 from ..ha import sync, vrrp
@@ -89,6 +90,8 @@ class HaStage:
         self.sender = sync.SyncSender(self.epoch)
         self.receiver = sync.SyncReceiver()
         self._next_refresh = 0.0
+        self.event_log = EventLog()             # the switch's own replaces it (pyswitch/switch.py)
+        self._state_told = self.machine.state   # the state the last ha_transition event named
 
     @property
     def serving(self) -> bool:
@@ -312,6 +315,13 @@ class HaStage:
                 self._start_serving(now)
             elif isinstance(a, vm.BecomeBackup):
                 self._stop_serving()
+        # Every call into the state machine ends here, so every transition (init -> backup at start, a fault,
+        # a takeover, a release, shutdown) is told once, also those that need no action.
+        if self.machine.state != self._state_told:
+            self.event_log.emit("ha_transition", state=self.machine.state, previous=self._state_told,
+                                group=self.cfg.group, priority=self.cfg.priority,
+                                master=_address(self.machine.master))
+            self._state_told = self.machine.state
 
     def _start_serving(self, now: float) -> None:
         for key, mask in self._door:

@@ -17,6 +17,7 @@ import logging
 
 from .. import consts
 from ..datapath_types import FlowTableError
+from ..events import EventLog, Throttle
 from ..flowkey import FlowKey, mac_str
 from .mac_table import MacTable
 from .vlan import classify, flood_actions, output_actions
@@ -26,6 +27,9 @@ log = logging.getLogger("pyswitch.l2")
 L2_PRIORITY = 100           # learned and flood flows; later stages sit above
 COOKIE_L2 = 1 << 60         # cookie tag of flows this stage installs: | vlan << 48 | source MAC
 _MAC_MASK = (1 << 48) - 1
+# A MAC flapping between two ports (a loop) moves on every frame: its events are throttled to this many a
+# second, a burst of twice as many; the rest are counted (mac_move_events_suppressed).
+MOVE_EVENTS_PER_S = 10
 
 L2_MATCH = FlowKey.mask_of("in_port", "vlan_tci", "eth_src", "eth_dst", vlan_vid_only=True)
 MATCH_DST = FlowKey.mask_of("eth_dst")
@@ -49,6 +53,8 @@ class L2Stage:
         self.forwarded = 0
         self.flow_refused = 0               # flows the datapath had no room for (the frame still went)
         self.move_listeners = []            # called as listener(vlan, mac, new_port_no) on a MAC move
+        self.event_log = EventLog()         # the switch's own replaces it (pyswitch/switch.py)
+        self.move_events = Throttle(MOVE_EVENTS_PER_S, 2 * MOVE_EVENTS_PER_S)
 
     # -- the per-upcall decision ------------------------------------------------
 
@@ -68,8 +74,9 @@ class L2Stage:
 
         moved_from = self.macs.learn(vlan, key.eth_src, upcall.in_port, now)
         if moved_from is not None:
-            log.info("MAC %s in VLAN %d moved from port %s to %s", mac_str(key.eth_src), vlan,
-                     self._port_name(moved_from), port.name)
+            # The event is the log line too ("event mac_move mac=... from_port=..."), throttled as a loop needs.
+            self.move_events.emit(self.event_log, now, "mac_move", mac=mac_str(key.eth_src), vlan=vlan,
+                                  from_port=self._port_name(moved_from), to_port=port.name)
             self._forget_flows_to(key.eth_src)
             for listener in self.move_listeners:
                 listener(vlan, key.eth_src, upcall.in_port)
@@ -142,7 +149,8 @@ class L2Stage:
         return port.name if port else str(port_no)
 
     def stats(self) -> dict:
-        out = {"l2_flooded": self.flooded, "l2_forwarded": self.forwarded, "l2_flow_refused": self.flow_refused}
+        out = {"l2_flooded": self.flooded, "l2_forwarded": self.forwarded, "l2_flow_refused": self.flow_refused,
+               "mac_move_events_suppressed": self.move_events.suppressed_total}
         out.update({f"l2_drop_{k}": v for k, v in self.drops.items()})
         out.update(self.macs.stats())
         return out

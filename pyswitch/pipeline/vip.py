@@ -35,6 +35,7 @@ import time
 from .. import actions as act
 from .. import consts
 from ..datapath_types import Conn, ConnTuple, RingBackend
+from ..events import EventLog
 from ..flowkey import FlowKey
 from ..lb import maglev
 from ..lb.health import HealthChecker, HealthTarget
@@ -111,6 +112,7 @@ class VipStage:
         self.serving = True         # False on an HA standby: it holds the VIPs' state but probes nothing
         self.conn_listeners: list = []  # (conn: Conn | None, gone: ConnTuple | None): an HA master's sync
         self.affinity_listeners: list = []  # (service, client IP, backend index, seconds left): likewise
+        self.event_log = EventLog()         # the switch's own replaces it (pyswitch/switch.py)
 
     def _make_l7(self, vip: VirtualService) -> list[VirtualService]:
         """An L7 VIP's pools, each a service of its own (pyswitch/l7/service.py), given to the engine."""
@@ -487,7 +489,7 @@ class VipStage:
         service = self.by_id[key[0]]
         backend = service.backends[key[1]]
         self._health_up[key] = up
-        self._apply_state(service, key[1])
+        self._apply_state(service, key[1], f"health check: {reason}")
         if not up and service.config.health.on_down == "reset":
             removed = self.reset_backend_connections(service, backend)
             log.warning("vip %s: reset %d connections of %s:%d", service.name, removed, backend.address,
@@ -496,7 +498,7 @@ class VipStage:
     def _health_rtt(self, key: tuple[int, int], ms: float) -> None:
         self.by_id[key[0]].backends[key[1]].observe_rtt(ms)
 
-    def _apply_state(self, service: VirtualService, index: int) -> None:
+    def _apply_state(self, service: VirtualService, index: int, reason: str) -> None:
         key = (service.id, index)
         backend = service.backends[index]
         if key in self._removed:
@@ -506,6 +508,8 @@ class VipStage:
         else:
             state = "up" if self._health_up.get(key, True) else "down"
         if state != backend.state:
+            self.event_log.emit(f"backend_{state}", vip=service.name,
+                                backend=f"{backend.address}:{backend.port}", previous=backend.state, reason=reason)
             backend.state = state
             if state != "up":
                 service.forget_backend(backend)
@@ -540,7 +544,7 @@ class VipStage:
             self._backends_changed(service)
         else:
             raise ValueError(f"backend: unknown change {change!r} (up, down, drain, weight=N)")
-        self._apply_state(service, index)
+        self._apply_state(service, index, f"operator: {change}")
         log.info("vip %s: backend %s:%d %s", service.name, backend.address, backend.port, change)
         return service.show()
 
@@ -626,7 +630,7 @@ class VipStage:
         self._removed.discard((service.id, index))
         self._drained.discard((service.id, index))
         self._watch_backend(service, index, now)
-        self._apply_state(service, index)
+        self._apply_state(service, index, "reload: added")
         self._backends_changed(service)
 
     def remove_backend(self, service: VirtualService, backend) -> None:
@@ -636,7 +640,7 @@ class VipStage:
         index = service.backends.index(backend)
         self._removed.add((service.id, index))
         self.health.remove((service.id, index))
-        self._apply_state(service, index)
+        self._apply_state(service, index, "reload: removed")
 
     def set_weight(self, service: VirtualService, backend, weight: int) -> None:
         backend.weight = weight

@@ -17,6 +17,12 @@ bridge reconfigures a port whose netdev went away and reappeared:
                 the neighbors) holds again; it is logged once
 
 Counters survive: what the port counted before it left is kept and added to what it counts after.
+
+Each tick also reads whether each attached port's interface is running (its operational state: `ip link set
+down`, the peer of a veth gone down), and a change is an event: port_down / port_up with reason "link", as
+are a device gone and back (reason "gone", "back").  A port is taken to be up when it is attached (pyswitch
+brings its interface up), so a port that is down at start says so at the first tick.  A link that goes down
+and up again between two ticks (0.5 s) is not seen.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ class PortWatch:
         self.base_stats: dict[int, dict] = {}    # port_no -> counters of earlier attachments
         self.reattached: dict[int, int] = {}     # port_no -> times it came back
         self.detached = 0                        # times any port left the datapath
+        self.link_up: dict[int, bool] = {}       # port_no -> running at the last tick (absent: taken as up)
 
     def check(self) -> None:
         """Detaches ports whose device went away and reattaches those whose device is back."""
@@ -46,6 +53,15 @@ class PortWatch:
             elif not port.present():
                 self._detach(port_no, port)
                 self._try_reopen(port_no, port)     # deleted and made again between two ticks
+            else:
+                self._check_link(port_no, port)
+
+    def _check_link(self, port_no: int, port) -> None:
+        up = port.running()
+        if up != self.link_up.get(port_no, True):
+            self.switch.events.emit("port_up" if up else "port_down", port=port.name, device=port.device,
+                                    reason="link")
+        self.link_up[port_no] = up
 
     def _detach(self, port_no: int, port) -> None:
         dp = self.switch.dp
@@ -57,6 +73,7 @@ class PortWatch:
         port.close()
         self.detached += 1
         self.missing[port_no] = f"interface {port.device!r} is gone"
+        self.switch.events.emit("port_down", port=port.name, device=port.device, reason="gone")
         log.error("port %s: interface %s disappeared; the port is detached until an interface of that name "
                   "comes back", port.name, port.device)
         self.switch.l2.forget_port(port_no)
@@ -78,6 +95,10 @@ class PortWatch:
         del self.missing[port_no]
         self.retry_errors.pop(port_no, None)
         self.reattached[port_no] = self.reattached.get(port_no, 0) + 1
+        # Back but not running (its link is down): port_up comes from _check_link once the link is up.
+        self.link_up[port_no] = port.running()
+        if self.link_up[port_no]:
+            self.switch.events.emit("port_up", port=port.name, device=port.device, reason="back")
         log.info("port %s: interface %s is back%s; the port is attached again", port.name, port.device,
                  f" (ifindex {port.ifindex})" if getattr(port, "ifindex", 0) else "")
 
