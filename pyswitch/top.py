@@ -52,7 +52,7 @@ def render(now: Sample, before: Sample | None, width: int = 100) -> list[str]:
     s, old = now.stats, before.stats if before else {}
     lines = [f"pyswitch top - {s.get('name')}  ({s.get('datapath')} datapath, up {s.get('uptime_s', 0):.0f} s)  "
              f"q quits",
-             f"flows {s.get('flows', 0)}   conns {s.get('conn_conns', 0)}   macs {s.get('mac_entries', 0)}   "
+             f"flows {s.get('flows', 0)}   conns {s.get('conn_conns', 0)}   macs {s.get('macs', 0)}   "
              f"upcalls/s {_human(_rate(s.get('upcalls', 0), old.get('upcalls'), seconds))}   "
              f"drops {s.get('parse_errors_total', 0) + s.get('upcalls_shed', 0)}",
              "",

@@ -3,7 +3,7 @@ from pyswitch.top import Sample, _human, render
 
 PORT = {"name": "p1", "rx_packets": 100, "rx_bytes": 10000, "tx_packets": 50, "tx_bytes": 5000, "drops": 3,
         "state": "up"}
-STATS = {"name": "demo", "datapath": "c", "uptime_s": 12.0, "flows": 4, "conn_conns": 2, "mac_entries": 3,
+STATS = {"name": "demo", "datapath": "c", "uptime_s": 12.0, "flows": 4, "conn_conns": 2, "macs": 3,
          "upcalls": 40, "parse_errors_total": 1, "upcalls_shed": 0}
 VIP = {"name": "web", "backends": [{"address": "192.0.2.11", "port": 8080, "state": "up", "active_conns": 2,
                                     "total_conns": 9, "rtt_ms": 0.25}]}

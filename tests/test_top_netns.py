@@ -40,7 +40,9 @@ def test_top_shows_the_ports_and_moving_counters_and_quits_on_q(topology, netns_
             time.sleep(0.5)
         assert len(seen) == 2, screen(server)
         text, row = seen[-1]
+        print(text)                         # shown with pytest -s
         assert port_row(text, "p2") and port_row(text, "p3"), text
+        assert "macs 0 " not in text, "h1 and h2 are learned"
         assert float(row[1].rstrip("kMG")) > 0, "p1 receives h1's pings: its RX pps moves"
         subprocess.run(["tmux", "-L", server, "send-keys", "-t", "top", "q"], check=True, timeout=10)
         deadline = time.monotonic() + 5
