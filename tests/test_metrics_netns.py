@@ -105,3 +105,34 @@ def test_a_port_in_use_stops_the_switch_with_the_key(tmp_path):
     assert result.returncode == 1, result.stderr
     assert f"pyswitch: metrics.listen: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert os.listdir(tmp_path / "run") == []          # the control socket it had made is gone again
+
+
+def test_vip_and_backend_counters_move_with_requests(topology, tmp_path):
+    from test_lb_netns import BACKENDS, TOPOLOGY, Lb, switch_config
+
+    port = free_port()
+    config = switch_config(tmp_path)
+    with open(config, "a") as f:
+        f.write(f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    lb = Lb(topology(TOPOLOGY, switches=[config]), "nat")
+    try:
+        for name in BACKENDS:
+            lb.start(name)
+        before = fetch(port)
+        backends = {f"{address}:8080" for address in BACKENDS.values()}
+        up = {dict(k)["backend"]: v for k, v in before["pyswitch_backend_up"]["samples"].items()
+              if dict(k)["vip"] == "web"}
+        assert up == dict.fromkeys(backends, 1)
+        assert before["pyswitch_vip_connections"]["type"] == "counter"
+        results, out = lb.curl(6)
+        assert len(results) == 6, out
+        after = fetch(port)
+    finally:
+        lb.stop_all()
+
+    def total(got, name):
+        return sum(v for k, v in got[name]["samples"].items() if dict(k).get("vip") == "web")
+    assert total(after, "pyswitch_vip_connections") - total(before, "pyswitch_vip_connections") == 6
+    assert total(after, "pyswitch_backend_connections") - total(before, "pyswitch_backend_connections") == 6
+    assert after["pyswitch_lb_conn_new"]["samples"][()] - before["pyswitch_lb_conn_new"]["samples"][()] == 6
+    assert set(dict(k)["backend"] for k in after["pyswitch_backend_active_conns"]["samples"]) == backends
