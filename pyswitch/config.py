@@ -33,6 +33,7 @@ IFNAME_RE = re.compile(r"^[A-Za-z0-9_.+@-]{1,15}$")     # what dev_valid_name al
 NETNS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")        # a file name under /run/netns
 GROUP_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")  # a POSIX group name
 MAC_RE = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
+LISTEN_RE = re.compile(r"^(?:\[(?P<v6>[^\]]*)\]|(?P<v4>[^:\[\]]*)):(?P<port>[0-9]{1,5})$")  # [metrics] listen
 MAX_CONFIG_BYTES = 1 << 20  # a real config is a few KiB: a larger file is a mistake (or /dev/zero)
 MAX_SECONDS = 30 * 86400    # every duration: 30 days fit the datapath's uint32 milliseconds
 MAX_ROUTES = 65536          # static routes ([[route]])
@@ -185,6 +186,17 @@ class ControlConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """[metrics]: a Prometheus endpoint (pyswitch/metrics.py, docs/OBSERVABILITY_METRICS.md); no section, none."""
+    host: str                           # an IP address of this machine, as text ("127.0.0.1", "::1", "0.0.0.0")
+    port: int
+
+    @property
+    def listen(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass
 class Config:
     switch: SwitchSettings
     ports: list[PortConfig] = field(default_factory=list)
@@ -193,6 +205,7 @@ class Config:
     vips: list[VipConfig] = field(default_factory=list)
     ha: HaConfig | None = None
     control: ControlConfig = field(default_factory=ControlConfig)
+    metrics: MetricsConfig | None = None
     source: str = "<dict>"
 
 
@@ -246,7 +259,7 @@ def _toml_reason(exc: tomllib.TOMLDecodeError) -> str:
 def from_dict(data: dict) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"config: must be a table of sections, got {type(data).__name__}")
-    _only_keys(data, "", {"switch", "control", "port", "vlan", "route", "vip", "ha"})
+    _only_keys(data, "", {"switch", "control", "port", "vlan", "route", "vip", "ha", "metrics"})
     switch = _switch(_table(data, "switch", "switch"))
     control = _control(_table(data, "control", "control"))
     ports = [_port(p, f"port[{i}]") for i, p in enumerate(_array(data, "port"))]
@@ -264,7 +277,9 @@ def from_dict(data: dict) -> Config:
     vips = [_vip(v, f"vip[{i}]", vlans) for i, v in enumerate(_array(data, "vip"))]
     _check_vips(vips, vlans, routes)
     ha = _ha(data["ha"], ports, vlans) if "ha" in data else None
-    return Config(switch=switch, ports=ports, vlans=vlans, routes=routes, vips=vips, ha=ha, control=control)
+    metrics = _metrics(_table(data, "metrics", "metrics")) if "metrics" in data else None
+    return Config(switch=switch, ports=ports, vlans=vlans, routes=routes, vips=vips, ha=ha, control=control,
+                  metrics=metrics)
 
 
 def _control(raw: dict) -> ControlConfig:
@@ -276,6 +291,34 @@ def _control(raw: dict) -> ControlConfig:
             raise ConfigError(f"control.group: not a group name (a letter or '_', then letters, digits, '_', "
                               f"'.' or '-', at most 32): {control.group!r}")
     return control
+
+
+def _metrics(raw: dict) -> MetricsConfig:
+    _only_keys(raw, "metrics", {"listen"})
+    if "listen" not in raw:
+        raise ConfigError('metrics.listen: missing (the endpoint\'s ADDRESS:PORT, such as "127.0.0.1:9110"; '
+                          'leave [metrics] out for no endpoint)')
+    text = _string(raw, "listen", "metrics.listen")
+    match = LISTEN_RE.match(text)
+    if match is None:
+        raise ConfigError(f'metrics.listen: give ADDRESS:PORT, such as "127.0.0.1:9110" (an IPv6 address in '
+                          f'brackets: "[::1]:9110"), got {text!r}')
+    host = match["v6"] if match["v6"] is not None else match["v4"]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        # A name would be resolved once at start, maybe to another address than the operator meant.
+        raise ConfigError(f"metrics.listen: {host!r} is not an IP address (names are not resolved; "
+                          f"\"127.0.0.1\" keeps the endpoint on this machine)") from None
+    if address.version == 4 and match["v6"] is not None:
+        raise ConfigError(f'metrics.listen: only an IPv6 address goes in brackets ("{host}:{match["port"]}"), '
+                          f'got {text!r}')
+    if address.is_multicast:
+        raise ConfigError(f"metrics.listen: {address} is a multicast address; give one of this machine's")
+    port = int(match["port"])
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"metrics.listen: the port must be from 1 to 65535, got {port}")
+    return MetricsConfig(host=str(address), port=port)
 
 
 def _ha(raw, ports: list[PortConfig], vlans: list[VlanInterface]) -> HaConfig:

@@ -10,8 +10,8 @@ with a message naming the first key it cannot apply; the running config stays.  
     backends   added, removed (drained: no new connection, its open ones run on, as IPVS keeps a deleted real
                server's), weight changed
 
-Everything else (ports, VLAN interfaces, the datapath kind, workers, table sizes, [ha], [control], a VIP's address,
-port, mode, scheduler or health check) is fixed for the switch's life: restart it to change them.  A VIP is known
+Everything else (ports, VLAN interfaces, the datapath kind, workers, table sizes, [ha], [control], [metrics], a
+VIP's address, port, mode, scheduler or health check) is fixed for the switch's life: restart it to change them.  A VIP is known
 by its name: one renamed is one removed and one added.  Connections the change does not concern are never
 touched: a change is a table write between two batches, and no table is rebuilt.
 """
@@ -89,6 +89,8 @@ def plan(running: config_mod.Config, new: config_mod.Config) -> Plan:
     for f in dataclasses.fields(running.control):
         if getattr(running.control, f.name) != getattr(new.control, f.name):
             raise ReloadRefused(f"control.{f.name}: {RESTART} (the socket's owner and mode are set when it is made)")
+    if running.metrics != new.metrics:
+        raise ReloadRefused(f"metrics.listen: {RESTART} (the endpoint is opened when the switch starts)")
     old_routes = {r.prefix: r for r in running.routes}
     new_routes = {r.prefix: r for r in new.routes}
     p.routes_set = [r for prefix, r in new_routes.items() if old_routes.get(prefix) != r]

@@ -42,7 +42,7 @@ HOUSEKEEPING_S = 0.5        # flow expiry and MAC aging run this often at most
 RECENT_UPCALLS = 128        # `show upcalls` keeps this many of the latest
 UPCALL_REASONS = {consts.UPCALL_MISS: "miss", consts.UPCALL_ACTION: "action", consts.UPCALL_NO_ROUTE: "no_route",
                   consts.UPCALL_NO_NEIGH: "no_neigh", consts.UPCALL_TTL: "ttl", consts.UPCALL_LOCAL: "local",
-                  consts.UPCALL_CONN_MISS: "conn_miss"}
+                  consts.UPCALL_CONN_MISS: "conn_miss", consts.UPCALL_L7: "l7"}
 # A slow-path turn longer than this means the slow path is overloaded (a flood of misses): the datapath then
 # forwards on as long as the turn took before it hands the next upcalls over (ps_dp_set_hold), up to HOLD_MAX_US.
 OVERLOADED_TURN_S = 0.001
@@ -101,9 +101,11 @@ class Switch:
         self.overrides = {}                 # [switch] keys the command line set (run --datapath): kept on reload
         self._reload_requested = False      # SIGHUP: reload the config file between two steps
         self.control = None
+        self.metrics = None                 # [metrics]: the Prometheus endpoint (pyswitch/metrics.py)
         self.started = time.monotonic()
         self.recent_upcalls = deque(maxlen=RECENT_UPCALLS)   # (seq, time, in_port, reason, key)
         self.upcall_seq = 0
+        self.upcalls_by_reason = dict.fromkeys(UPCALL_REASONS.values(), 0)   # handled by the slow path
         self._stop = False
         self._wake_r = self._wake_w = None
         self._next_housekeeping = 0.0
@@ -135,11 +137,20 @@ class Switch:
                                          group=self.config.control.group)
             self.dp.add_wake_fd(self.control.fileno())
             self.control.clients.watch = (self.dp.add_wake_fd, self.dp.del_wake_fd)
+            if self.config.metrics is not None:
+                from .metrics import MetricsEndpoint, read_switch    # prometheus_client only when asked for
+                self.metrics = MetricsEndpoint(self.config.metrics, lambda: read_switch(self))
+                # One of the datapath's 8 wake fds (PS_MAX_WAKE_FDS), with the control socket, the loop's own and
+                # the 4 control clients' (control/clients.py MAX_WATCHED).
+                self.dp.add_wake_fd(self.metrics.fileno())
         except BaseException:
             self.close()
             raise
 
     def close(self) -> None:
+        if self.metrics is not None:        # first: no scrape waits on a loop that has stopped
+            self.metrics.close()
+            self.metrics = None
         if self.ha is not None and self.ports:
             self.ha.shutdown(time.monotonic())
         if self.control is not None:
@@ -264,6 +275,8 @@ class Switch:
         self._drain_upcalls(handled, now)
         if self.control is not None:
             self.control.serve_pending()
+        if self.metrics is not None:
+            self.metrics.serve_pending()
         if self._reload_requested:
             self._reload_from_signal()
         if self._wake_r is not None:
@@ -288,6 +301,8 @@ class Switch:
 
     def _upcall(self, upcall, now: float) -> None:
         self.upcall_seq += 1
+        reason = UPCALL_REASONS.get(upcall.reason, "other")
+        self.upcalls_by_reason[reason] = self.upcalls_by_reason.get(reason, 0) + 1
         self.recent_upcalls.append((self.upcall_seq, now, upcall.in_port, upcall.reason, upcall.key))
         if self.ha is not None and self.ha.handle(upcall, now):
             return
@@ -425,6 +440,7 @@ class Switch:
         out["slow_path_holds"] = self.holds
         out["upcalls_shed"] = self.upcalls_shed
         out.update(self.events.stats())
+        out["upcalls_by_reason"] = dict(self.upcalls_by_reason)
         out["workers"] = self.workers
         if hasattr(self.dp, "worker_stats"):
             # One list per counter, a worker's value at its index: the share each worker carries.
