@@ -60,7 +60,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ovs import POLICY_RC_D, _read_pid, _stop_pid  # noqa: E402
+from ovs import apt_install_quietly  # noqa: E402
 from pps import FORWARDER_CPU, GENERATOR_CPU, LinuxRouter, pin  # noqa: E402
 from tcp import BENCH_ID, ROOT, start_switch, stop, stop_on_term  # noqa: E402
 
@@ -183,24 +183,7 @@ def ensure_installed() -> None:
     if not missing:
         return
     print(f"installing {' '.join(missing)} with apt", file=sys.stderr, flush=True)
-    before = {p for p in SERVICE_PIDFILES if p.exists()}
-    own_policy = not POLICY_RC_D.exists()
-    if own_policy:
-        POLICY_RC_D.write_text(POLICY_DENY)
-        POLICY_RC_D.chmod(0o755)
-    try:
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
-        result = subprocess.run(install, env=env, capture_output=True, text=True)
-        if result.returncode != 0:          # perhaps the package lists are missing or stale
-            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
-            result = subprocess.run(install, env=env, capture_output=True, text=True)
-    finally:
-        if own_policy:
-            POLICY_RC_D.unlink()
-    for pidfile in SERVICE_PIDFILES:
-        if pidfile.exists() and pidfile not in before:
-            _stop_pid(_read_pid(pidfile))
+    result = apt_install_quietly(missing, lambda: {p for p in SERVICE_PIDFILES if p.exists()}, POLICY_DENY)
     if result.returncode != 0:
         raise RuntimeError(f"apt-get install {' '.join(missing)} failed: "
                            f"{(result.stderr or result.stdout).strip()[-500:]}")

@@ -69,14 +69,28 @@ def ensure_installed() -> Installed:
         return Installed(True)
     if os.geteuid() != 0:
         return Installed(False, "Open vSwitch is not installed, and installing it needs root")
-    pidfiles_before = set(SYSTEM_RUNDIR.glob("*.pid"))
+    result = apt_install_quietly([OVS_PACKAGE], lambda: set(SYSTEM_RUNDIR.glob("*.pid")), POLICY_DENY)
+    if result.returncode != 0:
+        return Installed(False, f"apt-get install {OVS_PACKAGE} failed: "
+                                f"{(result.stderr or result.stdout).strip()[-500:]}")
+    if not shutil.which("ovs-vswitchd"):
+        return Installed(False, f"{OVS_PACKAGE} is installed but ovs-vswitchd is not on PATH")
+    return Installed(True)
+
+
+def apt_install_quietly(packages: list[str], pidfiles, policy: str) -> subprocess.CompletedProcess:
+    """apt-get install `packages` (again after an update if the lists were stale) without leaving their services
+    running: `policy` is the policy-rc.d that answers 101 while apt runs (one already in place is left as it is),
+    and a daemon that started all the same is stopped by the PID in a pidfile that `pidfiles()` finds only after
+    the install.  bench/l7.py installs its tools the same way."""
+    pidfiles_before = pidfiles()
     own_policy = not POLICY_RC_D.exists()
     if own_policy:
-        POLICY_RC_D.write_text(POLICY_DENY)
+        POLICY_RC_D.write_text(policy)
         POLICY_RC_D.chmod(0o755)
     try:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", OVS_PACKAGE]
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]
         result = subprocess.run(install, env=env, capture_output=True, text=True)
         if result.returncode != 0:          # perhaps the package lists are missing or stale
             subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
@@ -84,14 +98,9 @@ def ensure_installed() -> Installed:
     finally:
         if own_policy:
             POLICY_RC_D.unlink()
-    for pidfile in set(SYSTEM_RUNDIR.glob("*.pid")) - pidfiles_before:
+    for pidfile in pidfiles() - pidfiles_before:
         _stop_pid(_read_pid(pidfile))
-    if result.returncode != 0:
-        return Installed(False, f"apt-get install {OVS_PACKAGE} failed: "
-                                f"{(result.stderr or result.stdout).strip()[-500:]}")
-    if not shutil.which("ovs-vswitchd"):
-        return Installed(False, f"{OVS_PACKAGE} is installed but ovs-vswitchd is not on PATH")
-    return Installed(True)
+    return result
 
 
 class OpenVSwitch:
