@@ -29,6 +29,7 @@ backend acknowledges it.
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import logging
 import struct
 from typing import Optional
@@ -623,7 +624,7 @@ class L7Engine:
 
     def show_sessions(self, now: float) -> list[dict]:
         """Connections the switch holds before their splice, for `show conns`."""
-        return [{"vip": s.service.vip.name, "client": f"{_address(s.client.src)}:{s.client.sport}",
+        return [{"vip": s.service.vip.name, "client": f"{ipaddress.IPv4Address(s.client.src)}:{s.client.sport}",
                  "backend": f"{s.backend.address}:{s.backend.port}" if s.backend else None,
                  "state": f"l7_{s.state}", "pool": s.pool.name.rpartition("/")[2] if s.pool else None,
                  "rule": s.rule, "request_bytes": len(s.data)} for s in self.sessions.values()]
@@ -636,7 +637,3 @@ def _four_tuple(client: ConnTuple) -> bytes:
 def _seq_ge(a: int, b: int) -> bool:
     """a >= b in sequence space (RFC 9293: modulo 2^32)."""
     return ((a - b) & MASK32) < 0x80000000
-
-
-def _address(packed: bytes) -> str:
-    return ".".join(str(b) for b in packed)
