@@ -351,3 +351,39 @@ def test_fastest_shares_among_backends_equally_fast_within_the_band():
         b.observe_rtt(ms)
     picks = Counter(sched.pick(bs, CLIENT).address for _ in range(10))
     assert picks == {"10.0.0.1": 5, "10.0.0.2": 5}, picks
+
+
+def test_fastest_compares_health_checks_with_health_checks():
+    # Under load a health check's HTTP round trip costs more than a kernel's SYN/ACK.  One slow probe puts
+    # backend 2 out of the band for a while, so backend 1 gets the connections and with them cheap SYN/ACK
+    # samples.  Compared with backend 2's health checks, those would keep backend 1 ahead for good; compared
+    # like with like, backend 2 is back once its probes are.
+    sched = make_scheduler("fastest")
+    bs = backends(1, 1)
+    picks = []
+    for i in range(200):
+        if i % 5 == 0:
+            bs[0].observe_rtt(6.0, "probe")
+            bs[1].observe_rtt(20.0 if i == 0 else 6.0, "probe")
+        b = sched.pick(bs, CLIENT)
+        picks.append(b.address)
+        b.observe_rtt(0.1, "conn")
+    assert picks[:5] == ["10.0.0.1"] * 5, "the slow probe counts"
+    assert Counter(picks[-100:]) == {"10.0.0.1": 50, "10.0.0.2": 50}, Counter(picks)
+
+
+def test_fastest_falls_back_to_syn_ack_samples_without_health_checks():
+    sched = make_scheduler("fastest")
+    bs = backends(1, 1)
+    bs[0].observe_rtt(30.0, "conn")
+    bs[1].observe_rtt(1.0, "conn")
+    bs[0].observe_rtt(1.0, "probe")     # only one backend probed so far: not a common source
+    assert sched.pick(bs, CLIENT) is bs[1]
+
+
+def test_rtt_sources_are_named():
+    b = Backend("10.0.0.1", 80)
+    with pytest.raises(ValueError, match="source"):
+        b.observe_rtt(1.0, "guess")
+    b.observe_rtt(2.0, "probe")
+    assert (b.probe_rtt_ms, b.conn_rtt_ms, b.rtt_ewma_ms) == (2.0, None, 2.0)

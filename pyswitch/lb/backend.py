@@ -14,6 +14,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 STATES = ("up", "down", "drain", "removed")
+RTT_SOURCES = ("conn", "probe")
 RTT_ALPHA = 0.3             # weight of a new RTT sample in the EWMA: recent enough to follow a backend
                             # that slows down, smooth enough that one late SYN/ACK does not flip the choice
 
@@ -27,7 +28,9 @@ class Backend:
     active_conns: int = 0               # connections open now, not closing (the caller counts, as IPVS's
                                         # activeconns: a connection that saw a FIN or RST no longer counts)
     total_conns: int = 0                # connections ever given to this backend
-    rtt_ewma_ms: float | None = None    # smoothed response time; None until first measured
+    rtt_ewma_ms: float | None = None    # smoothed response time over every sample; None until first measured
+    probe_rtt_ms: float | None = None   # smoothed health-check round trip: every backend gets these alike
+    conn_rtt_ms: float | None = None    # smoothed SYN->SYN/ACK: only backends that get connections get these
     packed: bytes = field(init=False, repr=False, compare=False)    # the address in network order, parsed once:
                                                                     # every new connection needs it
 
@@ -49,17 +52,24 @@ class Backend:
     def accepts_new(self) -> bool:
         return self.state == "up" and self.weight > 0
 
-    def observe_rtt(self, ms: float) -> None:
-        """Fold one response-time sample (SYN->SYN/ACK, or a health check's round trip) into the EWMA.
+    def observe_rtt(self, ms: float, source: str = "conn") -> None:
+        """Fold one response-time sample into the EWMAs: source "conn" (SYN->SYN/ACK) or "probe" (a health
+        check's round trip).
 
-        The first sample is taken as is, so a new backend is not compared against a made-up start value.
+        Each source keeps an average of its own as well as the combined one, because the two measure different
+        things (a kernel's SYN/ACK against a whole HTTP exchange) and arrive at different rates: comparing one
+        backend's SYN/ACKs with another's health checks would favour whichever got the cheaper kind.  The
+        first sample is taken as is, so a new backend is not compared against a made-up start value.
         """
         if ms < 0:
             raise ValueError(f"response time {ms} ms is negative")
-        if self.rtt_ewma_ms is None:
-            self.rtt_ewma_ms = float(ms)
+        if source not in RTT_SOURCES:
+            raise ValueError(f"response-time source {source!r} is not one of {RTT_SOURCES}")
+        self.rtt_ewma_ms = _ewma(self.rtt_ewma_ms, ms)
+        if source == "probe":
+            self.probe_rtt_ms = _ewma(self.probe_rtt_ms, ms)
         else:
-            self.rtt_ewma_ms = RTT_ALPHA * ms + (1.0 - RTT_ALPHA) * self.rtt_ewma_ms
+            self.conn_rtt_ms = _ewma(self.conn_rtt_ms, ms)
 
     def conn_opened(self) -> None:
         self.active_conns += 1
@@ -72,3 +82,7 @@ class Backend:
     def conn_reopened(self) -> None:
         """A closing connection's tuple carries a new connection (the client reused its port)."""
         self.active_conns += 1
+
+
+def _ewma(average: float | None, sample: float) -> float:
+    return float(sample) if average is None else RTT_ALPHA * sample + (1.0 - RTT_ALPHA) * average

@@ -8,7 +8,7 @@ that is down, draining, or of weight 0 never gets a new connection, while its ex
     wrr      smooth weighted round robin (nginx's algorithm): shares by weight, interleaved, no bursts
     lc       fewest active connections (IPVS lc, see LeastConnections for the overhead used)
     wlc      fewest active connections per unit of weight (IPVS wlc)
-    fastest  lowest EWMA of measured response time; unmeasured backends first
+    fastest  lowest EWMA of measured response time, like compared with like; unmeasured backends first
     sh       source-IP hash over a weighted bucket table (IPVS sh, with fallback)
     maglev   Maglev consistent hashing of the client address (see maglev.py)
 
@@ -135,12 +135,14 @@ class WeightedLeastConnections(Scheduler):
 class Fastest(Scheduler):
     """The backend with the lowest response-time EWMA (the seed's "response time").
 
-    Backends not yet measured come first, so each gets a connection and with it a first sample.  Backends
-    whose EWMA is within NEAR_MS or NEAR_RATIO of the lowest count as equally fast: samples come from two
-    sources (SYN -> SYN/ACK on a millisecond clock, and health-check round trips), and without the band
-    the backend that happens to get the cheaper kind of sample would take every connection.  Among equally
-    fast ones the fewest active connections win, then they take turns in key order, so the choice does
-    not depend on list order.
+    Samples come from two sources: health checks, which every backend gets alike, and SYN -> SYN/ACK, which
+    only the backends that get connections get.  Backends are compared on health checks when all of them
+    have one, else on SYN/ACKs when all have one: never one backend's SYN/ACKs against another's health
+    checks, or the one that happened to get the cheaper kind of sample would take every connection and, with
+    them, keep getting the cheap samples.  Backends not yet measured come first, so each gets a connection
+    and with it a first sample.  Backends within NEAR_MS or NEAR_RATIO of the lowest count as equally fast,
+    so that noise of a millisecond does not decide; among them the fewest active connections win, then they
+    take turns in key order, so the choice does not depend on list order.
     """
     name = "fastest"
     NEAR_MS = 2.0
@@ -153,19 +155,30 @@ class Fastest(Scheduler):
         candidates = [b for b in backends if b.accepts_new]
         if not candidates:
             return None
-        unmeasured = [b for b in candidates if b.rtt_ewma_ms is None]
+        rtt = _comparable_rtt(candidates)
+        unmeasured = [b for b in candidates if rtt(b) is None]
         if unmeasured:
             candidates = unmeasured
         else:
-            best = min(b.rtt_ewma_ms for b in candidates)
+            best = min(rtt(b) for b in candidates)
             limit = best + max(self.NEAR_MS, best * self.NEAR_RATIO)
-            candidates = [b for b in candidates if b.rtt_ewma_ms <= limit]
+            candidates = [b for b in candidates if rtt(b) <= limit]
         fewest = min(b.active_conns for b in candidates)
         equals = sorted((b for b in candidates if b.active_conns == fewest), key=lambda b: b.key)
         after = [b for b in equals if self._last_key is not None and b.key > self._last_key]
         chosen = (after or equals)[0]
         self._last_key = chosen.key
         return chosen
+
+
+def _comparable_rtt(backends):
+    """The response time to rank these backends by: the one source all of them have, health checks first;
+    the combined average when no source is common (a backend not yet probed), None for one never measured."""
+    if all(b.probe_rtt_ms is not None for b in backends):
+        return lambda b: b.probe_rtt_ms
+    if all(b.conn_rtt_ms is not None for b in backends):
+        return lambda b: b.conn_rtt_ms
+    return lambda b: b.rtt_ewma_ms
 
 
 def _addr_fold(client_ip: bytes) -> int:

@@ -106,6 +106,11 @@ class VirtualService:
                 "persistence_s": self.config.persistence_s,
                 "backends": [{"address": b.address, "port": b.port, "weight": b.weight, "state": b.state,
                               "active_conns": b.active_conns, "total_conns": b.total_conns,
-                              "rtt_ms": None if b.rtt_ewma_ms is None else round(b.rtt_ewma_ms, 3)}
+                              "rtt_ms": _ms(b.rtt_ewma_ms), "probe_rtt_ms": _ms(b.probe_rtt_ms),
+                              "conn_rtt_ms": _ms(b.conn_rtt_ms)}
                              for b in self.backends if b.state != "removed" or b.active_conns],
                 "counters": dict(self.counters)}
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

@@ -465,7 +465,7 @@ class VipStage:
                     backend.conn_reopened()
                 self._tell_current(event.client)
             elif event.kind == consts.CE_RTT:
-                backend.observe_rtt(event.rtt_us / 1000.0)
+                backend.observe_rtt(event.rtt_us / 1000.0, "conn")
             elif event.kind == consts.CE_NEW:    # scheduled by the datapath's ring
                 backend.conn_opened()
                 service.counters["connections"] += 1
@@ -496,7 +496,7 @@ class VipStage:
                         backend.port)
 
     def _health_rtt(self, key: tuple[int, int], ms: float) -> None:
-        self.by_id[key[0]].backends[key[1]].observe_rtt(ms)
+        self.by_id[key[0]].backends[key[1]].observe_rtt(ms, "probe")
 
     def _apply_state(self, service: VirtualService, index: int, reason: str) -> None:
         key = (service.id, index)
