@@ -19,7 +19,7 @@ def _read(path):
 
 
 # Headers whose marked part is the binding's cdef, in this order; http.h is the L7 request parsers'.
-CDEF_HEADERS = ("pyswitch.h", "http.h")
+CDEF_HEADERS = ("pyswitch.h", "http.h", "bpf.h", "tap.h")
 
 
 def _cdef():

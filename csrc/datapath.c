@@ -28,6 +28,7 @@
 #include "pyswitch.h"
 #include "ring.h"
 #include "route.h"
+#include "tap.h"
 #include "workers.h"
 #include "xdp.h"
 
@@ -37,6 +38,8 @@ struct ps_dp {
     struct ps_routes *routes;              /* what PS_ACT_ROUTE consults (route.c) */
     struct ps_conntrack *ct;               /* what PS_ACT_LB and LB_REPLY consult (conntrack.c) */
     struct ps_rings *rings;                /* VIPs whose new connections LB schedules itself (ring.c) */
+    struct ps_taps *taps;                  /* mirrors and captures (tap.c): the owner's, shared */
+    struct ps_capbuf capture;              /* this datapath's capture copies (a worker's are its own) */
     int wake_fds[PS_MAX_WAKE_FDS];         /* extra fds ps_dp_poll() wakes up for */
     uint32_t n_wake_fds;                   /* entries used in 'wake_fds' */
     struct ps_upcall *upcalls;             /* max_upcalls slots; 'data' fixed up in ps_dp_upcalls() */
@@ -92,9 +95,10 @@ ps_dp_new(uint32_t max_flows, uint32_t emc_entries, uint32_t max_upcalls)
     dp->routes = ps_routes_new();
     dp->ct = ps_conntrack_new();
     dp->rings = ps_rings_new();
+    dp->taps = ps_taps_new();
     dp->upcalls = calloc(max_upcalls ? max_upcalls : 1, sizeof *dp->upcalls);
     dp->upcall_ofs = calloc(max_upcalls ? max_upcalls : 1, sizeof *dp->upcall_ofs);
-    if (!dp->ft || !dp->routes || !dp->ct || !dp->rings || !dp->upcalls || !dp->upcall_ofs) {
+    if (!dp->ft || !dp->routes || !dp->ct || !dp->rings || !dp->taps || !dp->upcalls || !dp->upcall_ofs) {
         ps_dp_free(dp);
         return NULL;
     }
@@ -119,7 +123,9 @@ ps_dp_free(struct ps_dp *dp)
         ps_routes_free(dp->routes);
         ps_conntrack_free(dp->ct);
         ps_rings_free(dp->rings);
+        ps_taps_free(dp->taps);
     }
+    ps_capbuf_release(&dp->capture);
     free(dp->upcalls);
     free(dp->upcall_ofs);
     free(dp->arena);
@@ -227,6 +233,9 @@ ps_dp_port_del(struct ps_dp *dp, uint16_t port_no)
     dp->ports[port_no] = NULL;
     dp->rx_ports &= ~bit;
     dp->borrowed_ports &= ~bit;
+    if (!dp->owner) {
+        ps_taps_port_gone(dp->taps, port_no);
+    }
     return 0;
 }
 
@@ -418,6 +427,58 @@ ps_dp_upcalls_move(struct ps_dp *dst, struct ps_dp *src)
 
 /* The sink that connects the executor to the ports. */
 
+/* Queues 'frame' on port 'port_no' and hands a copy to the captures on what
+ * it sends; returns the frames an early flush sent. */
+static uint32_t
+send_captured(struct ps_dp *dp, uint16_t port_no, const struct ps_frame *frame, bool stable)
+{
+    const struct ps_taps *taps = dp->taps;
+
+    if (taps->capture_out[port_no]) {
+        ps_capbuf_copy(&dp->capture, taps, taps->capture_out[port_no], PS_TAP_OUT, port_no, frame->data, frame->size);
+    }
+    return ps_port_tx_queue(dp->ports[port_no], frame, stable);
+}
+
+/* What a mirror adds to a frame sent out of a tapped port, and the captures
+ * of the port.  A target is no source (ps_taps_mirror_set()), so its copy is
+ * only captured. */
+static void
+tap_sent(struct ps_dp *dp, uint16_t port_no, const struct ps_frame *frame, bool stable)
+{
+    uint64_t targets = dp->taps->mirror_out[port_no];
+
+    while (targets) {
+        uint16_t target = (uint16_t) __builtin_ctzll(targets);
+
+        targets &= targets - 1;
+        if (dp->ports[target]) {
+            dp->stats.tx_packets += send_captured(dp, target, frame, stable);
+        }
+    }
+}
+
+/* The same for a frame as its port hands it over: the copies are of the frame
+ * as it came, so they are taken before any action rewrites it in place. */
+static void
+tap_received(struct ps_dp *dp, uint16_t port_no, const struct ps_frame *frame)
+{
+    const struct ps_taps *taps = dp->taps;
+    uint64_t targets = taps->mirror_in[port_no];
+
+    if (taps->capture_in[port_no]) {
+        ps_capbuf_copy(&dp->capture, taps, taps->capture_in[port_no], PS_TAP_IN, port_no, frame->data, frame->size);
+    }
+    while (targets) {
+        uint16_t target = (uint16_t) __builtin_ctzll(targets);
+
+        targets &= targets - 1;
+        if (dp->ports[target]) {
+            dp->stats.tx_packets += send_captured(dp, target, frame, false);
+        }
+    }
+}
+
 static void
 dp_output(void *ctx_, uint16_t port_no, const struct ps_frame *frame, bool stable)
 {
@@ -426,6 +487,11 @@ dp_output(void *ctx_, uint16_t port_no, const struct ps_frame *frame, bool stabl
 
     if (port_no >= PS_MAX_PORTS || !dp->ports[port_no]) {
         dp->stats.bad_port++;
+        return;
+    }
+    if (dp->taps->watch_out & (UINT64_C(1) << port_no)) {
+        dp->stats.tx_packets += send_captured(dp, port_no, frame, stable);
+        tap_sent(dp, port_no, frame, stable);
         return;
     }
     dp->stats.tx_packets += ps_port_tx_queue(dp->ports[port_no], frame, stable);
@@ -513,6 +579,7 @@ process_batch(struct ps_dp *dp, struct ps_port *port, uint32_t n, int64_t now_ms
     };
     struct ps_flow_key key;
     struct ps_parse_result result;
+    bool tapped = (dp->taps->watch_in & (UINT64_C(1) << port->port_no)) != 0;
 
     ctx.key = &key;
     for (uint32_t i = 0; i < n; i++) {
@@ -521,6 +588,9 @@ process_batch(struct ps_dp *dp, struct ps_port *port, uint32_t n, int64_t now_ms
         int is_gso = (frame->vnet.gso_type & PS_VNET_GSO_TYPE_MASK) != 0;
         uint16_t error;
 
+        if (tapped) {
+            tap_received(dp, port->port_no, frame);
+        }
         port->stats.rx_packets++;
         port->stats.rx_bytes += frame->size;
         dp->stats.rx_packets++;
@@ -718,6 +788,9 @@ ps_dp_serve(struct ps_dp *dp, int timeout_ms, uint32_t spin_us)
         if (hold_until == INT64_MAX && (dp->n_upcalls || ps_conntrack_n_events(dp->ct) > events_start)) {
             hold_until = now + dp->hold_us;
         }
+        if (ps_capbuf_pressing(&dp->capture)) {
+            return total;                  /* copies are dropped once the buffer is full: read them first */
+        }
         if (woken || now >= hold_until || now >= deadline) {
             return total;
         }
@@ -899,6 +972,7 @@ ps_dp_new_worker(struct ps_dp *owner, uint32_t lane, uint32_t max_upcalls)
     dp->routes = owner->routes;
     dp->ct = owner->ct;
     dp->rings = owner->rings;
+    dp->taps = owner->taps;
     dp->ft_lane = lane;
     dp->max_upcalls = max_upcalls;
     dp->upcalls = calloc(max_upcalls ? max_upcalls : 1, sizeof *dp->upcalls);
@@ -978,4 +1052,100 @@ ps_dp_wake_fds(const struct ps_dp *dp, int *fds)
 {
     memcpy(fds, dp->wake_fds, dp->n_wake_fds * sizeof *fds);
     return dp->n_wake_fds;
+}
+
+/* Taps (tap.h). */
+
+int
+ps_dp_mirror_set(struct ps_dp *dp, uint16_t port_no, uint64_t to_on_in, uint64_t to_on_out)
+{
+    return ps_taps_mirror_set(dp->taps, port_no, to_on_in, to_on_out);
+}
+
+/* The capture buffer 'buffer' of ps_dp_capture_buffers()' numbering. */
+static struct ps_capbuf *
+capture_buffer(const struct ps_dp *dp, uint32_t buffer)
+{
+    const struct ps_dp *holder = dp;
+
+    if (buffer > 0) {
+        holder = dp->workers ? ps_workers_dp(dp->workers, buffer - 1) : NULL;
+    }
+    return holder ? (struct ps_capbuf *) &holder->capture : NULL;
+}
+
+int
+ps_dp_capture_add(struct ps_dp *dp, uint32_t slot, uint16_t port_no, uint32_t directions, uint32_t snaplen,
+                  const struct ps_bpf_insn *filter, uint32_t filter_len)
+{
+    int error = ps_taps_capture_add(dp->taps, slot, port_no, directions, snaplen, filter, filter_len);
+
+    if (error == 0) {
+        for (uint32_t b = 0; b < ps_dp_capture_buffers(dp); b++) {
+            ps_capbuf_reset_slot(capture_buffer(dp, b), slot);
+        }
+    }
+    return error;
+}
+
+int
+ps_dp_capture_del(struct ps_dp *dp, uint32_t slot)
+{
+    return ps_taps_capture_del(dp->taps, slot);
+}
+
+uint32_t
+ps_dp_capture_buffers(const struct ps_dp *dp)
+{
+    return dp->workers ? 1 + ps_workers_count(dp->workers) : 1;
+}
+
+uint32_t
+ps_dp_capture_records(struct ps_dp *dp, uint32_t buffer, struct ps_capture_record **out)
+{
+    struct ps_capbuf *buf = capture_buffer(dp, buffer);
+
+    *out = buf ? buf->records : NULL;
+    return buf ? buf->n_records : 0;
+}
+
+void
+ps_dp_capture_clear(struct ps_dp *dp, uint32_t buffer)
+{
+    struct ps_capbuf *buf = capture_buffer(dp, buffer);
+    bool capturing = false;
+
+    if (!buf) {
+        return;
+    }
+    ps_capbuf_clear(buf);
+    for (int i = 0; i < PS_MAX_CAPTURES; i++) {
+        capturing |= dp->taps->captures[i].active;
+    }
+    if (!capturing) {
+        ps_capbuf_release(buf);         /* nobody captures: the memory goes back, the counters stay */
+    }
+}
+
+int
+ps_dp_capture_counts(const struct ps_dp *dp, uint32_t slot, uint64_t *captured, uint64_t *dropped)
+{
+    if (slot >= PS_MAX_CAPTURES) {
+        return -EINVAL;
+    }
+    *captured = 0;
+    *dropped = 0;
+    for (uint32_t b = 0; b < ps_dp_capture_buffers(dp); b++) {
+        const struct ps_capbuf *buf = capture_buffer(dp, b);
+
+        *captured += buf->captured[slot];
+        *dropped += buf->dropped[slot];
+    }
+    return 0;
+}
+
+bool
+ps_dp_capture_pressing(const struct ps_dp *dp)
+{
+    return ps_capbuf_pressing(&dp->capture);
 }

@@ -181,8 +181,9 @@ worker_leave(struct ps_worker *w)
     pthread_mutex_unlock(&w->lock);
 }
 
-/* Wakes the slow path once per gathering if this worker queued upcalls or
- * any worker queued connection events since the world was released. */
+/* Wakes the slow path once per gathering if this worker queued upcalls, its
+ * capture buffer is filling, or any worker queued connection events since
+ * the world was released. */
 static void
 worker_notify(struct ps_worker *w)
 {
@@ -191,7 +192,7 @@ worker_notify(struct ps_worker *w)
     if (w->signalled) {
         return;
     }
-    if (ps_dp_n_upcalls(w->dp) == 0
+    if (ps_dp_n_upcalls(w->dp) == 0 && !ps_dp_capture_pressing(w->dp)
         && ps_conntrack_events_pushed(ps_dp_conntrack(w->dp)) == ws->events_mark) {
         return;
     }
@@ -409,6 +410,12 @@ uint32_t
 ps_workers_count(const struct ps_workers *ws)
 {
     return ws->n;
+}
+
+struct ps_dp *
+ps_workers_dp(const struct ps_workers *ws, uint32_t index)
+{
+    return index < ws->n ? ws->workers[index].dp : NULL;
 }
 
 /* Ports. */

@@ -30,6 +30,9 @@ void ps_workers_free(struct ps_workers *ws);
 
 uint32_t ps_workers_count(const struct ps_workers *ws);
 
+/* Worker 'index''s datapath (its capture buffer is read through it), or NULL. */
+struct ps_dp *ps_workers_dp(const struct ps_workers *ws, uint32_t index);
+
 /* Port 'port_no' was just attached to the slow path's datapath: attaches it
  * to every worker too (ps_dp_port_add()'s arguments).  AF_PACKET: one socket
  * per worker, all in one fanout group.  TAP: every worker sends on the fd,
@@ -104,5 +107,8 @@ int ps_dp_run_more(struct ps_dp *dp, int64_t now_ms);
 void ps_dp_upcalls_clear(struct ps_dp *dp);
 uint32_t ps_dp_n_upcalls(const struct ps_dp *dp);
 void ps_dp_upcalls_move(struct ps_dp *dst, struct ps_dp *src);
+
+/* Its capture buffer is more than half full (tap.h): the slow path must read it soon. */
+bool ps_dp_capture_pressing(const struct ps_dp *dp);
 
 #endif /* PS_WORKERS_H */

@@ -167,3 +167,11 @@ SPLICE_OK = 0               # every field rewritten
 SPLICE_NOT_TCP = 1          # not IPv4 TCP with a whole 20-byte header, or a later fragment: unchanged
 SPLICE_BAD_HEADER = 2       # data offset < 5 or past the frame: unchanged
 SPLICE_BAD_OPTIONS = 3      # addresses, ports, seq, ack rewritten; malformed options left as they are
+
+# Taps: port mirrors and live captures (csrc/tap.h, pyswitch/refpath/taps.py; docs/OBSERVABILITY_CAPTURE.md).
+TAP_IN = 1                  # what a port receives
+TAP_OUT = 2                 # what the datapath sends out of it
+MAX_CAPTURES = 8            # captures at once, over all ports
+CAPTURE_MAX_RECORDS = 8192  # copies one datapath (one worker) holds until the slow path reads them
+CAPTURE_ARENA = 8388608     # bytes of copies one datapath holds until then
+CAPTURE_MAX_SNAPLEN = 262144    # the most bytes of one frame a capture copies (tcpdump's default)

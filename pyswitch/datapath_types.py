@@ -262,3 +262,13 @@ class SpliceResult(NamedTuple):
     result: int                  # consts.SPLICE_*
     frame: bytes
     stats: SpliceStats
+
+
+class CaptureRecord(NamedTuple):
+    """One frame a capture copied (`struct ps_capture_record`)."""
+    capture: int        # the slot, 0..MAX_CAPTURES-1
+    direction: int      # consts.TAP_IN or TAP_OUT
+    port_no: int
+    wire_len: int       # the frame's size; `data` may hold fewer bytes (the snap length)
+    ts_ns: int          # CLOCK_REALTIME when copied
+    data: bytes

@@ -12,10 +12,10 @@ import struct
 
 from . import __version__, consts
 from .actions import Action
-from .datapath_args import addr16, mac6
+from .datapath_args import addr16, mac6, port_bitmap
 from .l7 import http_types as l7
 from .datapath_types import (CONN_TUPLE_SIZE, Conn, ConnEvent, ConnTuple, FlowInfo, FlowTableError, GsoPlan,
-                             Output, ParseResult, RingBackend, Splice, SpliceResult, SpliceStats, Upcall, conn_max,
+                             CaptureRecord, Output, ParseResult, RingBackend, Splice, SpliceResult, SpliceStats, Upcall, conn_max,
                              conn_timeouts, conn_wire, ring_backend_wire, ring_changes, splice_from_wire,
                              splice_max, splice_wire)
 
@@ -597,6 +597,8 @@ class Datapath(_FlowTableOps):
         self._ring_stats = ffi.new("struct ps_ring_stats *")
         self._vip_guard = ffi.new("struct ps_vip_guard *")
         self._vip_guard_stats = ffi.new("struct ps_vip_guard_stats *")
+        self._capture_records = ffi.new("struct ps_capture_record **")
+        self._u64_pair = ffi.new("uint64_t[2]")
         self._timeouts_set = dict(consts.CT_TIMEOUTS_MS)     # what C holds: ps_dp_conn_config() takes all of them
         self.workers = lib.ps_dp_n_workers(dp)
 
@@ -707,6 +709,53 @@ class Datapath(_FlowTableOps):
     flow_lookup = _FlowTableOps._lookup
     flows = _FlowTableOps._dump_all
     expire = _FlowTableOps._expire
+
+    # Taps: mirrors and captures (csrc/tap.h).
+
+    def mirror_set(self, port_no, to_on_in=(), to_on_out=()) -> None:
+        """Copies what port `port_no` receives out of the ports `to_on_in`, and what it sends out of `to_on_out`
+        (both empty: no mirror).  ValueError for a target that is a source, or a source that is a target."""
+        r = lib.ps_dp_mirror_set(self._dp, _port_no(port_no), port_bitmap(to_on_in), port_bitmap(to_on_out))
+        if r < 0:
+            raise ValueError(f"mirror of port {port_no} to {sorted(to_on_in)} (in) and {sorted(to_on_out)} (out): "
+                             "ports out of range, or a mirror's target that is a source or a source that is a target")
+
+    def capture_add(self, slot, port_no, directions, snaplen=consts.CAPTURE_MAX_SNAPLEN, program=()) -> None:
+        """Starts capture `slot` on `port_no` for `directions` (TAP_IN | TAP_OUT) with the classic BPF `program`,
+        a sequence of (code, jt, jf, k) (empty: every frame).  ValueError for a bad argument or program,
+        OSError(EBUSY) for a slot in use."""
+        insns = ffi.new("struct ps_bpf_insn[]", [tuple(i) for i in program]) if program else ffi.NULL
+        r = lib.ps_dp_capture_add(self._dp, _uint(slot, 32, "capture slot"), _port_no(port_no),
+                                  _uint(directions, 32, "directions"), _uint(snaplen, 32, "snaplen"), insns,
+                                  len(program))
+        if r == -_errno.EBUSY:
+            raise OSError(_errno.EBUSY, f"capture slot {slot} is in use")
+        if r < 0:
+            raise ValueError(f"capture {slot} on port {port_no}: slot, port, directions {directions}, snaplen "
+                             f"{snaplen} or the filter out of bounds")
+
+    def capture_del(self, slot) -> bool:
+        return lib.ps_dp_capture_del(self._dp, _uint(slot, 32, "capture slot")) == 0
+
+    def capture_take(self) -> list[CaptureRecord]:
+        """Every copy the captures made since the last take, buffer by buffer, each in the order made."""
+        out = []
+        for buffer in range(lib.ps_dp_capture_buffers(self._dp)):
+            n = lib.ps_dp_capture_records(self._dp, buffer, self._capture_records)
+            records = self._capture_records[0]
+            for i in range(n):
+                r = records[i]
+                out.append(CaptureRecord(r.capture, r.direction, r.port_no, r.wire_len, r.ts_ns,
+                                         bytes(ffi.buffer(r.data, r.cap_len))))
+            lib.ps_dp_capture_clear(self._dp, buffer)
+        return out
+
+    def capture_counts(self, slot) -> tuple[int, int]:
+        """(captured, dropped) of capture `slot` since it started: dropped copies found the buffer full."""
+        if lib.ps_dp_capture_counts(self._dp, _uint(slot, 32, "capture slot"), self._u64_pair,
+                                    self._u64_pair + 1) < 0:
+            raise ValueError(f"capture slot {slot} is not 0..{consts.MAX_CAPTURES - 1}")
+        return self._u64_pair[0], self._u64_pair[1]
 
     def stats(self) -> dict:
         lib.ps_dp_get_stats(self._dp, self._dp_stats)

@@ -12,8 +12,8 @@ import select
 import time
 
 from .. import consts
-from ..datapath_types import (Conn, ConnEvent, ConnTuple, RingBackend, Splice, Upcall, conn_max, conn_timeouts,
-                              splice_max)
+from ..datapath_types import (CaptureRecord, Conn, ConnEvent, ConnTuple, RingBackend, Splice, Upcall, conn_max,
+                              conn_timeouts, splice_max)
 from .actions import DROP_DECAP, GSO_TYPE_MASK, Sink, execute as execute_actions
 from .conntrack import ConnTable
 from .ring import Rings
@@ -21,6 +21,7 @@ from .flowtable import FlowTable, now_ms as _now
 from .io import AfPacketIO, MemoryIO, PortIO, TapIO
 from .parse import parse_frame
 from .route import DROP, FORWARD, RouteTables
+from .taps import CaptureBuffer, Taps
 
 _PORT_STAT_KEYS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "rx_errors", "tx_dropped")
 _DP_STAT_KEYS = ("rx_packets", "tx_packets", "upcalls", "upcall_dropped", "bad_port", "routed", "route_dropped",
@@ -51,12 +52,13 @@ class PortSink(Sink):
     dp_drop. `in_port`, `key` and `now_ms` are the packet's (C's struct exec_ctx): run() sets them once per batch
     and per packet rather than building new callbacks for each packet."""
 
-    __slots__ = ("dp", "ports", "stats", "in_port", "key", "now_ms")
+    __slots__ = ("dp", "ports", "stats", "taps", "in_port", "key", "now_ms")
 
     def __init__(self, dp: "Datapath"):
         self.dp = dp
         self.ports = dp._ports
         self.stats = dp._stats
+        self.taps = dp.taps
         self.in_port = 0
         self.key = b""
         self.now_ms = 0
@@ -66,6 +68,11 @@ class PortSink(Sink):
         port = self.ports.get(port_no)
         if port is None:
             self.stats["bad_port"] += 1
+        elif self.taps.watch_out >> port_no & 1:
+            self.dp._send_captured(port, frame, vnet)
+            for target in _bits(self.taps.mirror_out.get(port_no, 0)):      # C's tap_sent
+                if target in self.ports:
+                    self.dp._send_captured(self.ports[target], frame, vnet)
         else:
             port.tx_queue.append((frame, vnet))
 
@@ -113,6 +120,8 @@ class Datapath:
         self.hold_us = 0                            # serve(): forward on this long once upcalls wait
         self._stats = dict.fromkeys(_DP_STAT_KEYS, 0)
         self._parse_errors = [0] * consts.PE_COUNT
+        self.taps = Taps()
+        self._capture = CaptureBuffer()
         self._sink = PortSink(self)
 
     # -- ports ---------------------------------------------------------------------------------------------------
@@ -145,6 +154,7 @@ class Datapath:
         port = self._port(port_no)
         port.io.close()
         del self._ports[port_no]
+        self.taps.port_gone(port_no)
         self._port_order = [self._ports[p] for p in sorted(self._ports)]
         self._rx_order = [p for p in self._port_order if p.receiving]
         self._pollers.clear()
@@ -245,6 +255,8 @@ class Datapath:
                 hold_until = now + self.hold_us / 1e6
             if woken or now >= hold_until or now >= deadline:
                 return total
+            if self._capture.pressing:
+                return total                # copies are dropped once the buffer is full: read them first
             if now >= next_wake_check:
                 next_wake_check = now + SERVE_WAKE_CHECK_S
                 if self._wait_readable(0, with_ports=False):
@@ -319,7 +331,10 @@ class Datapath:
             max_frame = port.max_frame
             sink.in_port = in_port
             rx_bytes = 0
+            tapped = self.taps.watch_in >> in_port & 1
             for frame, vnet in frames:
+                if tapped:
+                    self._tap_received(in_port, frame, vnet)
                 size = len(frame)
                 rx_bytes += size
                 error, key, _l3, _l4 = parse_frame(frame, in_port, max_frame, vnet[1] & GSO_TYPE_MASK != 0)
@@ -344,6 +359,19 @@ class Datapath:
             if port.tx_queue:
                 self._flush(port)
         return n
+
+    def _send_captured(self, port: Port, frame, vnet) -> None:
+        """C's send_captured: the captures on what `port` sends see the frame, then it is queued."""
+        if self.taps.watch_out >> port.port_no & 1:
+            self._capture.copy(self.taps, consts.TAP_OUT, port.port_no, frame)
+        port.tx_queue.append((frame, vnet))
+
+    def _tap_received(self, in_port: int, frame, vnet) -> None:
+        """C's tap_received: the captures on what `in_port` receives, then its mirror's copies."""
+        self._capture.copy(self.taps, consts.TAP_IN, in_port, frame)
+        for target in _bits(self.taps.mirror_in.get(in_port, 0)):
+            if target in self._ports:
+                self._send_captured(self._ports[target], frame, vnet)
 
     def upcalls(self, start: int = 0) -> list[Upcall]:
         """This run's upcalls (and those of execute() since) from number `start` on; reading does not consume
@@ -425,6 +453,27 @@ class Datapath:
         return self.routes.neigh_get(vlan, addr)
 
     # -- connections (docs/DATAPATH.md "Connection table") -------------------------------------------------------
+
+    # -- taps: mirrors and captures (taps.py) ---------------------------------------------------------------
+
+    def mirror_set(self, port_no: int, to_on_in=(), to_on_out=()) -> None:
+        self.taps.mirror_set(port_no, to_on_in, to_on_out)
+
+    def capture_add(self, slot: int, port_no: int, directions: int, snaplen: int = consts.CAPTURE_MAX_SNAPLEN,
+                    program=()) -> None:
+        self.taps.capture_add(slot, port_no, directions, snaplen, program)
+        self._capture.reset_slot(slot)
+
+    def capture_del(self, slot: int) -> bool:
+        return self.taps.capture_del(slot)
+
+    def capture_take(self) -> list[CaptureRecord]:
+        return self._capture.take()
+
+    def capture_counts(self, slot: int) -> tuple[int, int]:
+        if not 0 <= slot < consts.MAX_CAPTURES:
+            raise ValueError(f"capture slot {slot} is not 0..{consts.MAX_CAPTURES - 1}")
+        return self._capture.captured[slot], self._capture.dropped[slot]
 
     def conn_config(self, max_conns, timeouts_ms=None) -> None:
         """The table's bound (None: keep it) and idle timeouts ({state: ms}; states left out keep theirs)."""
@@ -554,3 +603,11 @@ class Datapath:
         port.tx_packets += sent
         port.tx_bytes += size
         self._stats["tx_packets"] += sent
+
+
+def _bits(bitmap: int):
+    """The port numbers in a bitmap, lowest first (C's ctz loop)."""
+    while bitmap:
+        low = bitmap & -bitmap
+        yield low.bit_length() - 1
+        bitmap ^= low
