@@ -85,6 +85,8 @@ class PortConfig:
     address: tuple[str, ...] = ()       # tap: addresses given to it there
     mac: str | None = None              # tap: its MAC address
     max_macs: int | None = None         # MACs this port may hold (its own oldest evicted); None: the switch's
+    mirror_target: bool = field(default=False, compare=False)   # a [[mirror]]'s `to`: gets copies, nothing
+                                        # else; set from [[mirror]] (compared there, not here, by a reload)
 
     def mac_limit(self, switch: "SwitchSettings") -> int | None:
         """The most MAC entries this port may hold, or None for no per-port limit."""
@@ -97,6 +99,8 @@ class PortConfig:
         return bool(self.trunk)
 
     def carries(self, vlan: int) -> bool:
+        if self.mirror_target:          # out of the switching: no flood, no learned MAC, nothing routed to it
+            return False
         if self.is_trunk:
             return vlan in self.trunk or vlan == self.native_vlan
         return vlan == self.vlan
@@ -179,6 +183,18 @@ class HaConfig:
     preempt_delay_s: float = 5.0        # a returning instance waits at most this long for a full sync to preempt
 
 
+MIRROR_DIRECTIONS = ("in", "out", "both")
+
+
+@dataclass
+class MirrorConfig:
+    """[[mirror]]: copies of what ports receive ("in"), send ("out") or both, sent out of one more port, whose
+    host watches (docs/OBSERVABILITY_CAPTURE.md).  That port takes no part in the switching."""
+    sources: tuple[str, ...]            # `from`: port names
+    to: str                             # a port name, nobody's source
+    direction: str = "both"
+
+
 @dataclass
 class ControlConfig:
     """[control]: who may drive the switch through its control socket, beyond its own user and root."""
@@ -206,6 +222,7 @@ class Config:
     ha: HaConfig | None = None
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig | None = None
+    mirrors: list[MirrorConfig] = field(default_factory=list)
     source: str = "<dict>"
 
 
@@ -259,7 +276,7 @@ def _toml_reason(exc: tomllib.TOMLDecodeError) -> str:
 def from_dict(data: dict) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"config: must be a table of sections, got {type(data).__name__}")
-    _only_keys(data, "", {"switch", "control", "port", "vlan", "route", "vip", "ha", "metrics"})
+    _only_keys(data, "", {"switch", "control", "port", "vlan", "route", "vip", "ha", "metrics", "mirror"})
     switch = _switch(_table(data, "switch", "switch"))
     control = _control(_table(data, "control", "control"))
     ports = [_port(p, f"port[{i}]") for i, p in enumerate(_array(data, "port"))]
@@ -270,6 +287,8 @@ def from_dict(data: dict) -> Config:
     _unique_tap_macs(ports)
     _check_workers_ports(switch, ports)
     _check_mac_limits(switch, ports)
+    mirrors = [_mirror(m, f"mirror[{i}]", ports) for i, m in enumerate(_array(data, "mirror"))]
+    _check_mirrors(mirrors, ports)
     vlans = [_vlan_interface(v, f"vlan[{i}]") for i, v in enumerate(_array(data, "vlan"))]
     _check_vlan_interfaces(vlans)
     routes = [_route(r, f"route[{i}]", vlans) for i, r in enumerate(_array(data, "route"))]
@@ -279,7 +298,42 @@ def from_dict(data: dict) -> Config:
     ha = _ha(data["ha"], ports, vlans) if "ha" in data else None
     metrics = _metrics(_table(data, "metrics", "metrics")) if "metrics" in data else None
     return Config(switch=switch, ports=ports, vlans=vlans, routes=routes, vips=vips, ha=ha, control=control,
-                  metrics=metrics)
+                  metrics=metrics, mirrors=mirrors)
+
+
+def _mirror(raw, where: str, ports: list[PortConfig]) -> MirrorConfig:
+    _entry(raw, where, {"from", "to", "direction"}, ("from", "to"))
+    names = [p.name for p in ports]
+    sources = raw["from"]
+    if not isinstance(sources, list) or not sources:
+        raise ConfigError(f"{where}.from: must be a non-empty list of port names, got {_show(sources)}")
+    for k, name in enumerate(sources):
+        if not isinstance(name, str) or name not in names:
+            raise ConfigError(f"{where}.from[{k}]: no port named {name!r}{_did_you_mean(name, names)}")
+        if name in sources[:k]:
+            raise ConfigError(f"{where}.from[{k}]: lists port {name!r} twice")
+    to = _string(raw, "to", f"{where}.to")
+    if to not in names:
+        raise ConfigError(f"{where}.to: no port named {to!r}{_did_you_mean(to, names)}")
+    if to in sources:
+        raise ConfigError(f"{where}.to: port {to!r} is also in from; a port cannot watch itself")
+    direction = _string(raw, "direction", f"{where}.direction") if "direction" in raw else "both"
+    if direction not in MIRROR_DIRECTIONS:
+        raise ConfigError(f"{where}.direction: must be one of {', '.join(MIRROR_DIRECTIONS)} (what the ports "
+                          f"receive, send, or both), got {direction!r}")
+    return MirrorConfig(sources=tuple(sources), to=to, direction=direction)
+
+
+def _check_mirrors(mirrors: list[MirrorConfig], ports: list[PortConfig]) -> None:
+    """A target is nobody's source (its copies would be copied again), and is marked out of the switching."""
+    sources = {name: i for i, m in enumerate(mirrors) for name in m.sources}
+    for i, m in enumerate(mirrors):
+        if m.to in sources:
+            raise ConfigError(f"mirror[{i}].to: port {m.to!r} is a source of mirror[{sources[m.to]}]; a mirror's "
+                              f"target only watches")
+    targets = {m.to for m in mirrors}
+    for port in ports:
+        port.mirror_target = port.name in targets
 
 
 def _control(raw: dict) -> ControlConfig:

@@ -10,7 +10,7 @@ with a message naming the first key it cannot apply; the running config stays.  
     backends   added, removed (drained: no new connection, its open ones run on, as IPVS keeps a deleted real
                server's), weight changed
 
-Everything else (ports, VLAN interfaces, the datapath kind, workers, table sizes, [ha], [control], [metrics], a
+Everything else (ports, [[mirror]], VLAN interfaces, the datapath kind, workers, table sizes, [ha], [control], [metrics], a
 VIP's address, port, mode, scheduler or health check) is fixed for the switch's life: restart it to change them.  A VIP is known
 by its name: one renamed is one removed and one added.  Connections the change does not concern are never
 touched: a change is a table write between two batches, and no table is rebuilt.
@@ -82,6 +82,7 @@ def plan(running: config_mod.Config, new: config_mod.Config) -> Plan:
         if f.name not in LIVE_SWITCH_KEYS:
             raise ReloadRefused(f"switch.{f.name}: {RESTART} (running {old_value!r}, the file says {new_value!r})")
         p.switch_keys.append(f.name)
+    _same_list(running.mirrors, new.mirrors, "mirror")     # first: a new target is a port's change too
     _same_list(running.ports, new.ports, "port")
     _same_list(running.vlans, new.vlans, "vlan")
     if running.ha != new.ha:

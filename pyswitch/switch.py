@@ -15,7 +15,7 @@ import socket
 import time
 from collections import deque
 
-from . import consts
+from . import consts, mirrors
 from .actions import describe as describe_actions
 from .config import Config
 from .control.server import ControlServer
@@ -29,6 +29,7 @@ from .pipeline.mac_table import MacTable
 from .pipeline.vip import VipStage
 from .ports import make_port
 from .ports.watch import PortWatch
+from .capture_sessions import CaptureSessions
 from .reload import ReloadRefused
 from .reload import reload as reload_config
 from .trace import Tracer
@@ -38,6 +39,8 @@ log = logging.getLogger("pyswitch")
 
 POLL_MS = 100               # the longest the loop sleeps: bounds timer lateness
 CONTROL_POLL_MS = 5         # ...while a control client's request is arriving
+CAPTURE_POLL_MS = 20        # ...while a capture runs: its copies reach the client this soon (the datapath
+                            # also returns early once a capture buffer is half full)
 HOUSEKEEPING_S = 0.5        # flow expiry and MAC aging run this often at most
 RECENT_UPCALLS = 128        # `show upcalls` keeps this many of the latest
 UPCALL_REASONS = {consts.UPCALL_MISS: "miss", consts.UPCALL_ACTION: "action", consts.UPCALL_NO_ROUTE: "no_route",
@@ -114,6 +117,10 @@ class Switch:
         self._hold_us = 0                   # what the datapath was last told to hold upcalls for
         self.holds = 0                      # turns after which the datapath was made to forward on
         self.upcalls_shed = 0               # upcalls left over when a turn's budget ran out
+        self.captures = CaptureSessions(self.dp, {p.name: no for no, p in enumerate(config.ports)},
+                                        self._port_attached)     # `pyswitch capture` (capture_sessions.py)
+        self.mirror_targets = set(mirrors.targets(config))   # ports that only watch ([[mirror]] to)
+        self.mirror_target_dropped = 0      # their frames that came up anyway (their drop flow was refused)
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -128,6 +135,7 @@ class Switch:
                 self.port_configs[port_no] = port_config
                 log.info("port %s (%s %s) attached as %d", port_config.name, port_config.type,
                          port_config.device, port_no)
+            mirrors.install(self.dp, self.config)
             self.l3.install()
             self.vips.install()
             self.vips.start_health_checks(time.monotonic())
@@ -147,7 +155,11 @@ class Switch:
             self.close()
             raise
 
+    def _port_attached(self, port_no: int) -> bool:
+        return port_no in self.port_configs and port_no not in self.port_watch.missing
+
     def close(self) -> None:
+        self.captures.close()               # first: each client hears why its capture ended
         if self.metrics is not None:        # first: no scrape waits on a loop that has stopped
             self.metrics.close()
             self.metrics = None
@@ -229,6 +241,8 @@ class Switch:
         100 ms leave no room for a late wakeup) or a control client's request is on its way (its socket
         is not a wake fd: look again soon rather than make it wait a whole POLL_MS)."""
         longest = CONTROL_POLL_MS if self.control is not None and self.control.clients.pending else POLL_MS
+        if self.captures.active:
+            longest = min(longest, CAPTURE_POLL_MS)
         deadline = self.ha.next_deadline() if self.ha is not None else None
         if deadline is None:
             return longest
@@ -262,6 +276,7 @@ class Switch:
         # for ARP): they join the same queue, so read on from where we were until nothing new came.  The
         # queue is bounded.
         handled = self._drain_upcalls(0, now)
+        self.captures.pump()
         if self.ha is not None:
             self.ha.timers(now)
         if self.vips.enabled:
@@ -304,6 +319,9 @@ class Switch:
         reason = UPCALL_REASONS.get(upcall.reason, "other")
         self.upcalls_by_reason[reason] = self.upcalls_by_reason.get(reason, 0) + 1
         self.recent_upcalls.append((self.upcall_seq, now, upcall.in_port, upcall.reason, upcall.key))
+        if upcall.in_port in self.mirror_targets:
+            self.mirror_target_dropped += 1
+            return
         if self.ha is not None and self.ha.handle(upcall, now):
             return
         if self.vips.enabled and self.vips.handle(upcall, now):
@@ -335,10 +353,10 @@ class Switch:
                     "stats": self.show_stats, "upcalls": self.show_upcalls, "routes": self.l3.show_routes,
                     "arp": lambda: self.l3.show_arp(time.monotonic()), "vips": self.vips.show_vips,
                     "conns": lambda: self.vips.show_conns(time.monotonic()), "ha": self._show_ha,
-                    "events": self.events.recent}.get(what)
+                    "events": self.events.recent, "captures": self.captures.show}.get(what)
             if show is None:
                 raise ValueError(f"show: unknown table {what!r} "
-                                 f"(ports, fdb, flows, stats, upcalls, routes, arp, vips, conns, ha, events)")
+                                 f"(ports, fdb, flows, stats, upcalls, routes, arp, vips, conns, ha, events, captures)")
             return show()
         if cmd == "ha":
             if self.ha is None:
@@ -351,6 +369,8 @@ class Switch:
         if cmd == "trace":
             # Read only: builds and follows a copy of the frame, sends nothing, changes no table or counter.
             return Tracer(self).trace(command.get("port"), command.get("frame"))
+        if cmd == "capture":
+            return self.captures.start(command)
         if cmd == "reload":
             return self.reload()
         if cmd == "backend":
@@ -439,6 +459,7 @@ class Switch:
         out["parse_errors_total"] = sum(s["parse_errors"].values())
         out["slow_path_holds"] = self.holds
         out["upcalls_shed"] = self.upcalls_shed
+        out["mirror_target_dropped"] = self.mirror_target_dropped
         out.update(self.events.stats())
         out["upcalls_by_reason"] = dict(self.upcalls_by_reason)
         out["workers"] = self.workers

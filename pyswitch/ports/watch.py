@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 
+from .. import mirrors
 from .base import PortError
 
 log = logging.getLogger("pyswitch")
@@ -94,6 +95,7 @@ class PortWatch:
             return
         del self.missing[port_no]
         self.retry_errors.pop(port_no, None)
+        mirrors.install(self.switch.dp, self.switch.config, only_port=port_no)   # the datapath forgot them
         self.reattached[port_no] = self.reattached.get(port_no, 0) + 1
         # Back but not running (its link is down): port_up comes from _check_link once the link is up.
         self.link_up[port_no] = port.running()
