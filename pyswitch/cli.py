@@ -19,6 +19,7 @@ import argparse
 import errno
 import json
 import logging
+import signal
 import sys
 
 EXIT_CONFIG = 2             # the config (or the command line) is wrong
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="ask a running switch")
     show.add_argument("what", choices=["ports", "fdb", "flows", "stats", "upcalls", "routes", "arp", "vips",
-                                       "conns", "ha", "events"])
+                                       "conns", "ha", "events", "captures"])
     show.add_argument("--name", help="the switch's name (default: the only one running)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show.add_argument("--explain", action="store_true", help="flows: say each flow in words")
@@ -87,6 +88,22 @@ def _parser() -> argparse.ArgumentParser:
     trace.add_argument("--json", action="store_true", help="print JSON")
     _control_dir_option(trace)
     trace.set_defaults(func=cmd_trace)
+
+    capture = sub.add_parser("capture", help="a live copy of what a port receives and sends, as pcap or text",
+                             description="Copies the frames of PORT (its config name) that the filter accepts, "
+                                         "as the switch receives and sends them; see docs/OBSERVABILITY_CAPTURE.md. "
+                                         "Example: pyswitch capture p1 -w - --filter icmp | tcpdump -nr -")
+    capture.add_argument("port", help="the port, by its config name")
+    capture.add_argument("-w", dest="write", metavar="FILE", help="write pcap to FILE (- for stdout) instead of text")
+    capture.add_argument("--count", "-c", type=int, default=0, help="stop after this many frames (default: Ctrl-C)")
+    capture.add_argument("--filter", "-f", default="", metavar="EXPR",
+                         help="a tcpdump filter expression, compiled by libpcap (e.g. \"icmp or tcp port 80\")")
+    capture.add_argument("--direction", "-Q", choices=["in", "out", "both"], default="both",
+                         help="what the port receives (in), what the switch sends out of it (out), or both")
+    capture.add_argument("--snaplen", "-s", type=int, default=262144, help="bytes of each frame kept (default 262144)")
+    capture.add_argument("--name", help="the switch's name (default: the only one running)")
+    _control_dir_option(capture)
+    capture.set_defaults(func=cmd_capture)
 
     route = sub.add_parser("route", help="add or remove a static route on a running switch")
     route.add_argument("op", choices=["add", "del"])
@@ -237,6 +254,54 @@ def cmd_top(args) -> int:
     if top.run(lambda command: request(name, command, directory=directory), args.interval) != 0:
         return _fail(f"switch {name!r} stopped answering")
     return 0
+
+
+def cmd_capture(args) -> int:
+    from . import capture_client
+    from .control import DEFAULT_DIR
+    from .control.client import ControlError, stream
+
+    if args.count < 0:
+        return _fail(f"--count: a whole number >= 0, got {args.count}", EXIT_CONFIG)
+    program = []
+    if args.filter:
+        from .bpf import compile_filter
+        try:
+            program = compile_filter(args.filter, args.snaplen)
+        except (ValueError, RuntimeError) as exc:
+            return _fail(f"capture: --filter: {exc}", EXIT_CONFIG)
+    first = _ask(args.name, {"cmd": "show", "what": "stats"}, args.control_dir)
+    if isinstance(first, int):
+        return first
+    command = {"cmd": "capture", "port": args.port, "direction": args.direction, "snaplen": args.snaplen,
+               "count": args.count, "filter": [list(i) for i in program]}
+    try:
+        started, sock, rest = stream(first["name"], command, directory=args.control_dir or DEFAULT_DIR)
+    except ControlError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"switch {first['name']!r}: {exc}")
+    out, pcap = capture_client.open_output(args.write)
+    signal.signal(signal.SIGTERM, _interrupt)      # as tcpdump: a kill ends the capture with its summary
+    print(f"capturing on {started['port']} ({started['direction']}), snap length {started['snaplen']}"
+          f"{', filter ' + repr(args.filter) if args.filter else ''}", file=sys.stderr)
+    capture = capture_client.Stream(out, args.snaplen, args.count, pcap)
+    try:
+        capture.run(sock, rest)
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:             # the reader (| head, | tcpdump -c) has gone: as tcpdump, stop quietly
+        pass
+    finally:
+        sock.close()
+        if args.write not in (None, "-"):
+            out.close()
+    print(capture.summary(), file=sys.stderr)
+    return 0
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
 
 
 def cmd_route(args) -> int:

@@ -30,6 +30,16 @@ MAX_WATCHED = 4             # waiting clients whose sockets wake the loop (the d
 READ_SIZE = 65536
 
 
+class Handover:
+    """A command's result that keeps the connection: the answer line is sent as usual, then `take(sock)` gets
+    the socket instead of it being closed (`pyswitch capture` streams its copies over it)."""
+    __slots__ = ("result", "take")
+
+    def __init__(self, result, take):
+        self.result = result
+        self.take = take
+
+
 class PendingClient:
     __slots__ = ("sock", "data", "deadline", "watched")
 
@@ -97,7 +107,15 @@ class ClientTable:
                 self.counters["too_large"] += 1
                 self._reply(client.sock, {"ok": False, "error": f"request larger than {MAX_REQUEST} bytes"})
             else:
-                self._reply(client.sock, self.answer(client.data))
+                answer = self.answer(client.data)
+                handover = answer.get("result")
+                if isinstance(handover, Handover):
+                    if self._reply(client.sock, {"ok": True, "result": handover.result}, close=False):
+                        handover.take(client.sock)
+                    else:
+                        handover.take(None)
+                else:
+                    self._reply(client.sock, answer)
         self.pending = waiting
 
     def _unwatch(self, client: PendingClient) -> None:
@@ -106,8 +124,9 @@ class ClientTable:
             client.watched = False
             self.watch[1](client.sock.fileno())
 
-    def _reply(self, sock: socket.socket, answer: dict) -> None:
-        """Sends the answer within ANSWER_BUDGET_S and closes the connection."""
+    def _reply(self, sock: socket.socket, answer: dict, close: bool = True) -> bool:
+        """Sends the answer within ANSWER_BUDGET_S and closes the connection (unless not `close` and the answer
+        got out); returns whether it got out."""
         data = memoryview(json.dumps(answer).encode() + b"\n")
         deadline = time.monotonic() + ANSWER_BUDGET_S
         try:
@@ -122,8 +141,10 @@ class ClientTable:
                         break
         except OSError:
             pass                    # the client went away: nothing to tell it
-        finally:
+        sent = not data
+        if close or not sent:
             sock.close()
+        return sent
 
     def close(self) -> None:
         for client in self.pending:
