@@ -108,16 +108,19 @@ def child(scenario: str, packets: int, frames_file: str) -> None:
     print(json.dumps({"rx_packets": stats["rx_packets"], "upcalls": stats["upcalls"]}))
 
 
-def count(scenario: str, packets: int, workdir: Path) -> dict:
-    out = workdir / f"callgrind-{scenario}.out"
-    frames_file = workdir / f"frames-{scenario}"
+def count(scenario: str, packets: int, workdir: Path, program: str = __file__, child_args: tuple = (),
+          label: str | None = None) -> dict:
+    """Runs `program --child SCENARIO ...` under callgrind (bench/capture.py passes its own) and counts."""
+    label = label or scenario
+    out = workdir / f"callgrind-{label}.out"
+    frames_file = workdir / f"frames-{label}"
     frames_file.write_bytes(b"".join(frames_of(scenario)))
     run = subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=ps_dp_run", f"--callgrind-out-file={out}",
-                          sys.executable, __file__, "--child", scenario, "--packets", str(packets), "--frames",
-                          str(frames_file)],
+                          sys.executable, program, "--child", scenario, "--packets", str(packets), "--frames",
+                          str(frames_file), *child_args],
                          capture_output=True, text=True, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
     if run.returncode != 0:
-        raise SystemExit(f"callgrind failed for {scenario}: {run.stderr[-2000:]}")
+        raise SystemExit(f"callgrind failed for {label}: {run.stderr[-2000:]}")
     counted = json.loads(run.stdout.strip().splitlines()[-1])
     annotate = subprocess.run(["callgrind_annotate", "--inclusive=no", str(out)], capture_output=True, text=True)
     rows = {}

@@ -440,14 +440,16 @@ send_captured(struct ps_dp *dp, uint16_t port_no, const struct ps_frame *frame, 
     return ps_port_tx_queue(dp->ports[port_no], frame, stable);
 }
 
-/* What a mirror adds to a frame sent out of a tapped port, and the captures
- * of the port.  A target is no source (ps_taps_mirror_set()), so its copy is
- * only captured. */
-static void
-tap_sent(struct ps_dp *dp, uint16_t port_no, const struct ps_frame *frame, bool stable)
+/* Sends a frame out of a tapped port: its captures, the frame, and the copies
+ * its mirror adds.  A target is no source (ps_taps_mirror_set()), so its copy
+ * is only captured.  Out of line, so that dp_output() stays as small as it was
+ * without taps for every port nobody taps. */
+static void __attribute__((noinline))
+send_tapped(struct ps_dp *dp, uint16_t port_no, const struct ps_frame *frame, bool stable)
 {
     uint64_t targets = dp->taps->mirror_out[port_no];
 
+    dp->stats.tx_packets += send_captured(dp, port_no, frame, stable);
     while (targets) {
         uint16_t target = (uint16_t) __builtin_ctzll(targets);
 
@@ -460,7 +462,7 @@ tap_sent(struct ps_dp *dp, uint16_t port_no, const struct ps_frame *frame, bool 
 
 /* The same for a frame as its port hands it over: the copies are of the frame
  * as it came, so they are taken before any action rewrites it in place. */
-static void
+static void __attribute__((noinline))
 tap_received(struct ps_dp *dp, uint16_t port_no, const struct ps_frame *frame)
 {
     const struct ps_taps *taps = dp->taps;
@@ -489,9 +491,8 @@ dp_output(void *ctx_, uint16_t port_no, const struct ps_frame *frame, bool stabl
         dp->stats.bad_port++;
         return;
     }
-    if (dp->taps->watch_out & (UINT64_C(1) << port_no)) {
-        dp->stats.tx_packets += send_captured(dp, port_no, frame, stable);
-        tap_sent(dp, port_no, frame, stable);
+    if (__builtin_expect((dp->taps->watch_out >> port_no) & 1, 0)) {
+        send_tapped(dp, port_no, frame, stable);
         return;
     }
     dp->stats.tx_packets += ps_port_tx_queue(dp->ports[port_no], frame, stable);
@@ -579,18 +580,22 @@ process_batch(struct ps_dp *dp, struct ps_port *port, uint32_t n, int64_t now_ms
     };
     struct ps_flow_key key;
     struct ps_parse_result result;
-    bool tapped = (dp->taps->watch_in & (UINT64_C(1) << port->port_no)) != 0;
 
     ctx.key = &key;
+    /* A tapped port's frames are copied as they came, before any of them is
+     * processed (an action rewrites a frame in place); one test a batch for
+     * the ports nobody taps. */
+    if (__builtin_expect((dp->taps->watch_in >> port->port_no) & 1, 0)) {
+        for (uint32_t i = 0; i < n; i++) {
+            tap_received(dp, port->port_no, &dp->rx[i]);
+        }
+    }
     for (uint32_t i = 0; i < n; i++) {
         struct ps_frame *frame = &dp->rx[i];
         const struct ps_flow_actions *acts;
         int is_gso = (frame->vnet.gso_type & PS_VNET_GSO_TYPE_MASK) != 0;
         uint16_t error;
 
-        if (tapped) {
-            tap_received(dp, port->port_no, frame);
-        }
         port->stats.rx_packets++;
         port->stats.rx_bytes += frame->size;
         dp->stats.rx_packets++;

@@ -331,10 +331,10 @@ class Datapath:
             max_frame = port.max_frame
             sink.in_port = in_port
             rx_bytes = 0
-            tapped = self.taps.watch_in >> in_port & 1
-            for frame, vnet in frames:
-                if tapped:
+            if self.taps.watch_in >> in_port & 1:       # copied as they came, before any is processed
+                for frame, vnet in frames:
                     self._tap_received(in_port, frame, vnet)
+            for frame, vnet in frames:
                 size = len(frame)
                 rx_bytes += size
                 error, key, _l3, _l4 = parse_frame(frame, in_port, max_frame, vnet[1] & GSO_TYPE_MASK != 0)
