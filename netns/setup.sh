@@ -22,6 +22,8 @@ need ip iproute2
 need ping iputils-ping
 need sysctl procps
 need gcc gcc
+# pyswitch capture --filter: libpcap compiles the tcpdump expression (pyswitch/bpf.py).
+ldconfig -p 2>/dev/null | grep -q 'libpcap\.so' || missing+=(libpcap0.8)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv python3-dev)
 if [ "$with_tests" = 1 ]; then
     need ethtool ethtool
