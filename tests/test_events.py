@@ -185,7 +185,9 @@ def fake_switch(ports):
     dp = SimpleNamespace(port_stats=lambda no: dict.fromkeys(
         ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "rx_errors", "tx_dropped"), 0),
         del_port=lambda no: None)
-    return SimpleNamespace(ports=dict(enumerate(ports)), dp=dp, l2=nothing, l3=nothing, events=EventLog())
+    config = SimpleNamespace(ports=[], mirrors=[])      # no mirrors to write again when a port comes back
+    return SimpleNamespace(ports=dict(enumerate(ports)), dp=dp, l2=nothing, l3=nothing, events=EventLog(),
+                           config=config)
 
 
 def test_the_port_watch_tells_link_changes_once_and_a_device_gone_and_back():
