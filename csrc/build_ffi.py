@@ -18,8 +18,9 @@ def _read(path):
         return f.read()
 
 
-# Headers whose marked part is the binding's cdef, in this order; http.h is the L7 request parsers'.
-CDEF_HEADERS = ("pyswitch.h", "http.h")
+# Headers whose marked part is the binding's cdef, in this order; http.h is the L7 request parsers', bpf.h the
+# capture filters' classic BPF engine.
+CDEF_HEADERS = ("pyswitch.h", "http.h", "bpf.h")
 
 
 def _cdef():
