@@ -114,7 +114,13 @@ def run(program: Sequence, frame: bytes, wirelen: Optional[int] = None) -> int:
     wirelen (the frame's length on the wire) defaults to len(frame); a refused program raises ValueError."""
     prog, n = _check_c(program)
     wirelen = _twin.wire_length(frame, wirelen)
-    # A copy of exactly len(frame) bytes: a bytes object has a NUL past its end, which would hide a read one byte
-    # too far from ASan (tests/run_sanitized.py).
-    buf = ffi.new("uint8_t[]", bytes(frame))
-    return lib.ps_bpf_run(prog, n, buf, wirelen, len(frame))
+    return lib.ps_bpf_run(prog, n, exact_buffer(frame), wirelen, len(frame))
+
+
+def exact_buffer(frame: bytes) -> "ffi.CData":
+    """A copy of the frame in a `uint8_t[]` of exactly len(frame) bytes.  Both a bytes object and
+    ffi.new("uint8_t[]", some_bytes) have a NUL past the end, which would hide a read one byte too far from
+    ASan (tests/run_sanitized.py)."""
+    buf = ffi.new("uint8_t[]", len(frame))
+    ffi.memmove(buf, frame, len(frame))
+    return buf
