@@ -123,6 +123,10 @@ RUNS = {
               2),
     "jge x": ([i(LD | IMM, 3), i(LDX | IMM, 4), i(JMP | JGE | X, 0, 1, 0), i(RET | K, 1), i(RET | K, 2)], b"", None,
               1),
+    "jge x equal is true": ([i(LD | IMM, 4), i(LDX | IMM, 4), i(JMP | JGE | X, 0, 1, 0), i(RET | K, 1), i(RET | K, 2)],
+                            b"", None, 2),
+    "jgt x equal is false": ([i(LD | IMM, 4), i(LDX | IMM, 4), i(JMP | JGT | X, 0, 1, 0), i(RET | K, 1),
+                              i(RET | K, 2)], b"", None, 1),
     "jset x": ([i(LD | IMM, 3), i(LDX | IMM, 4), i(JMP | JSET | X, 0, 1, 0), i(RET | K, 1), i(RET | K, 2)], b"",
                None, 1),
     "jumps skip by jt and jf": ([i(LD | IMM, 1), i(JMP | JEQ | K, 1, 2, 0), i(RET | K, 1), i(RET | K, 2),
@@ -231,6 +235,11 @@ def test_a_wire_length_must_fit_32_bits(impl, wirelen):
         impl.run([RET_A], b"", wirelen)
 
 
+def test_exact_buffer_has_no_byte_past_the_frame():
+    assert len(bpf.exact_buffer(b"ab")) == 2 and list(bpf.exact_buffer(b"ab")) == [97, 98]
+    assert len(bpf.exact_buffer(b"")) == 0
+
+
 def test_to_c_is_the_struct_array():
     prog = bpf.to_c([i(LD | H | ABS, 12), i(JMP | JEQ | K, 0x800, 0, 1), i(RET | K, 96), i(RET | K, 0)])
     assert ffi.typeof(prog) is ffi.typeof("struct ps_bpf_insn[]") and len(prog) == 4
@@ -257,7 +266,7 @@ UNCHECKED = {
 def test_an_unchecked_program_returns_0(name):
     program = UNCHECKED[name]
     assert lib.ps_bpf_check(bpf.to_c(program), len(program)) < 0
-    assert lib.ps_bpf_run(bpf.to_c(program), len(program), FRAME, 32, 32) == 0
+    assert lib.ps_bpf_run(bpf.to_c(program), len(program), bpf.exact_buffer(FRAME), 32, 32) == 0
     assert twin.execute(program, FRAME, 32) == 0
 
 
