@@ -118,7 +118,7 @@ static uint32_t load(const uint8_t *p, uint32_t size)
 }
 
 /* Shifts by 32 or more give 0, as libpcap 1.10's interpreter does for a shift by X (C leaves them undefined,
- * and x86 would shift by the count mod 32; the kernel masks it so).  By a constant they are refused. */
+ * and x86's shl would use the count mod 32).  By a constant they are refused by the checker. */
 static uint32_t shift_left(uint32_t a, uint32_t by)
 {
     return by < 32 ? a << by : 0;
