@@ -221,7 +221,9 @@ def test_check_accepts_the_longest_program(impl):
     ((RET | K, 0, 0, 1 << 32), "k 4294967296 does not fit in 32"),
     ((RET | K, 0, 0), "not a (code, jt, jf, k) tuple"),
     ("ret", "not a (code, jt, jf, k) tuple"),
-], ids=["code", "jt", "jf", "k", "three fields", "a string"])
+    ("1234", "not a (code, jt, jf, k) tuple"),
+    ((RET | K, 0, 0, 1.0), "not a (code, jt, jf, k) tuple"),
+], ids=["code", "jt", "jf", "k", "three fields", "a string", "a string of four digits", "a float"])
 def test_instructions_that_do_not_fit_the_struct(impl, insn, words):
     with pytest.raises(ValueError, match=r"^instruction 1: ") as err:
         impl.check([i(LD | IMM), insn, RET_A])

@@ -6,6 +6,7 @@ pyswitch/bpf.py takes its error text from problem() when the C checker has refus
 """
 from __future__ import annotations
 
+import operator
 from typing import Optional, Sequence
 
 MAXINSNS = 4096             # PS_BPF_MAXINSNS
@@ -40,7 +41,7 @@ def instructions(program: Sequence) -> list[Insn]:
     out = []
     for i, insn in enumerate(program):
         try:
-            code, jt, jf, k = (int(v) for v in insn)
+            code, jt, jf, k = (operator.index(v) for v in insn)     # ints only: not "1234", not 1.5
         except (TypeError, ValueError):
             raise ValueError(f"instruction {i}: not a (code, jt, jf, k) tuple of integers: {insn!r}") from None
         for name, value, bits in (("code", code, 16), ("jt", jt, 8), ("jf", jf, 8), ("k", k, 32)):
