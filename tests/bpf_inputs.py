@@ -8,7 +8,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
 from pyswitch.refpath import bpf as twin
-from pyswitch.refpath.bpf import ABS, ALU, DIV, IND, JA, JMP, LD, LDX, LSH, MEM, MOD, RET, RSH, ST, STX, A, B, K, X
+from pyswitch.refpath.bpf import ALU, DIV, JA, JMP, LD, LDX, LSH, MEM, MOD, RET, RSH, ST, STX, A, K, X
 
 U32 = 0xFFFFFFFF
 
