@@ -18,7 +18,8 @@ def _read(path):
         return f.read()
 
 
-# Headers whose marked part is the binding's cdef, in this order; http.h is the L7 request parsers'.
+# Headers whose marked part is the binding's cdef, in this order; http.h is the L7 request parsers', bpf.h the
+# capture filters' classic BPF engine, tap.h the datapath's mirrors and captures (which use bpf.h's program).
 CDEF_HEADERS = ("pyswitch.h", "http.h", "bpf.h", "tap.h")
 
 
