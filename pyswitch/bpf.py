@@ -12,14 +12,8 @@ import functools
 import threading
 from typing import Optional, Sequence
 
+from .fastpath import ffi, lib     # the one module that loads the build (and checks its version)
 from .refpath import bpf as _twin
-
-try:
-    from ._fastpath import ffi, lib
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(f"pyswitch._fastpath is not built ({exc}); rebuild with pip install .") from exc
-if not hasattr(lib, "ps_bpf_run"):  # pragma: no cover - a build from before csrc/bpf.c
-    raise ImportError("pyswitch._fastpath has no classic BPF engine (csrc/bpf.c); rebuild with pip install .")
 
 DLT_EN10MB = 1                      # libpcap's link type for Ethernet
 PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF   # "ip broadcast" is then refused; nothing else needs the netmask
