@@ -1,6 +1,6 @@
 """The whole benchmark suite in one command: every scenario, every forwarder, one table of targets, a chart.
 
-    sudo .venv/bin/python bench/suite.py [--quick] [--only pps,tcp,lb,tcp-conns,conns,memory,micro,instructions,l7]
+    sudo .venv/bin/python bench/suite.py [--quick] [--only pps,tcp,lb,tcp-conns,conns,memory,micro,instructions,l7,capture]
                                          [--results bench/results]
 
 Runs each benchmark program of bench/ (each also runs alone; see its docstring) with --json into the results
@@ -39,6 +39,7 @@ PROGRAMS = {
     "instructions": (["bench/dp_instructions.py"], ["bench/dp_instructions.py", "--packets", "640", "--scenarios",
                                                     "l2"]),
     "l7": (["bench/l7.py"], ["bench/l7.py", "--quick"]),
+    "capture": (["bench/capture.py"], ["bench/capture.py", "--packets", "640", "--variants", "none,other-port,capture"]),
 }
 
 
@@ -122,6 +123,11 @@ def targets(data: dict) -> list[tuple[str, float | None, str, bool | None]]:
         if name in conns:
             row(f"new TCP connections/s through a VIP ({name})", conns[name]["conns_per_s"], ">= 20000",
                 lambda v: v >= 20_000)
+    taps = (data.get("capture") or {}).get("results", {})
+    if "none" in taps and "other-port" in taps:
+        row("untapped port with taps elsewhere: instructions a packet / no taps",
+            _ratio(taps["other-port"]["without_memory_port_malloc"], taps["none"]["without_memory_port_malloc"]),
+            "<= 1.02", lambda v: v <= 1.02)
     memory = data.get("memory")
     if memory:
         row("fast-path bytes per connection (1M connections, RSS)", memory["rss_bytes_per_conn"], "<= 200",
