@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -93,9 +91,7 @@ def main() -> int:
     if args.child:
         child(args.variant, args.packets, args.frames)
         return 0
-    if shutil.which("valgrind") is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "valgrind"], check=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), capture_output=True)
+    dp_instructions.ensure_valgrind()
     results = {}
     with tempfile.TemporaryDirectory(prefix="psw-bench-") as tmp:
         for variant in args.variants.split(","):

@@ -137,6 +137,13 @@ def count(scenario: str, packets: int, workdir: Path, program: str = __file__, c
             "by_function": {k: round(v / n, 1) for k, v in sorted(rows.items(), key=lambda kv: -kv[1])}}
 
 
+def ensure_valgrind() -> None:
+    """callgrind is what counts: installed with apt when missing (bench/capture.py uses this too)."""
+    if shutil.which("valgrind") is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "valgrind"], check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), capture_output=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=12800)
@@ -148,9 +155,7 @@ def main() -> int:
     if args.child:
         child(args.child, args.packets, args.frames)
         return 0
-    if shutil.which("valgrind") is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "valgrind"], check=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), capture_output=True)
+    ensure_valgrind()
     results = {}
     with tempfile.TemporaryDirectory(prefix="psw-bench-") as tmp:
         for scenario in args.scenarios.split(","):

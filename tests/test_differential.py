@@ -367,18 +367,24 @@ def dp_state(dp):
     }
 
 
+def scenario_datapaths(flows, max_frame, max_upcalls):
+    """The C datapath and its twin, each with N_PORTS memory ports (port 1 bounded by `max_frame`) and `flows`."""
+    dps = [fastpath.Datapath(max_flows=8, emc_entries=16, max_upcalls=max_upcalls),
+           refpath.Datapath(max_flows=8, emc_entries=16, max_upcalls=max_upcalls)]
+    for dp in dps:
+        for p in range(N_PORTS):
+            dp.add_port(p, "memory", max_frame=max_frame if p == 1 else 0)
+        for key, mask, prio, acts in flows:
+            dp.flow_put(key, mask, prio, acts, now_ms=0)
+    return dps
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(dp_scenarios())
 def test_datapath_equal(scenario):
     frames, flows, executes, max_frame, max_upcalls = scenario
-    dps = [fastpath.Datapath(max_flows=8, emc_entries=16, max_upcalls=max_upcalls),
-           refpath.Datapath(max_flows=8, emc_entries=16, max_upcalls=max_upcalls)]
+    dps = scenario_datapaths(flows, max_frame, max_upcalls)
     try:
-        for dp in dps:
-            for p in range(N_PORTS):
-                dp.add_port(p, "memory", max_frame=max_frame if p == 1 else 0)
-            for key, mask, prio, acts in flows:
-                dp.flow_put(key, mask, prio, acts, now_ms=0)
         for batch, now in ((frames[:len(frames) // 2], 10), (frames[len(frames) // 2:], 250)):
             for dp in dps:
                 for port, frame, vnet in batch:

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pyswitch import consts, fastpath, refpath
 from pyswitch.actions import flood, output, push_vlan
 
-from test_differential import N_PORTS, dp_scenarios, dp_state
+from test_differential import N_PORTS, dp_scenarios, dp_state, scenario_datapaths
 
 # A filter for "the frame's 13th byte (the EtherType's high byte) is 0x08", as libpcap would compile a test of
 # one byte: keeps IPv4 and ARP, drops IPv6 and 802.1Q; returns a snap length of 64.
@@ -38,14 +38,8 @@ def records(dp):
 @given(dp_scenarios(), mirrors, captures)
 def test_taps_equal(scenario, mirror_rules, capture_rules):
     frames, flows, executes, max_frame, max_upcalls = scenario
-    dps = [fastpath.Datapath(max_flows=8, emc_entries=16, max_upcalls=max_upcalls),
-           refpath.Datapath(max_flows=8, emc_entries=16, max_upcalls=max_upcalls)]
+    dps = scenario_datapaths(flows, max_frame, max_upcalls)
     try:
-        for dp in dps:
-            for p in range(N_PORTS):
-                dp.add_port(p, "memory", max_frame=max_frame if p == 1 else 0)
-            for key, mask, prio, acts in flows:
-                dp.flow_put(key, mask, prio, acts, now_ms=0)
         for source, to_in, to_out in mirror_rules:
             assert len({outcome(lambda: dp.mirror_set(source, to_in, to_out)) for dp in dps}) == 1
         for slot, (port, directions, snaplen, program) in enumerate(capture_rules):
