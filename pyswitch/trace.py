@@ -32,6 +32,9 @@ from .pipeline.l2 import L2_PRIORITY, is_group
 from .pipeline.l3 import USERDATA_ARP
 from .pipeline.vlan import classify, flood_actions, output_actions
 from .refpath.actions import Sink, execute
+from .refpath.conntrack import ConnTable
+from .refpath.flowtable import now_ms as flow_now_ms
+from .refpath.ring import Rings
 from .refpath.nat import ipv4_offset
 from .refpath.parse import parse_frame
 from .refpath.route import FORWARD, NextHop, Neighbor, RouteTables
@@ -60,11 +63,12 @@ def first_match(flows, key: bytes):
     return best
 
 
-class _RouteView:
+class _RouteView(RouteTables):
     """What RouteTables.decide reads (lpm, nexthops, neighbors), answered from the running datapath's read-only
-    calls and the L3 stage's record of the next hops it wrote."""
+    calls and the L3 stage's record of the next hops it wrote: RouteTables' decide, route and rewrite work on it
+    (its own tables are never made)."""
 
-    def __init__(self, dp, l3):
+    def __init__(self, dp, l3):         # not RouteTables.__init__: the tables are the datapath's
         self.lpm = self
         self.nexthops = self
         self.neighbors = _Neighbors(dp)
@@ -137,9 +141,15 @@ class _TraceSink(Sink):
         self.steps.append(words)
         if backend is None:
             self.to_slow_path = True
-        else:
-            self.load_balanced_to = backend
-        return False
+            return False
+        self.load_balanced_to = backend
+        forwarded = self.tracer.lb_forward(act, self.key, work, v)
+        if forwarded is None:
+            return False
+        port, words = forwarded
+        self.steps.append(words)
+        self.emit(port, work, v.pack())
+        return True
 
     def drop(self, reason):
         self.steps.append(f"dropped ({reason}: not a tunnel packet)")
@@ -249,7 +259,7 @@ class Tracer:
         return output_actions(ports[entry.port_no], entry.port_no, vlan, tagged)
 
     def route_decide(self, src: bytes, dst: bytes, via, ttl: int):
-        return RouteTables.decide(_RouteView(self.sw.dp, self.sw.l3), src, dst, via, ttl, defaultdict(int))
+        return _RouteView(self.sw.dp, self.sw.l3).decide(src, dst, via, ttl, defaultdict(int))
 
     def route_upcall_words(self, verdict, reason: int, userdata: int, dst: bytes) -> str:
         if verdict == "drop":
@@ -306,6 +316,25 @@ class Tracer:
                 f"{backend.address}:{backend.port} by {service.scheduler.name or 'its scheduler'}, then the fast "
                 f"path rewrites and routes it", None)
 
+    def lb_forward(self, act, key: FlowKey, work: bytearray, v):
+        """An existing connection's packet rewritten and routed as the fast path would (in `work`), by the twin's
+        LB over a table holding a copy of that one connection and the live routes: (output port, words), or None
+        when the connection is held or spliced by the L7 engine (whose deltas the trace does not read) or its
+        route is not resolved."""
+        tuple_ = ConnTuple(key.nw_proto, key.nw_src[:4], key.nw_dst[:4], key.tp_src, key.tp_dst)
+        conn = self.sw.dp.conn_get(tuple_, by_reply=act.type == consts.ACT_LB_REPLY)
+        if conn is None or conn.flags & (consts.CONN_F_HOLD | consts.CONN_F_SPLICED):
+            return None
+        table, now_ms = ConnTable(), flow_now_ms()
+        table.add(conn, now_ms)
+        verdict, port, _ = table.lb(work, v, act, Rings(), _RouteView(self.sw.dp, self.sw.l3), defaultdict(int),
+                                    now_ms)
+        if verdict != FORWARD:
+            return None
+        l3 = ipv4_offset(work)
+        src, dst = _ip(work[l3 + 12:l3 + 16]), _ip(work[l3 + 16:l3 + 20])
+        return port, f"LB: rewritten to {src} -> {dst} and routed out of {self.names.port(port)}"
+
     @staticmethod
     def _would_choose(service, client_ip: bytes):
         """The backend service.choose would return now, from copies: the scheduler's turn and the affinity
@@ -329,6 +358,8 @@ class Tracer:
         """One line: where the frame goes ("output to p2", "flood to p2,p3", "load-balanced toward ..."), else
         "slow path" or "drop"."""
         ports = ",".join(o["port"] for o in outputs)
+        if outputs and sink.load_balanced_to is not None:
+            return f"load-balanced toward {sink.load_balanced_to}: output to {ports}"
         if outputs:
             return f"{'flood' if flooded else 'output'} to {ports}"
         if sink.load_balanced_to is not None:

@@ -128,9 +128,28 @@ def test_a_new_vip_connection_names_the_backend_without_taking_the_schedulers_tu
     assert len(out) == 1 and ipaddress.IPv4Address(out[0][30:34]) == ipaddress.IPv4Address("192.0.2.11")
     after = trace(sw, "p1", spec)
     assert any("existing connection" in s and "192.0.2.11" in s for s in after["steps"]), after
-    assert after["verdict"] == "load-balanced toward 192.0.2.11 (fast path)"
+    assert after["verdict"] == "load-balanced toward 192.0.2.11: output to p3", after
+    assert send(sw, 0, build(spec))[2] == [bytes.fromhex(after["outputs"][0]["frame"])], \
+        "the traced rewrite is, byte for byte, what the switch sends"
     assert "192.0.2.12:8080" in " ".join(trace(sw, "p1", spec.replace("tcp_dst=80", "tcp_dst=80,tcp_src=999"))
                                          ["steps"]), "the next new connection goes to the other backend"
+
+
+def test_a_backends_reply_is_traced_back_to_the_client_as_the_switch_sends_it(make_switch):
+    sw = make_switch(routed=True)
+    gw10, gw20 = mac_str(sw.l3.svis[10].mac), mac_str(sw.l3.svis[20].mac)
+    send(sw, 2, build(f"arp,eth_src={B1},ip_src=192.0.2.11,ip_dst=192.0.2.1"))
+    send(sw, 0, build(f"arp,eth_src={H1},ip_src=198.51.100.11,ip_dst=198.51.100.1"))
+    send(sw, 0, build(f"eth_src={H1},eth_dst={gw10},ip_src=198.51.100.11,ip_dst={VIP},tcp_src=4000,tcp_dst=80"))
+    reply = (f"eth_src={B1},eth_dst={gw20},ip_src=192.0.2.11,ip_dst=198.51.100.11,tcp_src=8080,tcp_dst=4000,"
+             f"tcp_flags=syn+ack")
+    before = state(sw)
+    result = trace(sw, "p3", reply)
+    assert state(sw) == before, "the trace's copy of the connection is its own"
+    assert result["verdict"] == "load-balanced toward 198.51.100.11:4000: output to p1", result
+    out = result["outputs"][0]
+    assert f"nw_src={VIP}" in out["packet"] and "tp_src=80" in out["packet"], out
+    assert send(sw, 2, build(reply))[0] == [bytes.fromhex(out["frame"])]
 
 
 def test_show_flows_explains_each_flow_by_config_names(make_switch):
