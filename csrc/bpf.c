@@ -102,12 +102,12 @@ int ps_bpf_check(const struct ps_bpf_insn *prog, uint32_t n)
 
 /* Whether size bytes at ofs lie inside a buffer of buflen bytes; 64 bits, so that ofs + size cannot wrap
  * (libpcap's separate comparisons amount to the same). */
-static int inside(uint64_t ofs, uint32_t size, uint32_t buflen)
+static inline int inside(uint64_t ofs, uint32_t size, uint32_t buflen)
 {
     return ofs + size <= buflen;
 }
 
-static uint32_t load(const uint8_t *p, uint32_t size)
+static inline uint32_t load(const uint8_t *p, uint32_t size)
 {
     /* Casts before the shifts: p[0] << 24 would shift an int into its sign bit. */
     if (size == 4)
@@ -148,15 +148,38 @@ uint32_t ps_bpf_run(const struct ps_bpf_insn *prog, uint32_t n, const uint8_t *p
         case OP_RET_A:
             return a;
 
-        case OP_LD_W_ABS: case OP_LD_H_ABS: case OP_LD_B_ABS:
-        case OP_LD_W_IND: case OP_LD_H_IND: case OP_LD_B_IND: {
-            uint32_t size = (in->code & 0x18) == PS_BPF_W ? 4 : (in->code & 0x18) == PS_BPF_H ? 2 : 1;
-            uint64_t ofs = (uint64_t)k + ((in->code & 0xe0) == PS_BPF_IND ? x : 0);
-            if (!inside(ofs, size, buflen))
-                return 0;               /* an offset past 2^32 - 1 is outside too: X + k does not wrap */
-            a = load(pkt + ofs, size);
+        /* One case per size and mode: the loads are most of what a tcpdump filter runs, and each is then a
+         * bounds test and its bytes.  An offset past 2^32 - 1 is outside too: X + k does not wrap. */
+        case OP_LD_W_ABS:
+            if (!inside(k, 4, buflen))
+                return 0;
+            a = load(pkt + k, 4);
             break;
-        }
+        case OP_LD_H_ABS:
+            if (!inside(k, 2, buflen))
+                return 0;
+            a = load(pkt + k, 2);
+            break;
+        case OP_LD_B_ABS:
+            if (!inside(k, 1, buflen))
+                return 0;
+            a = pkt[k];
+            break;
+        case OP_LD_W_IND:
+            if (!inside((uint64_t)k + x, 4, buflen))
+                return 0;
+            a = load(pkt + ((uint64_t)k + x), 4);
+            break;
+        case OP_LD_H_IND:
+            if (!inside((uint64_t)k + x, 2, buflen))
+                return 0;
+            a = load(pkt + ((uint64_t)k + x), 2);
+            break;
+        case OP_LD_B_IND:
+            if (!inside((uint64_t)k + x, 1, buflen))
+                return 0;
+            a = pkt[(uint64_t)k + x];
+            break;
         case OP_LDX_MSH:
             if (!inside(k, 1, buflen))
                 return 0;

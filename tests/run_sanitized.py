@@ -29,7 +29,7 @@ SUITE = ["test_fastpath_csum.py", "test_fastpath_datapath.py", "test_fastpath_fl
          "test_fastpath_parse.py", "test_differential*.py", "test_conntrack.py", "test_conntrack_splice.py",
          "test_nat_actions.py", "test_offload.py", "test_tunnel.py", "test_route_action.py", "test_ring.py",
          "test_workers.py", "test_serve.py", "test_serve_hold.py", "test_l3_bounds.py", "test_consts.py",
-         "test_splice_rewrite.py", "test_l7_parse*.py", "test_l7_rules.py", "test_bpf*.py"]
+         "test_splice_rewrite.py", "test_l7_parse*.py", "test_l7_rules.py", "test_bpf*.py", "test_taps_differential.py"]
 EXAMPLES_ENV = "PSW_SANITIZE_EXAMPLES"
 DEFAULT_EXAMPLES = 15
 ASAN_OPTIONS = "detect_leaks=0:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1"

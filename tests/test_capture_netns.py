@@ -1,6 +1,7 @@
 """`pyswitch capture` and [[mirror]] with real hosts (netns/mirror.toml, netns/mirror-sw.toml): a capture on a port
 holds the same frames as tcpdump on the host's side of its veth, streams to `tcpdump -r -`, filters with tcpdump's
 expressions; the mirror's monitoring host sees p1's traffic and takes no part in the switching."""
+import signal
 import subprocess
 import sys
 import time
@@ -140,3 +141,27 @@ def test_mirror_shows_p1s_traffic_to_the_monitoring_host(topology, tmp_path, dat
     assert sorted(seen) == sorted(on_h1), "mon sees exactly what crosses p1, both ways"
     fdb = topo.switch("mirror").request({"cmd": "show", "what": "fdb"})
     assert "02:00:00:00:00:2f" not in str(fdb), fdb
+
+
+def test_capture_and_mirror_with_two_datapath_workers(topology, tmp_path):
+    """Each worker copies into a buffer of its own; the capture reads them all, the mirror runs in each."""
+    config = tmp_path / "mirror-workers.toml"
+    config.write_text(open(SWITCH).read().replace('datapath = "c"', 'datapath = "c"\nworkers = 2'))
+    topo = topology(TOPOLOGY, switches=[str(config)])
+    assert topo.switch("mirror").request({"cmd": "show", "what": "stats"})["workers"] == 2
+    mon_pcap, switch_pcap, host_pcap = tmp_path / "mon.pcap", tmp_path / "p1.pcap", tmp_path / "h1.pcap"
+    stops = [tcpdump(topo, "mon", mon_pcap, "icmp"), tcpdump(topo, "h1", host_pcap, "icmp")]
+    process = capture(topo, "p1", "-w", str(switch_pcap), "--filter", "icmp")
+    try:
+        for sport in range(5):              # five pings, five ICMP ids: whichever worker each lands on
+            assert topo.exec("h1", ["ping", "-c", "2", "-i", "0.2", "-W", "1", "-p", f"{sport:02x}", H2],
+                             capture_output=True, timeout=30).returncode == 0
+        time.sleep(0.5)
+    finally:
+        for stop in stops:
+            stop()
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    on_host = frames(host_pcap)
+    assert len(on_host) == 20
+    assert sorted(frames(switch_pcap)) == sorted(on_host) == sorted(frames(mon_pcap))
