@@ -15,6 +15,7 @@ import socket
 from . import consts
 from .capture_wire import end_record, frame_record
 from .control.clients import Handover
+from .refpath import bpf
 
 log = logging.getLogger("pyswitch")
 
@@ -41,9 +42,11 @@ class Session:
 
 
 class CaptureSessions:
-    def __init__(self, dp, port_numbers: dict[str, int], port_attached):
-        """port_numbers: config name -> port number; port_attached(port_no): whether it is attached now."""
+    def __init__(self, dp, port_numbers: dict[str, int], port_attached, events=None):
+        """port_numbers: config name -> port number; port_attached(port_no): whether it is attached now; events:
+        the switch's EventLog (capture_start, capture_end), or None."""
         self.dp = dp
+        self.events = events
         self.port_numbers = port_numbers
         self.port_attached = port_attached
         self.sessions: dict[int, Session] = {}      # slot -> session
@@ -64,7 +67,8 @@ class CaptureSessions:
             raise
         self.sessions[session.slot] = session
         self.counters["captures"] += 1
-        log.info("capture %d started on port %s (%s)", session.slot, session.port_name, command.get("direction"))
+        self._event("capture_start", port=session.port_name, slot=session.slot,
+                    direction=command.get("direction", "both"), filter=len(program))
         answer = {"port": session.port_name, "slot": session.slot, "snaplen": snaplen,
                   "direction": command.get("direction", "both")}
         return Handover(answer, lambda sock: self._attach(session, sock))
@@ -97,8 +101,7 @@ class CaptureSessions:
         try:
             program = [tuple(i) for i in program]
             if program:
-                from .refpath import bpf        # the checker's words say which instruction is wrong
-                bpf.check(program)
+                bpf.check(program)              # the twin's words say which instruction is wrong
         except ValueError as exc:
             raise ValueError(f"capture: the filter is refused: {exc}") from None
         return Session(free[0], port_no, port, count), DIRECTIONS[direction], snaplen, program
@@ -151,8 +154,7 @@ class CaptureSessions:
     def _end(self, session: Session, reason: str, tell: bool = True) -> None:
         self.dp.capture_del(session.slot)
         counters = session.counters(self.dp)
-        log.info("capture %d on port %s ended: %s (%s)", session.slot, session.port_name, reason,
-                 ", ".join(f"{k} {v}" for k, v in counters.items()))
+        self._event("capture_end", port=session.port_name, slot=session.slot, reason=reason, **counters)
         if tell:
             session.out += end_record(reason, counters)
             session.sock.settimeout(1.0)        # the last records get a second to leave, then it is closed
@@ -162,6 +164,12 @@ class CaptureSessions:
                 pass
         session.sock.close()
         del self.sessions[session.slot]
+
+    def _event(self, kind: str, **fields) -> None:
+        if self.events is not None:
+            self.events.emit(kind, **fields)
+        else:
+            log.info("%s %s", kind, " ".join(f"{k}={v}" for k, v in fields.items()))
 
     def close(self, reason: str = "the switch stops") -> None:
         for session in list(self.sessions.values()):

@@ -45,6 +45,8 @@ KINDS = {
     "table_free": "a full table has room again (below 90% and nothing refused for a tick)",
     "config_reload": "a reload applied the config file",
     "config_reload_refused": "a reload was refused; the running config stays",
+    "capture_start": "`pyswitch capture` started copying a port's frames",
+    "capture_end": "a capture ended: its count reached, its client gone, its port gone, or the switch stopping",
 }
 
 _JSON_SCALARS = (str, int, float, bool, type(None))

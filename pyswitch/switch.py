@@ -118,7 +118,7 @@ class Switch:
         self.holds = 0                      # turns after which the datapath was made to forward on
         self.upcalls_shed = 0               # upcalls left over when a turn's budget ran out
         self.captures = CaptureSessions(self.dp, {p.name: no for no, p in enumerate(config.ports)},
-                                        self._port_attached)     # `pyswitch capture` (capture_sessions.py)
+                                        self._port_attached, self.events)   # `pyswitch capture`
         self.mirror_targets = set(mirrors.targets(config))   # ports that only watch ([[mirror]] to)
         self.mirror_target_dropped = 0      # their frames that came up anyway (their drop flow was refused)
 

@@ -15,6 +15,7 @@ from pyswitch.capture_client import Stream, describe
 from pyswitch.capture_sessions import MAX_BUFFERED, CaptureSessions
 from pyswitch.capture_wire import END, FRAME, RecordReader, end_record, frame_record
 from pyswitch.control.clients import Handover
+from pyswitch.events import EventLog
 
 FRAME_60 = bytes.fromhex("020000000022" "020000000021" "88b5") + b"x" * 46
 
@@ -83,7 +84,8 @@ class Rig:
             self.dp.add_port(p, "memory")
         self.dp.flow_put(bytes(64), bytes(64), 1, [output(1)])
         self.attached = {0: True, 1: True}
-        self.sessions = CaptureSessions(self.dp, {"p1": 0, "p2": 1}, lambda no: self.attached[no])
+        self.events = EventLog()
+        self.sessions = CaptureSessions(self.dp, {"p1": 0, "p2": 1}, lambda no: self.attached[no], self.events)
 
     def start(self, **command):
         handover = self.sessions.start({"cmd": "capture", "port": "p1", **command})
@@ -119,6 +121,10 @@ def test_a_session_ends_at_its_count_and_says_so():
     end = json.loads(records[-1][4])
     assert end["reason"] == "3 frames captured" and end["captured"] == 5 and end["sent"] == 3
     assert not rig.sessions.active and rig.dp.capture_del(0) is False, "the slot is free"
+    start, stop = rig.events.recent()
+    assert (start["kind"], start["fields"]["port"], start["fields"]["direction"]) == ("capture_start", "p1", "in")
+    assert stop["kind"] == "capture_end" and stop["fields"]["reason"] == "3 frames captured"
+    assert stop["fields"]["sent"] == 3
 
 
 def test_a_client_that_goes_away_frees_its_slot():
