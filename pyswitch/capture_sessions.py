@@ -179,6 +179,11 @@ class CaptureSessions:
             else:
                 self._end(session, reason)
 
+    def stats(self) -> dict:
+        """For `show stats` (and the metrics: captures is a gauge, the others counters)."""
+        return {"captures": len(self.sessions), "captures_started": self.counters["captures"],
+                "captures_refused": self.counters["refused"]}
+
     def show(self) -> list[dict]:
         return [{"slot": s.slot, "port": s.port_name, "count": s.count, **s.counters(self.dp)}
                 for s in self.sessions.values()]

@@ -42,6 +42,7 @@ RENAMED = {
                         "Slow-path turns after which the datapath was made to forward on (overload)."),
     "upcalls_shed": ("pyswitch_upcalls_shed", "counter", "Table misses left unhandled when a turn's budget ran out."),
     "workers": ("pyswitch_workers", "gauge", "Datapath threads."),
+    "captures": ("pyswitch_captures", "gauge", "Captures running (pyswitch capture)."),
     "macs": ("pyswitch_mac_entries", "gauge", "Entries in the MAC table."),
     "max_macs": ("pyswitch_mac_entries_max", "gauge", "The MAC table's bound ([switch] max_macs)."),
     "arp_entries": ("pyswitch_arp_entries", "gauge", "Entries in the ARP table."),

@@ -460,6 +460,7 @@ class Switch:
         out["slow_path_holds"] = self.holds
         out["upcalls_shed"] = self.upcalls_shed
         out["mirror_target_dropped"] = self.mirror_target_dropped
+        out.update(self.captures.stats())
         out.update(self.events.stats())
         out["upcalls_by_reason"] = dict(self.upcalls_by_reason)
         out["workers"] = self.workers
