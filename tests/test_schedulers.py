@@ -387,3 +387,16 @@ def test_rtt_sources_are_named():
         b.observe_rtt(1.0, "guess")
     b.observe_rtt(2.0, "probe")
     assert (b.probe_rtt_ms, b.conn_rtt_ms, b.rtt_ewma_ms) == (2.0, None, 2.0)
+
+
+def test_fastest_one_or_two_late_probes_do_not_decide():
+    # Health checks through a loaded switch have spikes: two late answers in five leave the median where it
+    # was, so two equally fast backends keep sharing; a third moves it.
+    sched = make_scheduler("fastest")
+    bs = backends(1, 1)
+    for ms in (1.0, 1.0, 30.0, 1.0, 30.0):
+        bs[0].observe_rtt(ms, "probe")
+        bs[1].observe_rtt(1.0, "probe")
+    assert Counter(sched.pick(bs, CLIENT).address for _ in range(10)) == {"10.0.0.1": 5, "10.0.0.2": 5}
+    bs[0].observe_rtt(30.0, "probe")
+    assert {sched.pick(bs, CLIENT).address for _ in range(10)} == {"10.0.0.2"}, "three of five late: slow now"

@@ -11,12 +11,16 @@ Weight 0 drains as well: the connections it has continue, no scheduler gives it 
 from __future__ import annotations
 
 import ipaddress
+import statistics
+from collections import deque
 from dataclasses import dataclass, field
 
 STATES = ("up", "down", "drain", "removed")
 RTT_SOURCES = ("conn", "probe")
 RTT_ALPHA = 0.3             # weight of a new RTT sample in the EWMA: recent enough to follow a backend
                             # that slows down, smooth enough that one late SYN/ACK does not flip the choice
+RTT_WINDOW = 5              # samples of one source the scheduler's figure is the median of: one or two late
+                            # answers (a loaded host, a GC pause) do not move it, three of five do
 
 
 @dataclass
@@ -29,8 +33,12 @@ class Backend:
                                         # activeconns: a connection that saw a FIN or RST no longer counts)
     total_conns: int = 0                # connections ever given to this backend
     rtt_ewma_ms: float | None = None    # smoothed response time over every sample; None until first measured
-    probe_rtt_ms: float | None = None   # smoothed health-check round trip: every backend gets these alike
-    conn_rtt_ms: float | None = None    # smoothed SYN->SYN/ACK: only backends that get connections get these
+    probe_rtt_ms: float | None = None   # median of the last RTT_WINDOW health-check round trips: every
+                                        # backend gets these alike
+    conn_rtt_ms: float | None = None    # median of the last RTT_WINDOW SYN->SYN/ACKs: only backends that get
+                                        # connections get these
+    _samples: dict = field(default_factory=lambda: {s: deque(maxlen=RTT_WINDOW) for s in RTT_SOURCES},
+                           init=False, repr=False, compare=False)
     packed: bytes = field(init=False, repr=False, compare=False)    # the address in network order, parsed once:
                                                                     # every new connection needs it
 
@@ -53,23 +61,26 @@ class Backend:
         return self.state == "up" and self.weight > 0
 
     def observe_rtt(self, ms: float, source: str = "conn") -> None:
-        """Fold one response-time sample into the EWMAs: source "conn" (SYN->SYN/ACK) or "probe" (a health
-        check's round trip).
+        """Take one response-time sample: source "conn" (SYN->SYN/ACK) or "probe" (a health check's round trip).
 
-        Each source keeps an average of its own as well as the combined one, because the two measure different
-        things (a kernel's SYN/ACK against a whole HTTP exchange) and arrive at different rates: comparing one
-        backend's SYN/ACKs with another's health checks would favour whichever got the cheaper kind.  The
-        first sample is taken as is, so a new backend is not compared against a made-up start value.
+        Each source keeps a figure of its own (the median of its last RTT_WINDOW samples) as well as the combined
+        EWMA that `show vips` shows, because the two measure different things (a kernel's SYN/ACK against a
+        whole HTTP exchange) and arrive at different rates: comparing one backend's SYN/ACKs with another's
+        health checks would favour whichever got the cheaper kind.  A median, because a health check's round
+        trip through a loaded switch has spikes that an average would carry for several probes.
         """
         if ms < 0:
             raise ValueError(f"response time {ms} ms is negative")
         if source not in RTT_SOURCES:
             raise ValueError(f"response-time source {source!r} is not one of {RTT_SOURCES}")
         self.rtt_ewma_ms = _ewma(self.rtt_ewma_ms, ms)
+        samples = self._samples[source]
+        samples.append(float(ms))
+        median = statistics.median(samples)
         if source == "probe":
-            self.probe_rtt_ms = _ewma(self.probe_rtt_ms, ms)
+            self.probe_rtt_ms = median
         else:
-            self.conn_rtt_ms = _ewma(self.conn_rtt_ms, ms)
+            self.conn_rtt_ms = median
 
     def conn_opened(self) -> None:
         self.active_conns += 1
